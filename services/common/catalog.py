@@ -1,0 +1,152 @@
+"""The event catalog: every integration event type with the marshmallow schema of its `data`.
+
+Adding an optional field is compatible; renaming or removing one makes a new type (`...v2`).
+"""
+from __future__ import annotations
+
+import json
+import uuid
+from dataclasses import dataclass
+from datetime import datetime, timezone
+from typing import Any
+
+from marshmallow import RAISE, Schema, ValidationError, fields, validate
+
+SPEC_VERSION = "1.0"
+EXCHANGE = "crm.events"
+
+
+class _EventData(Schema):
+    class Meta:
+        # Unknown fields are kept so an older consumer accepts a newer, compatible publisher.
+        unknown = "include"
+
+
+class LeadConvertedData(_EventData):
+    lead_id = fields.UUID(required=True)
+    email = fields.Email(required=True)
+    first_name = fields.String(allow_none=True, load_default=None)
+    last_name = fields.String(allow_none=True, load_default=None)
+    company = fields.String(allow_none=True, load_default=None)
+    job_title = fields.String(allow_none=True, load_default=None)
+    phone = fields.String(allow_none=True, load_default=None)
+    source = fields.String(allow_none=True, load_default=None)
+    score = fields.Integer(allow_none=True, load_default=None)
+
+
+class ContactCreatedData(_EventData):
+    contact_id = fields.UUID(required=True)
+    email = fields.Email(required=True)
+    lead_id = fields.UUID(allow_none=True, load_default=None)
+    # True when the contact already existed and the lead was matched to it.
+    matched = fields.Boolean(load_default=False)
+
+
+class LeadCreatedData(_EventData):
+    lead_id = fields.UUID(required=True)
+    email = fields.Email(required=True)
+    source = fields.String(allow_none=True, load_default=None)
+    score = fields.Integer(required=True)
+
+
+class ContactUpdatedData(_EventData):
+    contact_id = fields.UUID(required=True)
+    changed = fields.List(fields.String(), required=True)
+
+
+CATALOG: dict[str, type[Schema]] = {
+    "crm.lead.created": LeadCreatedData,
+    "crm.lead.converted": LeadConvertedData,
+    "crm.contact.created": ContactCreatedData,
+    "crm.contact.updated": ContactUpdatedData,
+}
+
+
+class UnknownEventType(KeyError):
+    """The event type is not in the catalog."""
+
+
+class EnvelopeSchema(Schema):
+    """CloudEvents 1.0 structured JSON with the CRM extensions."""
+
+    class Meta:
+        unknown = RAISE
+
+    specversion = fields.String(required=True, validate=validate.Equal(SPEC_VERSION))
+    id = fields.UUID(required=True)
+    source = fields.String(required=True)
+    type = fields.String(required=True)
+    time = fields.AwareDateTime(required=True)
+    subject = fields.String(allow_none=True, load_default=None)
+    datacontenttype = fields.String(load_default="application/json")
+    data = fields.Dict(required=True)
+    correlationid = fields.String(allow_none=True, load_default=None)
+    causationid = fields.String(allow_none=True, load_default=None)
+
+
+@dataclass(frozen=True)
+class Event:
+    """One integration event, validated against the catalog."""
+
+    id: uuid.UUID
+    type: str
+    source: str
+    time: datetime
+    subject: str | None
+    data: dict[str, Any]
+    correlationid: str | None = None
+    causationid: str | None = None
+
+    def to_json(self) -> str:
+        """The CloudEvents structured-mode JSON body."""
+        data = _schema(self.type)().dump(self.data)
+        return json.dumps(
+            {
+                "specversion": SPEC_VERSION,
+                "id": str(self.id),
+                "source": self.source,
+                "type": self.type,
+                "time": self.time.isoformat(),
+                "subject": self.subject,
+                "datacontenttype": "application/json",
+                "data": data,
+                "correlationid": self.correlationid,
+                "causationid": self.causationid,
+            },
+            separators=(",", ":"),
+        )
+
+
+def _schema(event_type: str) -> type[Schema]:
+    try:
+        return CATALOG[event_type]
+    except KeyError:
+        raise UnknownEventType(event_type) from None
+
+
+def make_event(event_type: str, data: dict, *, source: str, subject: Any = None,
+               correlationid: str | None = None, causationid: str | None = None) -> Event:
+    """Validate `data` against the catalog and build an event; raises ValidationError or UnknownEventType."""
+    schema = _schema(event_type)()
+    # Round-trip so what is stored is exactly what a consumer will validate.
+    loaded = schema.load(json.loads(json.dumps(schema.dump(data), default=str)))
+    return Event(
+        id=uuid.uuid4(), type=event_type, source=source, time=datetime.now(timezone.utc),
+        subject=None if subject is None else str(subject), data=loaded,
+        correlationid=correlationid, causationid=causationid,
+    )
+
+
+def parse_event(body: bytes | str) -> Event:
+    """Parse and validate a received CloudEvent; raises ValidationError, UnknownEventType or ValueError."""
+    try:
+        raw = json.loads(body)
+    except (TypeError, ValueError) as exc:
+        raise ValidationError(f"body is not JSON: {exc}") from None
+    envelope = EnvelopeSchema().load(raw)
+    data = _schema(envelope["type"])().load(envelope["data"])
+    return Event(
+        id=envelope["id"], type=envelope["type"], source=envelope["source"], time=envelope["time"],
+        subject=envelope["subject"], data=data,
+        correlationid=envelope["correlationid"], causationid=envelope["causationid"],
+    )

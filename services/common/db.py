@@ -1,0 +1,111 @@
+"""SQLAlchemy 2 engine, per-service declarative bases and the messaging tables every service owns."""
+from __future__ import annotations
+
+import uuid
+from datetime import datetime, timezone
+from pathlib import Path
+
+from sqlalchemy import JSON, BigInteger, DateTime, Integer, String, Text, create_engine, event, types
+from sqlalchemy.engine import Engine
+from sqlalchemy.orm import DeclarativeBase, Mapped, mapped_column, sessionmaker
+
+# SQLite only auto-increments an INTEGER PRIMARY KEY, so the 64-bit sequence column narrows there.
+SeqType = BigInteger().with_variant(Integer(), "sqlite")
+
+
+def utcnow() -> datetime:
+    """The current time, timezone-aware UTC."""
+    return datetime.now(timezone.utc)
+
+
+class UTCDateTime(types.TypeDecorator):
+    """A timestamp stored in UTC and always read back timezone-aware (SQLite drops the zone)."""
+
+    impl = DateTime(timezone=True)
+    cache_ok = True
+
+    def process_bind_param(self, value, dialect):
+        if value is not None:
+            if value.tzinfo is None:
+                raise ValueError("naive datetime given; CRM stores timezone-aware UTC times only")
+            value = value.astimezone(timezone.utc)
+        return value
+
+    def process_result_value(self, value, dialect):
+        if value is not None and value.tzinfo is None:
+            value = value.replace(tzinfo=timezone.utc)
+        return value
+
+
+def new_id() -> uuid.UUID:
+    """A fresh random identifier for an aggregate or event."""
+    return uuid.uuid4()
+
+
+def make_base() -> type[DeclarativeBase]:
+    """A declarative base with its own metadata: one per service, so services never share tables."""
+
+    class Base(DeclarativeBase):
+        type_annotation_map = {datetime: UTCDateTime(), dict: JSON(), list: JSON()}
+
+    return Base
+
+
+def messaging_models(Base):
+    """Define the outbox and inbox tables on a service's base; returns (OutboxMessage, InboxEntry)."""
+
+    class OutboxMessage(Base):
+        __tablename__ = "outbox"
+        seq: Mapped[int] = mapped_column(SeqType, primary_key=True, autoincrement=True)
+        event_id: Mapped[uuid.UUID] = mapped_column(types.Uuid, unique=True)
+        event_type: Mapped[str] = mapped_column(String(200))
+        payload: Mapped[str] = mapped_column(Text)  # the CloudEvents JSON, exactly as it will be published
+        created_at: Mapped[datetime] = mapped_column(default=utcnow)
+        published_at: Mapped[datetime | None] = mapped_column(default=None, index=True)
+        lease_owner: Mapped[str | None] = mapped_column(String(64), default=None)
+        lease_until: Mapped[datetime | None] = mapped_column(default=None)
+        attempts: Mapped[int] = mapped_column(Integer, default=0)
+
+    class InboxEntry(Base):
+        __tablename__ = "inbox"
+        event_id: Mapped[uuid.UUID] = mapped_column(types.Uuid, primary_key=True)
+        handler: Mapped[str] = mapped_column(String(200), primary_key=True)
+        event_type: Mapped[str] = mapped_column(String(200))
+        processed_at: Mapped[datetime] = mapped_column(default=utcnow)
+
+    return OutboxMessage, InboxEntry
+
+
+def _sqlite_pragmas(dbapi_connection, _record):
+    cur = dbapi_connection.cursor()
+    # WAL lets the web process read while the worker writes; busy_timeout waits instead of failing.
+    cur.execute("PRAGMA journal_mode=WAL")
+    cur.execute("PRAGMA busy_timeout=15000")
+    cur.execute("PRAGMA foreign_keys=ON")
+    cur.execute("PRAGMA synchronous=NORMAL")
+    cur.close()
+
+
+def make_engine(url: str, *, pool_size: int = 10) -> Engine:
+    """An engine for a service database: PostgreSQL via psycopg 3, or a SQLite file in WAL mode."""
+    if url.startswith("postgresql://"):
+        url = "postgresql+psycopg://" + url[len("postgresql://"):]
+    if url.startswith("sqlite"):
+        path = url.split("///", 1)[-1]
+        if path and path != ":memory:":
+            Path(path).parent.mkdir(parents=True, exist_ok=True)
+        engine = create_engine(url, connect_args={"timeout": 15, "check_same_thread": False})
+        event.listen(engine, "connect", _sqlite_pragmas)
+        return engine
+    return create_engine(url, pool_size=pool_size, max_overflow=pool_size, pool_pre_ping=True)
+
+
+def make_session_factory(engine: Engine) -> sessionmaker:
+    """A session factory whose objects stay readable after commit."""
+    return sessionmaker(engine, expire_on_commit=False)
+
+
+def is_postgres(engine_or_session) -> bool:
+    """True when the bound database is PostgreSQL."""
+    bind = getattr(engine_or_session, "bind", None) or engine_or_session
+    return bind.dialect.name == "postgresql"

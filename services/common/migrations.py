@@ -1,0 +1,45 @@
+"""One Alembic environment per service, run programmatically by `crm migrate` and the test fixtures."""
+from __future__ import annotations
+
+import importlib
+from pathlib import Path
+
+from alembic import command, context
+from alembic.config import Config
+
+from .db import make_engine
+
+
+def alembic_config(service: str, database_url: str) -> Config:
+    """The Alembic configuration of one service, pointing at its own migrations folder."""
+    package = importlib.import_module(f"services.{service}")
+    cfg = Config()
+    cfg.set_main_option("script_location", str(Path(package.__file__).parent / "migrations"))
+    cfg.set_main_option("sqlalchemy.url", database_url.replace("%", "%%"))
+    cfg.attributes["service"] = service
+    return cfg
+
+
+def upgrade(service: str, database_url: str, revision: str = "head") -> None:
+    """Migrate a service database to `revision`."""
+    command.upgrade(alembic_config(service, database_url), revision)
+
+
+def run_env(service: str, target_metadata) -> None:
+    """Body of each service's migrations/env.py."""
+    url = context.config.get_main_option("sqlalchemy.url")
+    options = dict(target_metadata=target_metadata, version_table=f"alembic_version_{service}",
+                   render_as_batch=True, compare_type=True)
+    if context.is_offline_mode():
+        context.configure(url=url, literal_binds=True, **options)
+        with context.begin_transaction():
+            context.run_migrations()
+        return
+    engine = make_engine(url)
+    try:
+        with engine.connect() as connection:
+            context.configure(connection=connection, **options)
+            with context.begin_transaction():
+                context.run_migrations()
+    finally:
+        engine.dispose()

@@ -1,0 +1,48 @@
+"""Opaque cursor pagination over a monotonically increasing sequence column."""
+from __future__ import annotations
+
+import base64
+import binascii
+
+from marshmallow import Schema, fields, validate
+
+from .problems import Unprocessable
+
+DEFAULT_LIMIT = 50
+MAX_LIMIT = 200
+
+
+class PageArgs(Schema):
+    """`?limit=&cursor=` query arguments."""
+
+    limit = fields.Integer(load_default=DEFAULT_LIMIT, validate=validate.Range(min=1, max=MAX_LIMIT))
+    cursor = fields.String(load_default=None)
+
+
+def encode_cursor(seq: int) -> str:
+    """Encode the position after which the next page starts."""
+    return base64.urlsafe_b64encode(f"s:{seq}".encode()).decode().rstrip("=")
+
+
+def decode_cursor(cursor: str | None) -> int | None:
+    """Decode a cursor; a tampered one is a 422 naming the `cursor` field."""
+    if not cursor:
+        return None
+    try:
+        raw = base64.urlsafe_b64decode(cursor + "=" * (-len(cursor) % 4)).decode()
+        kind, value = raw.split(":", 1)
+        if kind != "s":
+            raise ValueError
+        return int(value)
+    except (ValueError, binascii.Error, UnicodeDecodeError):
+        raise Unprocessable("The cursor is not one this API returned.", errors={"cursor": ["Invalid cursor."]}) from None
+
+
+def paginate(session, stmt, seq_column, *, limit: int, cursor: str | None) -> dict:
+    """Newest first: run `stmt` for one page and return {"items", "next_cursor"}."""
+    after = decode_cursor(cursor)
+    if after is not None:
+        stmt = stmt.where(seq_column < after)
+    rows = list(session.scalars(stmt.order_by(seq_column.desc()).limit(limit + 1)))
+    next_cursor = encode_cursor(rows[limit - 1].seq) if len(rows) > limit else None
+    return {"items": rows[:limit], "next_cursor": next_cursor}

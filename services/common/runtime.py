@@ -1,0 +1,47 @@
+"""What one process of a service holds: settings, engine, messaging tables and plugins."""
+from __future__ import annotations
+
+from dataclasses import dataclass
+from typing import Any
+
+from sqlalchemy import text
+from sqlalchemy.engine import Engine
+from sqlalchemy.orm import sessionmaker
+
+from .db import make_engine, make_session_factory
+from .settings import Settings
+from .uow import UnitOfWork
+
+
+@dataclass
+class Runtime:
+    """The composition root's products, shared by the web app and the worker of one service."""
+
+    settings: Settings
+    engine: Engine
+    session_factory: sessionmaker
+    outbox_model: Any
+    inbox_model: Any
+    plugins: Any = None
+
+    @property
+    def source(self) -> str:
+        """The CloudEvents `source` of this service."""
+        return f"/services/{self.settings.service}"
+
+    def uow(self, *, correlation_id: str | None = None, causation_id: str | None = None) -> UnitOfWork:
+        """A fresh unit of work on this service's database."""
+        return UnitOfWork(self.session_factory, self.outbox_model, source=self.source,
+                          correlation_id=correlation_id, causation_id=causation_id)
+
+    def check_database(self) -> None:
+        """Raise when the database cannot answer a trivial query."""
+        with self.engine.connect() as conn:
+            conn.execute(text("SELECT 1"))
+
+
+def build_runtime(settings: Settings, outbox_model, inbox_model, *, plugins: Any = None) -> Runtime:
+    """Create the engine and session factory for one service process."""
+    engine = make_engine(settings.database_url)
+    return Runtime(settings=settings, engine=engine, session_factory=make_session_factory(engine),
+                   outbox_model=outbox_model, inbox_model=inbox_model, plugins=plugins)

@@ -1,0 +1,159 @@
+"""Process settings read from the environment and validated at start-up (twelve-factor)."""
+from __future__ import annotations
+
+import os
+from dataclasses import dataclass, field, fields
+from pathlib import Path
+from typing import Callable, Mapping
+
+SERVICES = ("contacts", "leads", "gateway")
+DEFAULT_PORTS = {"gateway": 8080, "contacts": 8081, "leads": 8082}
+
+
+class SettingsError(ValueError):
+    """A setting is missing or malformed; the message names the variable."""
+
+    def __init__(self, variable: str, problem: str):
+        super().__init__(f"{variable}: {problem}")
+        self.variable = variable
+
+
+def _positive_float(name: str, raw: str) -> float:
+    try:
+        value = float(raw)
+    except ValueError:
+        raise SettingsError(name, f"expected a number, got {raw!r}") from None
+    if value <= 0:
+        raise SettingsError(name, f"must be greater than 0, got {raw!r}")
+    return value
+
+
+def _positive_int(name: str, raw: str) -> int:
+    try:
+        value = int(raw)
+    except ValueError:
+        raise SettingsError(name, f"expected a whole number, got {raw!r}") from None
+    if value <= 0:
+        raise SettingsError(name, f"must be greater than 0, got {raw!r}")
+    return value
+
+
+def _port(name: str, raw: str) -> int:
+    value = _positive_int(name, raw)
+    if value > 65535:
+        raise SettingsError(name, f"not a TCP port: {raw!r}")
+    return value
+
+
+def _delays(name: str, raw: str) -> tuple[float, ...]:
+    parts = [p.strip() for p in raw.split(",") if p.strip()]
+    if not parts:
+        raise SettingsError(name, "expected a comma-separated list of seconds, e.g. 1,5,30")
+    return tuple(_positive_float(name, p) for p in parts)
+
+
+def _names(name: str, raw: str) -> tuple[str, ...]:
+    return tuple(p.strip() for p in raw.split(",") if p.strip())
+
+
+def _url(schemes: tuple[str, ...]) -> Callable[[str, str], str]:
+    def parse(name: str, raw: str) -> str:
+        if not raw.startswith(tuple(s + ":" for s in schemes)):
+            raise SettingsError(name, f"expected a URL starting with one of {', '.join(schemes)}, got {raw!r}")
+        return raw
+
+    return parse
+
+
+def _log_level(name: str, raw: str) -> str:
+    level = raw.upper()
+    if level not in {"DEBUG", "INFO", "WARNING", "ERROR", "CRITICAL"}:
+        raise SettingsError(name, f"expected DEBUG, INFO, WARNING, ERROR or CRITICAL, got {raw!r}")
+    return level
+
+
+def _secret(name: str, raw: str) -> str:
+    if len(raw) < 32:
+        raise SettingsError(name, "must be at least 32 characters (use `python -c 'import secrets; print(secrets.token_urlsafe(32))'`)")
+    return raw
+
+
+@dataclass(frozen=True)
+class Settings:
+    """Everything a CRM process reads from its environment."""
+
+    service: str
+    database_url: str
+    amqp_url: str = "amqp://guest:guest@127.0.0.1:5672/%2F"
+    data_dir: Path = Path("var")
+    identity_secret: str = ""
+    identity_token_ttl: float = 60.0
+    log_level: str = "INFO"
+    plugins_dir: str | None = None
+    plugins_disabled: tuple[str, ...] = ()
+    retry_delays: tuple[float, ...] = (1.0, 5.0, 30.0)
+    prefetch: int = 100
+    relay_batch_size: int = 200
+    relay_poll_interval: float = 0.5
+    relay_lease_seconds: float = 15.0
+    upstream_timeout: float = 10.0
+    upstreams: Mapping[str, str] = field(default_factory=dict)
+    gateway_port: int = 8080
+    redis_url: str | None = None
+
+    def replace(self, **changes) -> "Settings":
+        """A copy with some values changed (tests use this)."""
+        values = {f.name: getattr(self, f.name) for f in fields(self)}
+        values.update(changes)
+        return Settings(**values)
+
+
+def _read(env: Mapping[str, str], name: str, parse, default):
+    raw = env.get(name)
+    if raw is None or raw == "":
+        return default
+    return parse(name, raw)
+
+
+def from_env(service: str, env: Mapping[str, str] | None = None, *, require_secret: bool = True) -> Settings:
+    """Build and validate the settings of one process; raises SettingsError naming the bad variable."""
+    env = os.environ if env is None else env
+    if service not in SERVICES:
+        raise SettingsError("service", f"unknown service {service!r}; expected one of {', '.join(SERVICES)}")
+    data_dir = Path(env.get("CRM_DATA_DIR") or "var")
+    db_var = f"{service.upper()}_DATABASE_URL"
+    db_url = env.get(db_var) or env.get("DATABASE_URL")
+    db_name = db_var if env.get(db_var) else "DATABASE_URL"
+    if db_url:
+        _url(("sqlite", "postgresql", "postgresql+psycopg"))(db_name, db_url)
+    else:
+        db_url = f"sqlite:///{(data_dir / f'{service}.db').resolve()}"
+    secret = _read(env, "CRM_IDENTITY_SECRET", _secret, "")
+    if require_secret and not secret:
+        raise SettingsError("CRM_IDENTITY_SECRET", "is required: the gateway signs identity tokens with it and services verify them")
+    gateway_port = _read(env, "CRM_GATEWAY_PORT", _port, DEFAULT_PORTS["gateway"])
+    upstreams = {
+        svc: _read(env, f"CRM_{svc.upper()}_URL", _url(("http", "https")), f"http://127.0.0.1:{DEFAULT_PORTS[svc]}")
+        for svc in SERVICES
+        if svc != "gateway"
+    }
+    return Settings(
+        service=service,
+        database_url=db_url,
+        amqp_url=_read(env, "AMQP_URL", _url(("amqp", "amqps")), Settings.amqp_url),
+        data_dir=data_dir,
+        identity_secret=secret,
+        identity_token_ttl=_read(env, "CRM_IDENTITY_TOKEN_TTL", _positive_float, 60.0),
+        log_level=_read(env, "CRM_LOG_LEVEL", _log_level, "INFO"),
+        plugins_dir=env.get("CRM_PLUGINS_DIR") or None,
+        plugins_disabled=_read(env, "CRM_PLUGINS_DISABLED", _names, ()),
+        retry_delays=_read(env, "CRM_RETRY_DELAYS", _delays, (1.0, 5.0, 30.0)),
+        prefetch=_read(env, "CRM_PREFETCH", _positive_int, 100),
+        relay_batch_size=_read(env, "CRM_RELAY_BATCH_SIZE", _positive_int, 200),
+        relay_poll_interval=_read(env, "CRM_RELAY_POLL_INTERVAL", _positive_float, 0.5),
+        relay_lease_seconds=_read(env, "CRM_RELAY_LEASE_SECONDS", _positive_float, 15.0),
+        upstream_timeout=_read(env, "CRM_UPSTREAM_TIMEOUT", _positive_float, 10.0),
+        upstreams=upstreams,
+        gateway_port=gateway_port,
+        redis_url=env.get("REDIS_URL") or None,
+    )

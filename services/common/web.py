@@ -1,0 +1,156 @@
+"""The Flask application kit: OpenAPI, problem+json, request ids, identity, health, metrics, JSON logs."""
+from __future__ import annotations
+
+import logging
+import re
+import time
+import uuid
+from typing import Callable, Iterable
+
+from flask import Flask, Response, current_app, g, jsonify, request
+from flask_smorest import Api
+from prometheus_client import CONTENT_TYPE_LATEST, CollectorRegistry, Counter, Histogram, generate_latest
+
+from .broker import ping
+from .identity import HEADER as IDENTITY_HEADER
+from .identity import InvalidIdentity, verify_token
+from .logs import configure_logging
+from .problems import problem_response, register_problem_handlers
+from .uow import UnitOfWork
+
+log = logging.getLogger("crm.http")
+
+OPEN_PATHS = ("/healthz", "/readyz", "/metrics")
+_REQUEST_ID = re.compile(r"^[A-Za-z0-9._:-]{1,128}$")
+_BODY_METHODS = {"POST", "PUT", "PATCH"}
+
+
+def request_id_from(header_value: str | None) -> str:
+    """Keep a caller's well-formed X-Request-ID, otherwise mint one."""
+    if header_value and _REQUEST_ID.match(header_value):
+        return header_value
+    return uuid.uuid4().hex
+
+
+def _is_json(mimetype: str) -> bool:
+    return mimetype == "application/json" or (mimetype.startswith("application/") and mimetype.endswith("+json"))
+
+
+class _Metrics:
+    def __init__(self, service: str):
+        self.registry = CollectorRegistry()
+        self.requests = Counter("crm_http_requests_total", "HTTP requests handled.",
+                                ["service", "method", "route", "status"], registry=self.registry)
+        self.duration = Histogram("crm_http_request_duration_seconds", "HTTP request duration.",
+                                  ["service", "method", "route"], registry=self.registry)
+
+
+def create_service_app(
+    name: str,
+    *,
+    title: str,
+    blueprints: Iterable,
+    settings,
+    readiness: dict[str, Callable[[], None]],
+    verify_identity: bool = True,
+    extensions: dict | None = None,
+) -> Flask:
+    """Build a Flask app with the whole kit around the given flask-smorest blueprints."""
+    configure_logging(name, settings.log_level)
+    app = Flask(f"crm.{name}")
+    app.config.update(
+        API_TITLE=title, API_VERSION="v1", OPENAPI_VERSION="3.0.3",
+        OPENAPI_URL_PREFIX="/api", OPENAPI_JSON_PATH="openapi.json",
+        OPENAPI_SWAGGER_UI_PATH="/docs", OPENAPI_SWAGGER_UI_URL="https://cdn.jsdelivr.net/npm/swagger-ui-dist/",
+        MAX_CONTENT_LENGTH=1 << 20, JSON_SORT_KEYS=False,
+    )
+    app.json.sort_keys = False
+    api = Api(app, spec_kwargs={"components": {"securitySchemes": {
+        "apiKey": {"type": "http", "scheme": "bearer", "description": "An API key created with `crm keys create`."}}},
+        "security": [{"apiKey": []}]})
+    for bp in blueprints:
+        api.register_blueprint(bp)
+    # After Api.init_app, so these replace flask-smorest's own JSON error handler.
+    register_problem_handlers(app)
+    app.extensions.update(extensions or {})
+    app.extensions["crm.settings"] = settings
+    metrics = _Metrics(name)
+
+    @app.before_request
+    def _begin():
+        g.started = time.perf_counter()
+        g.request_id = request_id_from(request.headers.get("X-Request-ID"))
+        g.principal = None
+        if request.path in OPEN_PATHS:
+            return None
+        if verify_identity:
+            token = request.headers.get(IDENTITY_HEADER)
+            if not token:
+                return problem_response(401, "Unauthorized", "Call this service through the gateway with an API key.")
+            try:
+                g.principal, _rid = verify_token(token, settings.identity_secret)
+            except InvalidIdentity:
+                return problem_response(401, "Unauthorized", "The identity token is invalid or expired.")
+        if request.method in _BODY_METHODS and (request.content_length or request.headers.get("Transfer-Encoding")):
+            if not _is_json(request.mimetype):
+                return problem_response(415, "Unsupported Media Type",
+                                        f"Send the body as application/json, not {request.mimetype or 'no type'}.")
+        return None
+
+    @app.after_request
+    def _finish(response: Response):
+        rid = getattr(g, "request_id", None) or uuid.uuid4().hex
+        response.headers["X-Request-ID"] = rid
+        elapsed = time.perf_counter() - getattr(g, "started", time.perf_counter())
+        route = request.url_rule.rule if request.url_rule else "<unmatched>"
+        metrics.requests.labels(name, request.method, route, str(response.status_code)).inc()
+        metrics.duration.labels(name, request.method, route).observe(elapsed)
+        if request.path not in OPEN_PATHS:
+            principal = getattr(g, "principal", None)
+            log.info("%s %s %s", request.method, request.path, response.status_code, extra={
+                "event": "http.request", "request_id": rid, "correlation_id": rid,
+                "method": request.method, "path": request.path, "status": response.status_code,
+                "duration_ms": round(elapsed * 1000, 2),
+                "principal": principal.key_id if principal else None,
+            })
+        return response
+
+    @app.get("/healthz")
+    def healthz():
+        return jsonify(status="ok", service=name)
+
+    @app.get("/readyz")
+    def readyz():
+        checks, ok = {}, True
+        for check_name, check in readiness.items():
+            try:
+                check()
+                checks[check_name] = "ok"
+            except Exception as exc:  # noqa: BLE001 — a failing dependency makes us not ready
+                ok = False
+                checks[check_name] = f"unavailable: {type(exc).__name__}"
+        if ok:
+            return jsonify(status="ready", service=name, checks=checks)
+        return problem_response(503, "Service Unavailable", "A dependency is unavailable.", checks=checks)
+
+    @app.get("/metrics")
+    def metrics_view():
+        return Response(generate_latest(metrics.registry), mimetype=CONTENT_TYPE_LATEST)
+
+    return app
+
+
+def runtime_readiness(runtime) -> dict[str, Callable[[], None]]:
+    """The database and broker checks of a service's /readyz."""
+    return {"database": runtime.check_database, "broker": lambda: ping(runtime.settings.amqp_url)}
+
+
+def uow() -> UnitOfWork:
+    """A unit of work for the current request, its events correlated by the request id."""
+    runtime = current_app.extensions["crm.runtime"]
+    return runtime.uow(correlation_id=g.request_id)
+
+
+def runtime():
+    """The current service's runtime."""
+    return current_app.extensions["crm.runtime"]

@@ -1,0 +1,51 @@
+"""Fixtures shared by every test tier: real databases and vhosts of the run's own."""
+from __future__ import annotations
+
+import pytest
+
+from tests.support import infra
+
+
+@pytest.fixture
+def amqp_url():
+    """A RabbitMQ vhost of this test's own (fails, never skips, when RabbitMQ is down)."""
+    vhost, url = infra.create_vhost()
+    yield url
+    infra.delete_vhost(vhost)
+
+
+@pytest.fixture
+def make_database():
+    """Factory: `make_database("leads")` creates a fresh PostgreSQL database, dropped after the test."""
+    created = []
+
+    def make(label: str) -> str:
+        url = infra.create_database(label)
+        created.append(url)
+        return url
+
+    yield make
+    for url in created:
+        infra.drop_database(url)
+
+
+@pytest.fixture
+def identity_secret() -> str:
+    return infra.IDENTITY_SECRET
+
+
+@pytest.fixture
+def make_settings(amqp_url, identity_secret):
+    """Factory: settings for one service on a given database, on this run's vhost, with fast retries."""
+    from services.common.settings import from_env
+
+    def make(service: str, database_url: str, **env):
+        base = {
+            f"{service.upper()}_DATABASE_URL": database_url, "AMQP_URL": amqp_url,
+            "CRM_IDENTITY_SECRET": identity_secret, "CRM_RETRY_DELAYS": "0.2,0.5",
+            "CRM_RELAY_POLL_INTERVAL": "0.05", "CRM_RELAY_LEASE_SECONDS": "3", "CRM_LOG_LEVEL": "WARNING",
+        }
+        base.update({k: str(v) for k, v in env.items()})
+        return from_env(service, base)
+
+    return make
