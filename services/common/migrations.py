@@ -7,7 +7,7 @@ from pathlib import Path
 from alembic import command, context
 from alembic.config import Config
 
-from .db import make_engine
+from .db import UTCDateTime, make_engine
 
 
 def alembic_config(service: str, database_url: str) -> Config:
@@ -25,11 +25,18 @@ def upgrade(service: str, database_url: str, revision: str = "head") -> None:
     command.upgrade(alembic_config(service, database_url), revision)
 
 
+def _render_item(type_, obj, autogen_context):
+    # Migrations store plain timestamps; the UTC handling lives in the models, not in the schema.
+    if type_ == "type" and isinstance(obj, UTCDateTime):
+        return "sa.DateTime(timezone=True)"
+    return False
+
+
 def run_env(service: str, target_metadata) -> None:
     """Body of each service's migrations/env.py."""
     url = context.config.get_main_option("sqlalchemy.url")
     options = dict(target_metadata=target_metadata, version_table=f"alembic_version_{service}",
-                   render_as_batch=True, compare_type=True)
+                   render_as_batch=True, compare_type=True, render_item=_render_item)
     if context.is_offline_mode():
         context.configure(url=url, literal_binds=True, **options)
         with context.begin_transaction():
