@@ -1,0 +1,71 @@
+"""The outbox relay on the real PostgreSQL and RabbitMQ."""
+from __future__ import annotations
+
+import threading
+import uuid
+
+import pytest
+
+from services.common.outbox import OutboxRelay, OutboxStore
+from tests.support.suite import wait_until
+
+from .messaging import Outbox, Observer, runtime_on
+
+pytestmark = pytest.mark.integration
+
+
+def _record(runtime, n: int) -> None:
+    with runtime.uow() as uow:
+        for _ in range(n):
+            uow.add_event("crm.lead.created", {"lead_id": uuid.uuid4(), "email": "a@example.com", "score": 1})
+        uow.commit()
+
+
+def _relay(runtime, **kw) -> OutboxRelay:
+    s = runtime.settings
+    store = OutboxStore(runtime.session_factory, Outbox, lease_seconds=kw.pop("lease", 2.0))
+    return OutboxRelay(store, s.amqp_url, retry_delays=s.retry_delays, batch_size=kw.pop("batch", 100), poll_interval=0.05)
+
+
+def test_two_relays_publish_every_row_exactly_once(make_database, make_settings, amqp_url):
+    runtime = runtime_on(make_settings("leads", make_database("relay")))
+    observer = Observer(amqp_url)
+    _record(runtime, 1000)
+    stop = threading.Event()
+    relays = [_relay(runtime), _relay(runtime)]
+    threads = [threading.Thread(target=r.run, args=(stop,)) for r in relays]
+    for t in threads:
+        t.start()
+    try:
+        store = relays[0].store
+        wait_until(lambda: store.unpublished_count() == 0, timeout=60, message="all outbox rows published")
+        received = observer.drain(1000, timeout=20)
+    finally:
+        stop.set()
+        for t in threads:
+            t.join(10)
+        observer.close()
+    ids = [m["id"] for m in received]
+    assert len(ids) == 1000
+    assert len(set(ids)) == 1000
+    assert all(r.published > 0 for r in relays), "both relays should have taken a share"
+
+
+def test_rows_a_crashed_relay_left_leased_are_republished(make_database, make_settings, amqp_url):
+    runtime = runtime_on(make_settings("leads", make_database("relay")))
+    observer = Observer(amqp_url)
+    _record(runtime, 10)
+    crashed = OutboxStore(runtime.session_factory, Outbox, lease_seconds=1.0)
+    assert len(crashed.claim(100)) == 10  # claimed, never published: the process "died" here
+    stop = threading.Event()
+    relay = _relay(runtime)
+    thread = threading.Thread(target=relay.run, args=(stop,))
+    thread.start()
+    try:
+        wait_until(lambda: relay.store.unpublished_count() == 0, timeout=30, message="left-behind rows re-published")
+        received = observer.drain(10, timeout=10)
+    finally:
+        stop.set()
+        thread.join(10)
+        observer.close()
+    assert len({m["id"] for m in received}) == 10

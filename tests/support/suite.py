@@ -1,0 +1,136 @@
+"""Start every process of the suite as real subprocesses, for end-to-end and reliability tests."""
+from __future__ import annotations
+
+import os
+import signal
+import subprocess
+import sys
+import time
+from pathlib import Path
+
+import requests
+
+from tests.support.infra import IDENTITY_SECRET, free_port
+
+WEB = ("contacts", "leads")
+WORKERS = ("contacts", "leads")
+
+
+class Suite:
+    """Every web process, worker and the gateway on free ports, each on its own database and vhost."""
+
+    def __init__(self, workdir: Path, amqp_url: str, database_urls: dict[str, str], **env_overrides):
+        self.workdir = workdir
+        self.logdir = workdir / "logs"
+        self.logdir.mkdir(parents=True, exist_ok=True)
+        self.ports = {name: free_port() for name in (*WEB, "gateway")}
+        self.env = {
+            **os.environ,
+            "CRM_DATA_DIR": str(workdir / "var"),
+            "CRM_IDENTITY_SECRET": IDENTITY_SECRET,
+            "AMQP_URL": amqp_url,
+            "CRM_RETRY_DELAYS": "0.3,0.6",
+            "CRM_RELAY_POLL_INTERVAL": "0.05",
+            "CRM_RELAY_LEASE_SECONDS": "3",
+            "CRM_UPSTREAM_TIMEOUT": "5",
+            "CRM_LOG_LEVEL": "INFO",
+            "CRM_GATEWAY_PORT": str(self.ports["gateway"]),
+            **{f"CRM_{svc.upper()}_URL": f"http://127.0.0.1:{self.ports[svc]}" for svc in WEB},
+            **{f"{svc.upper()}_DATABASE_URL": url for svc, url in database_urls.items()},
+            **env_overrides,
+        }
+        self.procs: dict[str, subprocess.Popen] = {}
+        self.gateway_url = f"http://127.0.0.1:{self.ports['gateway']}"
+
+    # -- commands ----------------------------------------------------------------------------------------
+    def crm(self, *args: str, check: bool = True, timeout: float = 120) -> subprocess.CompletedProcess:
+        """Run the `crm` console command with the suite's environment."""
+        return subprocess.run([sys.executable, "-m", "services.common.cli", *args], env=self.env, cwd=self.workdir,
+                              capture_output=True, text=True, check=check, timeout=timeout)
+
+    def _command(self, name: str) -> list[str]:
+        kind, _, svc = name.partition(":")
+        if kind == "web":
+            return [sys.executable, "-m", "gunicorn", "--worker-class", "gthread", "--workers", "1", "--threads", "8",
+                    "--bind", f"127.0.0.1:{self.ports[svc]}", "--graceful-timeout", "5", f"services.{svc}.wsgi:app"]
+        if kind == "worker":
+            return [sys.executable, "-m", "services.common.cli", "worker", svc]
+        raise ValueError(name)
+
+    def start(self, name: str) -> subprocess.Popen:
+        """Start one process: `web:<svc>` (including `web:gateway`) or `worker:<svc>`."""
+        log = open(self.logdir / f"{name.replace(':', '-')}.log", "ab")
+        proc = subprocess.Popen(self._command(name), env=self.env, cwd=self.workdir, stdout=log, stderr=subprocess.STDOUT,
+                                start_new_session=True)
+        self.procs[name] = proc
+        return proc
+
+    def start_all(self) -> None:
+        """Migrate, then start every process and wait until the gateway reports ready."""
+        self.crm("migrate")
+        for svc in WEB:
+            self.start(f"web:{svc}")
+        self.start("web:gateway")
+        for svc in WORKERS:
+            self.start(f"worker:{svc}")
+        self.wait_ready()
+
+    def kill(self, name: str, sig: int = signal.SIGKILL) -> None:
+        """Send `sig` to one process and wait for it to end."""
+        proc = self.procs.pop(name)
+        proc.send_signal(sig)
+        proc.wait(timeout=30)
+
+    def stop_all(self) -> None:
+        """Terminate every process (SIGTERM, then SIGKILL)."""
+        for proc in self.procs.values():
+            if proc.poll() is None:
+                proc.terminate()
+        deadline = time.monotonic() + 15
+        for proc in self.procs.values():
+            try:
+                proc.wait(timeout=max(0.1, deadline - time.monotonic()))
+            except subprocess.TimeoutExpired:
+                proc.kill()
+                proc.wait()
+        self.procs.clear()
+
+    def wait_ready(self, timeout: float = 60) -> None:
+        """Wait until the gateway's aggregated /readyz says every upstream is ready."""
+        deadline = time.monotonic() + timeout
+        last = None
+        while time.monotonic() < deadline:
+            for name, proc in self.procs.items():
+                if proc.poll() is not None:
+                    raise RuntimeError(f"{name} exited with {proc.returncode}:\n{self.log_tail(name)}")
+            try:
+                last = requests.get(self.gateway_url + "/readyz", timeout=5)
+                if last.status_code == 200:
+                    return
+            except requests.RequestException as exc:
+                last = exc
+            time.sleep(0.2)
+        raise TimeoutError(f"suite not ready: {getattr(last, 'text', last)}")
+
+    def log_tail(self, name: str, lines: int = 40) -> str:
+        path = self.logdir / f"{name.replace(':', '-')}.log"
+        return "\n".join(path.read_text(errors="replace").splitlines()[-lines:]) if path.exists() else ""
+
+    def create_key(self, *, scopes: str | None = None, partner: str | None = None, name: str = "test") -> str:
+        """Create an API key with `crm keys create`; returns the key printed on stdout."""
+        args = ["keys", "create", "--name", name] + (["--scopes", scopes] if scopes else ["--partner", partner])
+        out = self.crm(*args).stdout.strip().splitlines()
+        assert len(out) == 1, out
+        return out[0]
+
+
+def wait_until(predicate, timeout: float = 60, interval: float = 0.2, message: str = "condition"):
+    """Poll `predicate` until it returns a truthy value; raise with `message` after `timeout` seconds."""
+    deadline = time.monotonic() + timeout
+    value = None
+    while time.monotonic() < deadline:
+        value = predicate()
+        if value:
+            return value
+        time.sleep(interval)
+    raise AssertionError(f"timed out after {timeout}s waiting for {message}; last value: {value!r}")
