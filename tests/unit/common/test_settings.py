@@ -1,0 +1,48 @@
+"""Settings are read from the environment and a bad value names its variable."""
+from __future__ import annotations
+
+import pytest
+
+from services.common.settings import SettingsError, from_env
+
+SECRET = "x" * 40
+
+
+def test_defaults_use_a_sqlite_file_under_the_data_dir():
+    s = from_env("leads", {"CRM_IDENTITY_SECRET": SECRET, "CRM_DATA_DIR": "/tmp/crm-data"})
+    assert s.database_url == "sqlite:////tmp/crm-data/leads.db"
+    assert s.amqp_url.startswith("amqp://")
+    assert s.gateway_port == 8080
+
+
+def test_a_per_service_database_url_wins_over_the_shared_one():
+    s = from_env("contacts", {"CRM_IDENTITY_SECRET": SECRET, "DATABASE_URL": "postgresql://a/b",
+                              "CONTACTS_DATABASE_URL": "postgresql://c/d"})
+    assert s.database_url == "postgresql://c/d"
+
+
+@pytest.mark.parametrize("variable, value", [
+    ("CRM_GATEWAY_PORT", "eighty"),
+    ("CRM_GATEWAY_PORT", "70000"),
+    ("AMQP_URL", "http://broker"),
+    ("LEADS_DATABASE_URL", "mysql://x"),
+    ("CRM_RETRY_DELAYS", "1,soon"),
+    ("CRM_PREFETCH", "0"),
+    ("CRM_LOG_LEVEL", "chatty"),
+    ("CRM_IDENTITY_SECRET", "short"),
+])
+def test_a_malformed_value_stops_start_up_naming_the_variable(variable, value):
+    env = {"CRM_IDENTITY_SECRET": SECRET, variable: value}
+    with pytest.raises(SettingsError) as err:
+        from_env("leads", env)
+    assert err.value.variable == variable
+    assert variable in str(err.value)
+
+
+def test_the_identity_secret_is_required_by_services():
+    with pytest.raises(SettingsError, match="CRM_IDENTITY_SECRET"):
+        from_env("leads", {})
+
+
+def test_retry_delays_parse_as_seconds():
+    assert from_env("leads", {"CRM_IDENTITY_SECRET": SECRET, "CRM_RETRY_DELAYS": "0.5, 2,10"}).retry_delays == (0.5, 2.0, 10.0)
