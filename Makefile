@@ -1,0 +1,34 @@
+# Thin targets; the real work lives in the `crm` command and in pytest.
+VENV   ?= .venv
+PYTHON ?= python3
+PY     := $(VENV)/bin/python
+STAMP  := $(VENV)/.installed-stamp
+
+.PHONY: install run test test-unit lint bench clean
+
+$(STAMP): pyproject.toml plugins/examples/crm_example_scoring/pyproject.toml
+	test -x $(PY) || $(PYTHON) -m venv $(VENV)
+	$(PY) -m pip install --quiet --upgrade pip
+	$(PY) -m pip install --quiet -e '.[test]' -e plugins/examples/crm_example_scoring
+	touch $(STAMP)
+
+install: $(STAMP)
+
+run: install
+	$(VENV)/bin/crm run
+
+test: install
+	$(PY) -m pytest $(PYTEST_ARGS)
+
+test-unit: install
+	$(PY) -m pytest tests/unit $(PYTEST_ARGS)
+
+lint: install
+	$(PY) -m pip install --quiet 'ruff>=0.6,<1'
+	$(VENV)/bin/ruff check services plugins tests
+
+bench: install
+	$(PY) tests/bench/bench_outbox_relay.py
+
+clean:
+	rm -rf $(VENV) var .pytest_cache

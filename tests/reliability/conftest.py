@@ -1,0 +1,1 @@
+from tests.support.fixtures import internal_client, suite  # noqa: F401
