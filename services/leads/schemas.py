@@ -1,7 +1,7 @@
 """Request and response schemas of the leads API."""
 from __future__ import annotations
 
-from marshmallow import Schema, fields, validate
+from marshmallow import Schema, fields, pre_load, validate
 
 from services.common.pagination import PageArgs
 
@@ -14,7 +14,16 @@ def _text(max_len: int, **kw):
     return fields.String(validate=validate.Length(min=1, max=max_len), allow_none=True, **kw)
 
 
-class LeadCreateSchema(Schema):
+class _TrimmedInput(Schema):
+    @pre_load
+    def _strip_strings(self, data, **_kw):
+        # Form tools pad values with spaces; "  Ann@Corp.Example " is a valid address once trimmed.
+        if isinstance(data, dict):
+            return {k: v.strip() if isinstance(v, str) else v for k, v in data.items()}
+        return data
+
+
+class LeadCreateSchema(_TrimmedInput):
     email = fields.Email(required=True, validate=validate.Length(max=254))
     first_name = _text(100)
     last_name = _text(100)
@@ -25,7 +34,7 @@ class LeadCreateSchema(Schema):
     campaign = _text(100)
 
 
-class LeadUpdateSchema(Schema):
+class LeadUpdateSchema(_TrimmedInput):
     status = fields.String(validate=validate.OneOf(["new", "contacted", "qualified", "disqualified"]))
     first_name = _text(100)
     last_name = _text(100)

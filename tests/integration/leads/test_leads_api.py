@@ -43,7 +43,7 @@ def test_capturing_a_lead_scores_it_with_explained_factors_and_records_the_event
         "email": "CTO@Acme-Robotics.example", "first_name": "Lin", "last_name": "Wu", "company": "Acme Robotics",
         "job_title": "CTO", "phone": "+49 30 1234567", "source": "referral", "campaign": "spring"})
     assert r.status_code == 201, r.text
-    lead = r.json()
+    lead = r.json
     assert lead["status"] == "new" and lead["touch_count"] == 1
     codes = {f["code"]: f for f in lead["score_factors"]}
     assert {"completeness", "company_domain", "seniority", "source_quality"} <= set(codes)
@@ -54,11 +54,11 @@ def test_capturing_a_lead_scores_it_with_explained_factors_and_records_the_event
 
 def test_an_open_lead_with_the_same_normalised_email_is_not_duplicated(leads):
     c = leads.test_client()
-    first = c.post("/api/v1/leads", headers=RW, json={"email": "ann@corp.example", "source": "web_form"}).json()
+    first = c.post("/api/v1/leads", headers=RW, json={"email": "ann@corp.example", "source": "web_form"}).json
     again = c.post("/api/v1/leads", headers=RW, json={"email": "  ANN@Corp.Example ", "source": "event",
                                                         "job_title": "Head of IT"})
     assert again.status_code == 200
-    body = again.json()
+    body = again.json
     assert body["id"] == first["id"] and body["touch_count"] == 2
     assert body["job_title"] == "Head of IT", "an empty field is filled from the new touch"
     assert [t["source"] for t in body["touches"]] == ["event", "web_form"]
@@ -85,17 +85,17 @@ def test_concurrent_captures_of_one_person_make_one_lead(leads):
 
 def test_converting_twice_gives_the_same_result_and_one_event(leads):
     c = leads.test_client()
-    lead = c.post("/api/v1/leads", headers=RW, json={"email": "conv@corp.example"}).json()
+    lead = c.post("/api/v1/leads", headers=RW, json={"email": "conv@corp.example"}).json
     first = c.post(f"/api/v1/leads/{lead['id']}/convert", headers=RW)
     second = c.post(f"/api/v1/leads/{lead['id']}/convert", headers=RW)
     assert first.status_code == second.status_code == 202
-    assert first.json()["status"] == second.json()["status"] == "converting"
+    assert first.json["status"] == second.json["status"] == "converting"
     assert _events(leads, "crm.lead.converted") == 1
 
 
 def test_concurrent_converts_record_one_event(leads):
     c = leads.test_client()
-    lead = c.post("/api/v1/leads", headers=RW, json={"email": "cc@corp.example"}).json()
+    lead = c.post("/api/v1/leads", headers=RW, json={"email": "cc@corp.example"}).json
     barrier = threading.Barrier(6)
 
     def convert():
@@ -112,7 +112,7 @@ def test_concurrent_converts_record_one_event(leads):
 
 def test_a_disqualified_lead_cannot_be_converted(leads):
     c = leads.test_client()
-    lead = c.post("/api/v1/leads", headers=RW, json={"email": "dq@corp.example"}).json()
+    lead = c.post("/api/v1/leads", headers=RW, json={"email": "dq@corp.example"}).json
     assert c.patch(f"/api/v1/leads/{lead['id']}", headers=RW, json={"status": "disqualified"}).status_code == 200
     r = c.post(f"/api/v1/leads/{lead['id']}/convert", headers=RW)
     assert r.status_code == 409
@@ -122,7 +122,7 @@ def test_a_disqualified_lead_cannot_be_converted(leads):
 
 def test_contact_created_links_the_lead_once_even_when_delivered_twice(leads):
     c = leads.test_client()
-    lead = c.post("/api/v1/leads", headers=RW, json={"email": "link@corp.example"}).json()
+    lead = c.post("/api/v1/leads", headers=RW, json={"email": "link@corp.example"}).json
     c.post(f"/api/v1/leads/{lead['id']}/convert", headers=RW)
     rt = leads.extensions["crm.runtime"]
     dispatcher = InboxDispatcher(lambda **kw: rt.uow(**kw), rt.inbox_model, handlers.HANDLERS)
@@ -131,7 +131,7 @@ def test_contact_created_links_the_lead_once_even_when_delivered_twice(leads):
                                                "lead_id": lead["id"], "matched": False}, source="/services/contacts")
     assert dispatcher.dispatch(event) is True
     assert dispatcher.dispatch(event) is False
-    got = c.get(f"/api/v1/leads/{lead['id']}", headers=RW).json()
+    got = c.get(f"/api/v1/leads/{lead['id']}", headers=RW).json
     assert got["status"] == "converted" and got["contact_id"] == str(contact_id)
 
 
@@ -139,12 +139,12 @@ def test_listing_filters_and_pages(leads):
     c = leads.test_client()
     for i in range(5):
         c.post("/api/v1/leads", headers=RW, json={"email": f"l{i}@corp.example", "source": "referral" if i % 2 else "event"})
-    page1 = c.get("/api/v1/leads?limit=2&source=event", headers=RW).json()
-    page2 = c.get(f"/api/v1/leads?limit=2&source=event&cursor={page1['next_cursor']}", headers=RW).json()
+    page1 = c.get("/api/v1/leads?limit=2&source=event", headers=RW).json
+    page2 = c.get(f"/api/v1/leads?limit=2&source=event&cursor={page1['next_cursor']}", headers=RW).json
     assert [i["email"] for i in page1["items"] + page2["items"]] == ["l4@corp.example", "l2@corp.example", "l0@corp.example"]
     assert page2["next_cursor"] is None
     bad = c.get("/api/v1/leads?status=maybe&min_score=500", headers=RW)
-    assert bad.status_code == 422 and {"status", "min_score"} <= set(bad.json()["errors"])
+    assert bad.status_code == 422 and {"status", "min_score"} <= set(bad.json["errors"])
 
 
 @pytest.mark.parametrize("method, path, kwargs, status", [
@@ -157,7 +157,7 @@ def test_errors_are_problem_details(leads, method, path, kwargs, status):
     r = getattr(leads.test_client(), method)(path, headers=RW, **kwargs)
     assert r.status_code == status
     assert r.headers["Content-Type"].startswith("application/problem+json")
-    assert r.json()["status"] == status
+    assert r.json["status"] == status
 
 
 def test_scopes_guard_every_route(leads):
