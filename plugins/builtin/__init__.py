@@ -1,0 +1,1 @@
+"""The built-in CRM plugins, registered exactly like third-party ones (see services.common.plugins)."""

@@ -1,0 +1,24 @@
+"""The CRM plugin API: hook markers, hook specifications and the values plugins receive and return.
+
+    from crm_plugins import hookimpl, LeadInput, ScoreFactor
+
+    @hookimpl
+    def crm_score_lead(lead: LeadInput):
+        return ScoreFactor("example", 5, "an example factor")
+"""
+from __future__ import annotations
+
+from .hookspecs import HOOK_NAMES, PROJECT_NAME, hookimpl, hookspec
+from .types import AppliedFactor, LeadInput, PluginFailure, ScoreDecision, ScoreFactor
+
+__all__ = [
+    "HOOK_NAMES",
+    "PROJECT_NAME",
+    "AppliedFactor",
+    "LeadInput",
+    "PluginFailure",
+    "ScoreDecision",
+    "ScoreFactor",
+    "hookimpl",
+    "hookspec",
+]

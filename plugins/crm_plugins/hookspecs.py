@@ -1,0 +1,47 @@
+"""The hooks a CRM plugin may implement, with the markers that tie implementations to them.
+
+Every hook name starts with ``crm_``. Each spec below is the reference for its hook: what the host passes in,
+what it does with the return value, and what counts as a failure. The plugin guide (docs/plugins.md) has a
+section and a runnable example per hook; a meta-test keeps the two in step.
+"""
+from __future__ import annotations
+
+from collections.abc import Sequence
+
+import pluggy
+
+from .types import LeadInput, ScoreFactor
+
+PROJECT_NAME = "crm"
+
+hookspec = pluggy.HookspecMarker(PROJECT_NAME)
+hookimpl = pluggy.HookimplMarker(PROJECT_NAME)
+
+
+@hookspec
+def crm_score_lead(lead: LeadInput) -> ScoreFactor | Sequence[ScoreFactor] | None:
+    """Contribute score factors for one lead.
+
+    Kind: *contribute* — the host calls every implementation, each on its own, and adds up what they return.
+
+    Parameters:
+        lead: a frozen :class:`~crm_plugins.types.LeadInput` with the lead's id (a UUID string, or ``None``
+            for a lead that is not stored), trimmed e-mail (``lead.email_domain`` gives its lower-cased
+            domain), optional name, company, job title, phone, ``source`` (a lower-case slug such as
+            ``"referral"``) and ``campaign``. Never an ORM object; do not keep a reference to it.
+
+    Returns:
+        A :class:`~crm_plugins.types.ScoreFactor`, a list or tuple of them, or ``None`` when the plugin has
+        nothing to say about this lead. Each factor carries a short ``code``, integer ``points`` (negative
+        points lower the score) and a ``reason`` that names the evidence, shown to users as the explanation.
+
+    The lead's score is the sum of every plugin's points, clamped to 0..100, and every factor is stored with
+    the name of the plugin that gave it. If an implementation raises, or returns anything else (a dict, a
+    float or boolean ``points``...), the host logs it with the plugin's name, drops that plugin's whole
+    contribution and marks the decision as degraded; the other plugins still count and the request succeeds.
+    Implementations should be quick and side-effect free: they run inside the request that saves the lead.
+    """
+
+
+# The hooks above, by name; the contract meta-test walks this list (and checks it matches the module).
+HOOK_NAMES: tuple[str, ...] = ("crm_score_lead",)

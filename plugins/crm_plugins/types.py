@@ -1,0 +1,113 @@
+"""Plain, frozen values exchanged between the services and plugins (never ORM objects)."""
+from __future__ import annotations
+
+from dataclasses import asdict, dataclass
+
+
+@dataclass(frozen=True, kw_only=True)
+class LeadInput:
+    """What a plugin sees of a lead: its contact data and where it came from (keyword arguments only)."""
+
+    id: str | None = None
+    email: str
+    first_name: str | None = None
+    last_name: str | None = None
+    company: str | None = None
+    job_title: str | None = None
+    phone: str | None = None
+    source: str | None = None
+    campaign: str | None = None
+
+    @property
+    def email_domain(self) -> str:
+        """The lower-cased part of the e-mail after the last '@' ('' when there is none)."""
+        local, at, domain = (self.email or "").strip().rpartition("@")
+        return domain.lower().strip(".") if at and local else ""
+
+
+@dataclass(frozen=True)
+class ScoreFactor:
+    """One piece of evidence a plugin contributes to a lead's score."""
+
+    code: str
+    points: int
+    reason: str
+
+    def __post_init__(self) -> None:
+        # Fail inside the plugin that built a bad factor, so the author sees it in their own tests.
+        problem = factor_problem(self)
+        if problem:
+            raise TypeError(f"invalid ScoreFactor: {problem}")
+
+
+def factor_problem(factor: object) -> str | None:
+    """Why `factor` is not a well-formed ScoreFactor, or None when it is."""
+    if not isinstance(factor, ScoreFactor):
+        return f"expected ScoreFactor, got {type(factor).__name__}"
+    if not isinstance(factor.code, str) or not factor.code.strip():
+        return f"code must be a non-empty string, got {factor.code!r}"
+    # bool is a subclass of int; True as "points" is almost certainly a bug, not one point.
+    if isinstance(factor.points, bool) or not isinstance(factor.points, int):
+        return f"points must be an int, got {type(factor.points).__name__} {factor.points!r}"
+    if not isinstance(factor.reason, str):
+        return f"reason must be a string, got {type(factor.reason).__name__}"
+    return None
+
+
+@dataclass(frozen=True)
+class AppliedFactor:
+    """A factor as counted in a decision, with the name of the plugin that gave it."""
+
+    plugin: str
+    code: str
+    points: int
+    reason: str
+
+    def to_dict(self) -> dict:
+        """JSON-ready form."""
+        return asdict(self)
+
+
+@dataclass(frozen=True)
+class PluginFailure:
+    """A plugin whose contribution was dropped from a decision, and why."""
+
+    plugin: str
+    hook: str
+    error: str
+
+    def to_dict(self) -> dict:
+        """JSON-ready form."""
+        return asdict(self)
+
+
+@dataclass(frozen=True)
+class ScoreDecision:
+    """A lead's score with every factor behind it and the plugins that failed to contribute."""
+
+    score: int
+    factors: tuple[AppliedFactor, ...] = ()
+    degraded: tuple[PluginFailure, ...] = ()
+
+    MIN_SCORE = 0
+    MAX_SCORE = 100
+
+    @classmethod
+    def from_factors(cls, factors, degraded=()) -> ScoreDecision:
+        """Sum the factors' points, clamped to 0..100."""
+        factors = tuple(factors)
+        total = sum(f.points for f in factors)
+        return cls(score=max(cls.MIN_SCORE, min(cls.MAX_SCORE, total)), factors=factors, degraded=tuple(degraded))
+
+    @property
+    def is_degraded(self) -> bool:
+        """True when at least one plugin's contribution is missing."""
+        return bool(self.degraded)
+
+    def to_dict(self) -> dict:
+        """JSON-ready form."""
+        return {
+            "score": self.score,
+            "factors": [f.to_dict() for f in self.factors],
+            "degraded": [d.to_dict() for d in self.degraded],
+        }

@@ -1,0 +1,105 @@
+"""Plugin discovery for the services: built-ins, installed packages (entry points) and a directory of files.
+
+The host itself (isolation, decisions) lives in `crm_plugins.host` so the author's test harness applies the
+same rules; this module only decides what gets loaded.
+"""
+from __future__ import annotations
+
+import importlib
+import importlib.metadata
+import importlib.util
+import sys
+from collections.abc import Iterable
+from pathlib import Path
+
+from crm_plugins import PROJECT_NAME
+from crm_plugins.host import PluginError, PluginHost, as_plugin
+
+__all__ = ["DEFAULT_PLUGINS", "PluginError", "PluginHost", "build_plugin_host"]
+
+# Built-in policies, registered exactly like third-party plugins under "builtin.<last module part>".
+DEFAULT_PLUGINS = ["crm_builtin.lead_scoring"]
+
+BUILTIN, ENTRY_POINT, DIRECTORY = "builtin", "entry_point", "directory"
+
+
+def build_plugin_host(plugins_dir: str | None = None, disabled: Iterable[str] = (), include_builtins: bool = True,
+                      include_entry_points: bool = True) -> PluginHost:
+    """Load every enabled plugin and check its hooks; raises PluginError for a misspelt or mis-typed hook."""
+    host = PluginHost()
+    for name in disabled:
+        host.block(name)
+    if include_builtins:
+        _load_builtins(host)
+    if include_entry_points:
+        _load_entry_points(host)
+    if plugins_dir:
+        _load_directory(host, Path(plugins_dir))
+    host.check()
+    return host
+
+
+def _load_builtins(host: PluginHost) -> None:
+    for module_name in DEFAULT_PLUGINS:
+        name = "builtin." + module_name.rpartition(".")[2]
+        if host.is_blocked(name):
+            continue
+        # A broken built-in is a bug in this repository, not a deployment problem: let it raise.
+        host.register(importlib.import_module(module_name), name=name, source=BUILTIN, origin=module_name)
+
+
+def _load_entry_points(host: PluginHost) -> None:
+    # Like pluggy's load_setuptools_entrypoints, but one broken package is reported instead of stopping the
+    # others from loading, and each plugin remembers which distribution it came from.
+    for ep in sorted(importlib.metadata.entry_points(group=PROJECT_NAME), key=lambda e: e.name):
+        dist = f"{ep.dist.name} {ep.dist.version}" if ep.dist else ep.value
+        if host.is_blocked(ep.name):
+            continue
+        if host.pm.has_plugin(ep.name):
+            host.add_error(ep.name, ENTRY_POINT, f"name already taken; {dist} not loaded")
+            continue
+        try:
+            plugin = as_plugin(ep.load())
+        except Exception as exc:  # noqa: BLE001 - any import-time failure of a package is reported, not fatal
+            host.add_error(ep.name, ENTRY_POINT, f"{dist}: {type(exc).__name__}: {exc}")
+            continue
+        host.register(plugin, name=ep.name, source=ENTRY_POINT, origin=dist)
+
+
+def _load_directory(host: PluginHost, directory: Path) -> None:
+    if not directory.is_dir():
+        raise PluginError(f"CRM_PLUGINS_DIR {str(directory)!r} is not a directory")
+    for path in sorted(directory.glob("*.py")):
+        name = path.stem
+        if name.startswith("_") or host.is_blocked(name):
+            continue
+        if host.pm.has_plugin(name):
+            host.add_error(name, DIRECTORY, f"name already taken; {path} not loaded")
+            continue
+        try:
+            plugin = _module_plugin(_import_file(path))
+        except Exception as exc:  # noqa: BLE001 - any import-time failure of a file is reported, not fatal
+            host.add_error(name, DIRECTORY, f"{path}: {type(exc).__name__}: {exc}")
+            continue
+        host.register(plugin, name=name, source=DIRECTORY, origin=str(path))
+
+
+def _module_plugin(module):
+    """A file may expose a class or instance as `plugin`; otherwise its marked functions are the plugin."""
+    return as_plugin(getattr(module, "plugin", module))
+
+
+def _import_file(path: Path):
+    module_name = f"crm_dir_plugins.{path.stem}"
+    spec = importlib.util.spec_from_file_location(module_name, path)
+    if spec is None or spec.loader is None:
+        raise ImportError(f"cannot load {path}")
+    module = importlib.util.module_from_spec(spec)
+    # Registered before it runs, as a normal import would be: dataclasses and pickling look the module up.
+    sys.modules[module_name] = module
+    try:
+        spec.loader.exec_module(module)
+    except BaseException:
+        sys.modules.pop(module_name, None)
+        raise
+    return module
