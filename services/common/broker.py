@@ -9,8 +9,10 @@ from .catalog import EXCHANGE
 # declare the whole topology before it publishes: an event published before its consumer's queue
 # exists would otherwise be dropped by the broker.
 SUBSCRIPTIONS: dict[str, tuple[str, ...]] = {
-    "contacts": ("crm.lead.converted",),
+    "contacts": ("crm.lead.converted", "crm.purchase.recorded"),
     "leads": ("crm.contact.created",),
+    "loyalty": ("crm.contact.created",),
+    "partners": (),
 }
 
 ATTEMPT_HEADER = "x-crm-attempt"

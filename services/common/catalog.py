@@ -52,6 +52,68 @@ class LeadCreatedData(_EventData):
 class ContactUpdatedData(_EventData):
     contact_id = fields.UUID(required=True)
     changed = fields.List(fields.String(), required=True)
+    # The contact's version after the change, so a projection can ignore an update that arrives late.
+    version = fields.Integer(allow_none=True, load_default=None)
+
+
+_MONEY = dict(as_string=True, places=None, allow_nan=False)
+_CURRENCY = validate.Regexp(r"^[A-Z]{3}$")
+
+
+class MemberEnrolledData(_EventData):
+    member_id = fields.UUID(required=True)
+    contact_id = fields.UUID(required=True)
+    program_id = fields.UUID(required=True)
+
+
+class PurchaseRecordedData(_EventData):
+    purchase_id = fields.UUID(required=True)
+    member_id = fields.UUID(required=True)
+    contact_id = fields.UUID(required=True)
+    program_id = fields.UUID(required=True)
+    # Money travels as a decimal string with its currency code, never as a float.
+    amount = fields.Decimal(required=True, **_MONEY)
+    currency = fields.String(required=True, validate=_CURRENCY)
+    occurred_at = fields.AwareDateTime(required=True)
+    external_id = fields.String(allow_none=True, load_default=None)
+
+
+class PointsEarnedData(_EventData):
+    transaction_id = fields.UUID(required=True)
+    member_id = fields.UUID(required=True)
+    contact_id = fields.UUID(required=True)
+    points = fields.Integer(required=True)
+    balance = fields.Integer(required=True)
+    purchase_id = fields.UUID(allow_none=True, load_default=None)
+
+
+class PointsRedeemedData(_EventData):
+    transaction_id = fields.UUID(required=True)
+    member_id = fields.UUID(required=True)
+    contact_id = fields.UUID(required=True)
+    points = fields.Integer(required=True)
+    balance = fields.Integer(required=True)
+
+
+class PartnerCreatedData(_EventData):
+    partner_id = fields.UUID(required=True)
+    name = fields.String(required=True)
+    type = fields.String(required=True)
+    status = fields.String(required=True)
+
+
+class ContractCreatedData(_EventData):
+    contract_id = fields.UUID(required=True)
+    partner_id = fields.UUID(required=True)
+    terms_version = fields.Integer(required=True)
+
+
+class ContractTermsChangedData(_EventData):
+    contract_id = fields.UUID(required=True)
+    partner_id = fields.UUID(required=True)
+    version = fields.Integer(required=True)
+    previous_version = fields.Integer(required=True)
+    changed = fields.List(fields.String(), load_default=list)
 
 
 CATALOG: dict[str, type[Schema]] = {
@@ -59,6 +121,13 @@ CATALOG: dict[str, type[Schema]] = {
     "crm.lead.converted": LeadConvertedData,
     "crm.contact.created": ContactCreatedData,
     "crm.contact.updated": ContactUpdatedData,
+    "crm.member.enrolled": MemberEnrolledData,
+    "crm.purchase.recorded": PurchaseRecordedData,
+    "crm.points.earned": PointsEarnedData,
+    "crm.points.redeemed": PointsRedeemedData,
+    "crm.partner.created": PartnerCreatedData,
+    "crm.contract.created": ContractCreatedData,
+    "crm.contract.terms_changed": ContractTermsChangedData,
 }
 
 

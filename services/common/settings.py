@@ -6,8 +6,10 @@ from dataclasses import dataclass, field, fields
 from pathlib import Path
 from typing import Callable, Mapping
 
-SERVICES = ("contacts", "leads", "gateway")
-DEFAULT_PORTS = {"gateway": 8080, "contacts": 8081, "leads": 8082}
+SERVICES = ("contacts", "leads", "loyalty", "partners", "gateway")
+DEFAULT_PORTS = {"gateway": 8080, "contacts": 8081, "leads": 8082, "loyalty": 8083, "partners": 8084}
+# The services the gateway forwards to; each has a CRM_<NAME>_URL (default: loopback on its port above).
+UPSTREAMS = ("contacts", "leads", "loyalty", "partners")
 
 
 class SettingsError(ValueError):
@@ -99,6 +101,7 @@ class Settings:
     upstream_timeout: float = 10.0
     upstreams: Mapping[str, str] = field(default_factory=dict)
     gateway_port: int = 8080
+    gateway_routes: str | None = None  # path of a route-table JSON replacing services/gateway/routes.json
     redis_url: str | None = None
 
     def replace(self, **changes) -> "Settings":
@@ -134,8 +137,7 @@ def from_env(service: str, env: Mapping[str, str] | None = None, *, require_secr
     gateway_port = _read(env, "CRM_GATEWAY_PORT", _port, DEFAULT_PORTS["gateway"])
     upstreams = {
         svc: _read(env, f"CRM_{svc.upper()}_URL", _url(("http", "https")), f"http://127.0.0.1:{DEFAULT_PORTS[svc]}")
-        for svc in SERVICES
-        if svc != "gateway"
+        for svc in UPSTREAMS
     }
     return Settings(
         service=service,
@@ -155,5 +157,6 @@ def from_env(service: str, env: Mapping[str, str] | None = None, *, require_secr
         upstream_timeout=_read(env, "CRM_UPSTREAM_TIMEOUT", _positive_float, 10.0),
         upstreams=upstreams,
         gateway_port=gateway_port,
+        gateway_routes=env.get("CRM_GATEWAY_ROUTES") or None,
         redis_url=env.get("REDIS_URL") or None,
     )
