@@ -7,13 +7,10 @@ import subprocess
 import time
 import uuid
 
-import pika
 import psycopg
 import pytest
 import requests
 
-from services.common.broker import connection_parameters
-from services.common.catalog import EXCHANGE, make_event
 from tests.support.suite import wait_until
 
 pytestmark = pytest.mark.reliability
@@ -24,6 +21,11 @@ N = 500
 def _sql(url: str, query: str, *args):
     with psycopg.connect(url.replace("postgresql+psycopg://", "postgresql://")) as conn:
         return conn.execute(query, args).fetchall()
+
+
+def _sql_exec(url: str, statement: str) -> None:
+    with psycopg.connect(url.replace("postgresql+psycopg://", "postgresql://"), autocommit=True) as conn:
+        conn.execute(statement)
 
 
 def _capture(client, tag: str, n: int) -> list[str]:
@@ -91,43 +93,45 @@ def test_a_worker_killed_mid_stream_loses_nothing_and_duplicates_nothing(suite, 
     assert _contacts_for(suite, tag) == (N, N)
 
 
-def _publish(amqp_url: str, event) -> None:
-    conn = pika.BlockingConnection(connection_parameters(amqp_url))
-    try:
-        ch = conn.channel()
-        ch.confirm_delivery()
-        ch.basic_publish(EXCHANGE, event.type, event.to_json(),
-                         pika.BasicProperties(delivery_mode=2, message_id=str(event.id), type=event.type))
-    finally:
-        conn.close()
-
-
 def _dead_letters(suite) -> list[dict]:
     out = suite.crm("dlq", "list", "contacts", "--json").stdout
     return [json.loads(line) for line in out.splitlines() if line.strip()]
 
 
 def test_an_event_whose_handler_always_fails_is_dead_lettered_while_others_flow_and_can_be_replayed(suite, internal_client):
-    # A job title longer than the contacts column can hold: valid by the catalog, refused by the
-    # database on every attempt.
-    poison = make_event("crm.lead.converted", {"lead_id": uuid.uuid4(), "email": "poison@corp.example",
-                                               "job_title": "Chief " * 100}, source="/tests")
-    _publish(suite.env["AMQP_URL"], poison)
     tag = uuid.uuid4().hex[:8]
-    for lead_id in _capture(internal_client, tag, 20):
-        internal_client.post(f"/api/v1/leads/{lead_id}/convert")
-    wait_until(lambda: _converted_leads(suite, tag) == 20, timeout=60, message="later events keep flowing")
-    letters = wait_until(lambda: [d for d in _dead_letters(suite) if d["message_id"] == str(poison.id)],
-                         timeout=60, message="poison event in crm.contacts.dlq")
-    first_dead_at = letters[0]["dead_lettered_at"]
+    poison_email = f"poison-{tag}@corp.example"
+    contacts_db = suite.database_urls["contacts"]
+    # Fault injection in the real contacts database: every insert of this one person fails.
+    _sql_exec(contacts_db, f"""
+        CREATE FUNCTION refuse_{tag}() RETURNS trigger AS $$
+        BEGIN
+          IF NEW.email_normalized = '{poison_email}' THEN RAISE EXCEPTION 'refused by the test trigger'; END IF;
+          RETURN NEW;
+        END $$ LANGUAGE plpgsql;
+        CREATE TRIGGER refuse_{tag} BEFORE INSERT ON contacts FOR EACH ROW EXECUTE FUNCTION refuse_{tag}();
+    """)
+    try:
+        poison = internal_client.post("/api/v1/leads", json={"email": poison_email}).json()
+        assert internal_client.post(f"/api/v1/leads/{poison['id']}/convert").status_code == 202
+        for lead_id in _capture(internal_client, tag, 20):
+            internal_client.post(f"/api/v1/leads/{lead_id}/convert")
+        wait_until(lambda: _converted_leads(suite, tag) == 20, timeout=60, message="later events keep flowing")
+        letters = wait_until(lambda: [d for d in _dead_letters(suite) if poison_email in d["body"]],
+                             timeout=60, message="the failing event in crm.contacts.dlq")
+        assert len(letters) == 1
+        assert letters[0]["type"] == "crm.lead.converted"
+        assert "refused by the test trigger" in letters[0]["error"]
+        assert letters[0]["attempts"] == 2, "dead-lettered after both retries"
+        assert internal_client.get(f"/api/v1/leads/{poison['id']}").json()["status"] == "converting"
+    finally:
+        _sql_exec(contacts_db, f"DROP TRIGGER IF EXISTS refuse_{tag} ON contacts")
 
     replayed = suite.crm("dlq", "replay", "contacts")
     assert "replayed 1 " in replayed.stderr
-    # Back in the flow: it is retried again and, still failing, dead-lettered anew.
-    again = wait_until(lambda: [d for d in _dead_letters(suite)
-                                if d["message_id"] == str(poison.id) and d["dead_lettered_at"] != first_dead_at],
-                       timeout=60, message="replayed event retried and dead-lettered again")
-    assert len(again) == 1
+    wait_until(lambda: internal_client.get(f"/api/v1/leads/{poison['id']}").json()["status"] == "converted",
+               timeout=60, message="the replayed event converts the lead")
+    assert not [d for d in _dead_letters(suite) if poison_email in d["body"]]
 
 
 def test_a_request_straight_to_a_service_without_a_gateway_token_is_refused(suite):
