@@ -1,0 +1,1 @@
+"""The partners service: partners, contracts with versioned terms, and the partner portal."""

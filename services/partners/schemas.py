@@ -1,0 +1,183 @@
+"""Request and response schemas of the partners API and the partner portal."""
+from __future__ import annotations
+
+from decimal import Decimal
+
+from marshmallow import Schema, ValidationError, fields, pre_load, validate, validates_schema
+
+from services.common.pagination import PageArgs
+
+from . import rules
+from .models import PARTNER_STATUSES, PARTNER_TYPES
+
+_CURRENCY = validate.Regexp(r"^[A-Z]{3}$", error="Use a three-letter ISO 4217 code in capitals, such as EUR.")
+_COUNTRY = validate.Regexp(r"^[A-Z]{2}$", error="Use a two-letter ISO 3166 code in capitals, such as DE.")
+_MAX_VOLUME = Decimal("999999999999.999")  # fits NUMERIC(15, 3)
+
+
+def _at_most_places(places: int):
+    def check(value: Decimal) -> None:
+        exponent = value.normalize().as_tuple().exponent
+        if isinstance(exponent, int) and -exponent > places:
+            raise ValidationError(f"Use at most {places} decimal places.")
+
+    return check
+
+
+def _days(maximum: int, **kw) -> fields.Integer:
+    return fields.Integer(strict=True, validate=validate.Range(min=0, max=maximum), **kw)
+
+
+def _percent(**kw) -> fields.Decimal:
+    # Decimal in, decimal string out: a percentage never passes through a float.
+    return fields.Decimal(as_string=True, places=None, allow_nan=False,
+                          validate=[validate.Range(min=0, max=100), _at_most_places(2)], **kw)
+
+
+def _volume(**kw) -> fields.Decimal:
+    return fields.Decimal(as_string=True, places=None, allow_nan=False,
+                          validate=[validate.Range(min=0, max=_MAX_VOLUME), _at_most_places(3)], **kw)
+
+
+class _TrimmedInput(Schema):
+    @pre_load
+    def _strip_strings(self, data, **_kw):
+        if isinstance(data, dict):
+            return {k: v.strip() if isinstance(v, str) else v for k, v in data.items()}
+        return data
+
+
+# -- terms -------------------------------------------------------------------------------------------------
+
+class _TermsRules(_TrimmedInput):
+    @validates_schema
+    def _hold_together(self, data, **_kw):
+        errors = rules.terms_errors(data)
+        if errors:
+            raise ValidationError(errors)
+
+
+class TermsSchema(_TermsRules):
+    """A complete set of contract terms (creating a contract, or replacing its terms with PUT)."""
+
+    payment_terms_days = _days(365, required=True, metadata={"description": "Net days to pay, e.g. 30 for net 30."})
+    discount_percent = _percent(required=True, metadata={"description": "0 to 100, at most 2 decimal places."})
+    delivery_lead_time_days = _days(365, required=True)
+    minimum_order_volume = _volume(required=True, metadata={"description": "In `currency`, at most 3 decimal places."})
+    currency = fields.String(required=True, validate=_CURRENCY)
+    effective_from = fields.Date(required=True)
+    effective_to = fields.Date(allow_none=True, load_default=None,
+                               metadata={"description": "After effective_from; null for an open-ended contract."})
+    auto_renew = fields.Boolean(load_default=False)
+    notice_period_days = _days(730, load_default=0)
+
+
+class TermsChangeSchema(_TermsRules):
+    """Some terms to change (POST); the others are carried over from the version in force."""
+
+    payment_terms_days = _days(365)
+    discount_percent = _percent()
+    delivery_lead_time_days = _days(365)
+    minimum_order_volume = _volume()
+    currency = fields.String(validate=_CURRENCY)
+    effective_from = fields.Date()
+    effective_to = fields.Date(allow_none=True)
+    auto_renew = fields.Boolean()
+    notice_period_days = _days(730)
+
+    @validates_schema
+    def _not_empty(self, data, **_kw):
+        if not data:
+            raise ValidationError("Name at least one term to change.")
+
+
+class PortalTermsVersionSchema(TermsSchema):
+    """One version of the terms as a partner sees it."""
+
+    version = fields.Integer()
+    created_at = fields.AwareDateTime()
+
+
+class TermsVersionSchema(PortalTermsVersionSchema):
+    """One version of the terms, with the API key that made it."""
+
+    changed_by = fields.String(allow_none=True)
+
+
+class PortalTermsHistorySchema(Schema):
+    contract_id = fields.UUID()
+    current_version = fields.Integer()
+    items = fields.List(fields.Nested(PortalTermsVersionSchema), metadata={"description": "Oldest version first."})
+
+
+class TermsHistorySchema(PortalTermsHistorySchema):
+    items = fields.List(fields.Nested(TermsVersionSchema), metadata={"description": "Oldest version first."})
+
+
+# -- contracts ---------------------------------------------------------------------------------------------
+
+class ContractCreateSchema(_TrimmedInput):
+    title = fields.String(required=True, validate=validate.Length(min=1, max=200))
+    terms = fields.Nested(TermsSchema, required=True)
+
+
+class PortalContractSchema(Schema):
+    id = fields.UUID()
+    partner_id = fields.UUID()
+    title = fields.String()
+    terms_version = fields.Integer(attribute="current_version")
+    terms = fields.Nested(PortalTermsVersionSchema, metadata={"description": "The terms in force."})
+    created_at = fields.AwareDateTime()
+    updated_at = fields.AwareDateTime()
+
+
+class ContractSchema(PortalContractSchema):
+    terms = fields.Nested(TermsVersionSchema, metadata={"description": "The terms in force."})
+
+
+class ContractPageSchema(Schema):
+    items = fields.List(fields.Nested(ContractSchema))
+    next_cursor = fields.String(allow_none=True)
+
+
+class PortalContractPageSchema(Schema):
+    items = fields.List(fields.Nested(PortalContractSchema))
+    next_cursor = fields.String(allow_none=True)
+
+
+# -- partners ----------------------------------------------------------------------------------------------
+
+class PartnerCreateSchema(_TrimmedInput):
+    name = fields.String(required=True, validate=validate.Length(min=1, max=200))
+    type = fields.String(required=True, validate=validate.OneOf(PARTNER_TYPES))
+    status = fields.String(load_default="prospect", validate=validate.OneOf(rules.INITIAL_STATUSES))
+    country = fields.String(allow_none=True, load_default=None, validate=_COUNTRY)
+
+
+class PartnerUpdateSchema(_TrimmedInput):
+    name = fields.String(validate=validate.Length(min=1, max=200))
+    type = fields.String(validate=validate.OneOf(PARTNER_TYPES))
+    status = fields.String(validate=validate.OneOf(PARTNER_STATUSES))
+    country = fields.String(allow_none=True, validate=_COUNTRY)
+
+
+class PartnerQuerySchema(PageArgs):
+    type = fields.String(validate=validate.OneOf(PARTNER_TYPES))
+    status = fields.String(validate=validate.OneOf(PARTNER_STATUSES))
+    q = fields.String(validate=validate.Length(min=1, max=200),
+                      metadata={"description": "Part of the partner's name, case-insensitive."})
+
+
+class PartnerSchema(Schema):
+    id = fields.UUID()
+    name = fields.String()
+    type = fields.String()
+    status = fields.String()
+    country = fields.String(allow_none=True)
+    created_at = fields.AwareDateTime()
+    updated_at = fields.AwareDateTime()
+
+
+class PartnerPageSchema(Schema):
+    items = fields.List(fields.Nested(PartnerSchema))
+    next_cursor = fields.String(allow_none=True)

@@ -1,0 +1,4 @@
+"""gunicorn entry point: `gunicorn services.partners.wsgi:app`."""
+from services.partners.app import create_app
+
+app = create_app()

@@ -1,0 +1,35 @@
+"""The partners worker on the real RabbitMQ: it relays the outbox and consumes nothing."""
+from __future__ import annotations
+
+import pytest
+
+from services.partners.app import create_worker
+from services.partners.handlers import HANDLERS
+from tests.integration.common.messaging import Observer
+from tests.support.suite import wait_until
+
+from .conftest import Store
+
+pytestmark = pytest.mark.integration
+
+
+def test_the_worker_publishes_the_partner_events_and_marks_them_published(app, api, partners_settings, amqp_url):
+    observer = Observer(amqp_url, "crm.#")
+    worker = create_worker(partners_settings)
+    assert HANDLERS == {} and worker.consumer is None
+    store = Store(worker.runtime)
+    partner = api.partner()
+    contract = api.contract(partner["id"])
+    api.change_terms(contract["id"], 1, payment_terms_days=45)
+    worker.start()
+    try:
+        published = observer.drain(3, timeout=30)
+        assert [e["type"] for e in published] == ["crm.partner.created", "crm.contract.created",
+                                                  "crm.contract.terms_changed"]
+        assert published[2]["data"]["changed"] == ["payment_terms_days"]
+        wait_until(lambda: worker.relay.store.unpublished_count() == 0, timeout=30, message="rows marked published")
+        assert len(store.events()) == 3
+    finally:
+        worker.stop()
+        observer.close()
+        worker.runtime.engine.dispose()
