@@ -10,12 +10,12 @@ from pathlib import Path
 
 import click
 
-from .settings import SettingsError, from_env
+from .settings import DEFAULT_PORTS, SettingsError, from_env
 
-WEB_SERVICES = ("contacts", "leads")
-WORKER_SERVICES = ("contacts", "leads")
-MIGRATED = ("contacts", "leads", "gateway")
-SERVICE_PORT_DEFAULTS = {"contacts": 8081, "leads": 8082}
+WEB_SERVICES = ("contacts", "leads", "partners")
+WORKER_SERVICES = WEB_SERVICES
+MIGRATED = (*WEB_SERVICES, "gateway")
+SERVICE_PORT_DEFAULTS = {svc: DEFAULT_PORTS[svc] for svc in WEB_SERVICES}
 
 
 def _settings(service: str, *, require_secret: bool = True):
@@ -186,10 +186,8 @@ def _redact(url: str) -> str:
 
 
 def _mount_keys() -> None:
-    try:
-        from services.gateway.cli import keys
-    except ImportError:  # the gateway package is part of this distribution; this guards partial installs
-        return
+    from services.gateway.cli import keys
+
     cli.add_command(keys)
 
 

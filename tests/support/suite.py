@@ -12,8 +12,8 @@ import requests
 
 from tests.support.infra import IDENTITY_SECRET, free_port
 
-WEB = ("contacts", "leads")
-WORKERS = ("contacts", "leads")
+WEB = ("contacts", "leads", "partners")
+WORKERS = WEB
 
 
 class Suite:
