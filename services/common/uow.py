@@ -35,9 +35,11 @@ class UnitOfWork:
         self._depth -= 1
         if self._depth == 0:
             try:
-                self.session.rollback()  # no-op after a commit; undoes everything otherwise
-            finally:
+                # close() ends the transaction, rolling back whatever was not committed. Unlike rollback()
+                # it does not expire the loaded objects, so what a read-only use case returns stays
+                # readable after the block (rollback() left them detached and expired).
                 self.session.close()
+            finally:
                 self.session = None
 
     def add_event(self, event_type: str, data: dict, *, subject=None) -> Event:

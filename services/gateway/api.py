@@ -1,0 +1,47 @@
+"""The gateway's admin API for API keys: parse, call one use case in keys.py, serialise."""
+from __future__ import annotations
+
+from flask.views import MethodView
+from flask_smorest import Blueprint
+
+from services.common.identity import requires
+from services.common.pagination import PageArgs
+from services.common.web import uow
+
+from . import keys
+from .schemas import CreatedKeySchema, KeyCreateSchema, KeyPageSchema
+
+blp = Blueprint("admin-keys", __name__, url_prefix="/api/v1/admin/keys",
+                description="Create, list and revoke API keys (requires the `admin` scope).")
+
+
+@blp.route("")
+class Keys(MethodView):
+    @blp.arguments(PageArgs, location="query")
+    @blp.response(200, KeyPageSchema)
+    @requires("admin")
+    def get(self, args):
+        """List API keys, newest first (never their hash or plaintext)."""
+        with uow() as work:
+            return keys.list_keys(work.session, limit=args["limit"], cursor=args["cursor"])
+
+    @blp.arguments(KeyCreateSchema)
+    @blp.response(201, CreatedKeySchema)
+    @requires("admin")
+    def post(self, data):
+        """Create an API key; the response shows the key once."""
+        with uow() as work:
+            key, plaintext = keys.create_key(work.session, **data)
+            work.commit()
+        return {**{f: getattr(key, f) for f in CreatedKeySchema().fields if f != "key"}, "key": plaintext}
+
+
+@blp.route("/<uuid:key_id>")
+class KeyById(MethodView):
+    @blp.response(204)
+    @requires("admin")
+    def delete(self, key_id):
+        """Revoke an API key at once."""
+        with uow() as work:
+            keys.revoke_key(work.session, key_id)
+            work.commit()

@@ -1,0 +1,208 @@
+"""Forwarding to upstream services: pooled HTTP, identity token, timeouts and a circuit breaker."""
+from __future__ import annotations
+
+import http.cookiejar
+import logging
+import math
+import threading
+import time
+from collections.abc import Callable, Mapping
+from urllib.parse import quote
+
+import requests
+from flask import Response
+
+from services.common.identity import HEADER as IDENTITY_HEADER
+from services.common.identity import Principal, issue_token
+from services.common.problems import problem_response
+
+log = logging.getLogger("crm.gateway")
+
+# Only these caller headers reach an upstream. Authorization, X-API-Key and any X-CRM-Identity the caller
+# sent are dropped here by construction: the gateway signs its own identity header.
+FORWARDED_REQUEST_HEADERS = ("Content-Type", "Accept", "If-Match", "If-None-Match", "Idempotency-Key")
+# Only these upstream headers reach the caller (never hop-by-hop ones, cookies or Content-Length/Encoding,
+# which the gateway recomputes for the body it sends).
+FORWARDED_RESPONSE_HEADERS = ("Content-Type", "ETag", "Location", "Retry-After", "Link", "Allow")
+# The gateway's own principal when it fetches an upstream's OpenAPI document.
+GATEWAY_PRINCIPAL = Principal(key_id="gateway", kind="internal", name="gateway")
+
+
+class CircuitOpen(Exception):
+    """The upstream failed repeatedly; calls are refused until `retry_after` seconds have passed."""
+
+    def __init__(self, retry_after: float):
+        super().__init__(f"circuit open for {retry_after:.1f}s")
+        self.retry_after = retry_after
+
+
+class CircuitBreaker:
+    """Closed → open after `failure_threshold` consecutive failures → half-open after `open_seconds`.
+
+    Half-open lets one trial call through: success closes the circuit, failure opens it again.
+    """
+
+    def __init__(self, failure_threshold: int = 5, open_seconds: float = 10.0,
+                 clock: Callable[[], float] = time.monotonic):
+        if failure_threshold < 1 or open_seconds <= 0:
+            raise ValueError("failure_threshold must be >= 1 and open_seconds > 0")
+        self.failure_threshold = failure_threshold
+        self.open_seconds = open_seconds
+        self._clock = clock
+        self._lock = threading.Lock()
+        self._failures = 0
+        self._opened_at: float | None = None
+        self._trial_started: float | None = None
+
+    @property
+    def state(self) -> str:
+        """"closed", "open" or "half-open"."""
+        with self._lock:
+            if self._opened_at is None:
+                return "closed"
+            return "open" if self._clock() - self._opened_at < self.open_seconds else "half-open"
+
+    def before_call(self) -> None:
+        """Raise CircuitOpen unless a call may go through now."""
+        with self._lock:
+            if self._opened_at is None:
+                return
+            now = self._clock()
+            remaining = self._opened_at + self.open_seconds - now
+            if remaining > 0:
+                raise CircuitOpen(remaining)
+            # Half-open: one trial at a time; a trial that never reported back is replaced after a while.
+            if self._trial_started is not None and now - self._trial_started < self.open_seconds:
+                raise CircuitOpen(self.open_seconds - (now - self._trial_started))
+            self._trial_started = now
+
+    def record_success(self) -> None:
+        with self._lock:
+            self._failures = 0
+            self._opened_at = None
+            self._trial_started = None
+
+    def record_failure(self) -> None:
+        with self._lock:
+            self._failures += 1
+            if self._trial_started is not None or self._failures >= self.failure_threshold:
+                self._opened_at = self._clock()
+                self._trial_started = None
+
+
+def _no_cookies_session() -> requests.Session:
+    session = requests.Session()
+    # The session is shared by every caller: never keep an upstream's cookie for the next one.
+    session.cookies.set_policy(http.cookiejar.DefaultCookiePolicy(allowed_domains=[]))
+    # Upstreams are internal: no proxy variables, no .netrc credentials from the environment.
+    session.trust_env = False
+    adapter = requests.adapters.HTTPAdapter(pool_connections=8, pool_maxsize=32)
+    session.mount("http://", adapter)
+    session.mount("https://", adapter)
+    return session
+
+
+class UpstreamProxy:
+    """Forwards calls to upstreams by name, one circuit breaker per upstream."""
+
+    def __init__(self, upstreams: Mapping[str, str], *, identity_secret: str, timeout: float = 10.0,
+                 token_ttl: float = 60.0, failure_threshold: int = 5, open_seconds: float = 10.0,
+                 session: requests.Session | None = None):
+        self.upstreams = {name: url.rstrip("/") for name, url in upstreams.items() if url}
+        self.identity_secret = identity_secret
+        self.timeout = timeout
+        self.token_ttl = token_ttl
+        self.session = session or _no_cookies_session()
+        self._threshold = failure_threshold
+        self._open_seconds = open_seconds
+        self._breakers: dict[str, CircuitBreaker] = {}
+        self._lock = threading.Lock()
+
+    @classmethod
+    def from_settings(cls, settings, **overrides) -> UpstreamProxy:
+        """A proxy for the upstreams, secret and timeouts of `settings`."""
+        options = {"identity_secret": settings.identity_secret, "timeout": settings.upstream_timeout,
+                   "token_ttl": settings.identity_token_ttl}
+        options.update(overrides)
+        return cls(settings.upstreams, **options)
+
+    def breaker(self, upstream: str) -> CircuitBreaker:
+        """The circuit breaker of one upstream."""
+        with self._lock:
+            if upstream not in self._breakers:
+                self._breakers[upstream] = CircuitBreaker(self._threshold, self._open_seconds)
+            return self._breakers[upstream]
+
+    def identity_headers(self, principal: Principal, request_id: str | None) -> dict[str, str]:
+        """The headers that tell an upstream who is calling."""
+        token = issue_token(principal, self.identity_secret, request_id=request_id, ttl=self.token_ttl)
+        headers = {IDENTITY_HEADER: token}
+        if request_id:
+            headers["X-Request-ID"] = request_id
+        return headers
+
+    def forward(self, upstream: str, *, method: str, path: str, query_string: bytes, headers: Mapping[str, str],
+                body: bytes, principal: Principal, request_id: str | None) -> Response:
+        """Send one call to `upstream` and translate the answer (or the failure) into a response."""
+        base = self.upstreams.get(upstream)
+        if base is None:
+            return problem_response(503, "Service Unavailable",
+                                    f"The {upstream} service is not configured on this gateway.", upstream=upstream)
+        breaker = self.breaker(upstream)
+        try:
+            breaker.before_call()
+        except CircuitOpen as exc:
+            seconds = max(1, math.ceil(exc.retry_after))
+            return problem_response(503, "Service Unavailable",
+                                    f"The {upstream} service is failing; the gateway stopped calling it for a while.",
+                                    upstream=upstream, headers={"Retry-After": str(seconds)})
+        outgoing = {name: headers[name] for name in FORWARDED_REQUEST_HEADERS if headers.get(name)}
+        outgoing.update(self.identity_headers(principal, request_id))
+        url = base + quote(path, safe="/:@!$&'()*+,;=-._~")
+        if query_string:
+            url += "?" + query_string.decode("latin-1")
+        try:
+            answer = self.session.request(method, url, data=body or None, headers=outgoing,
+                                          timeout=(self.timeout, self.timeout), allow_redirects=False)
+        except requests.Timeout:
+            breaker.record_failure()
+            log.warning("upstream %s timed out", upstream, extra={"event": "gateway.upstream_timeout", "upstream": upstream})
+            return problem_response(504, "Gateway Timeout",
+                                    f"The {upstream} service did not answer within {self.timeout:g} s.", upstream=upstream)
+        except requests.RequestException as exc:
+            breaker.record_failure()
+            log.warning("upstream %s unreachable: %s", upstream, type(exc).__name__,
+                        extra={"event": "gateway.upstream_unreachable", "upstream": upstream})
+            return problem_response(502, "Bad Gateway", f"The {upstream} service is unreachable.", upstream=upstream)
+        except Exception:
+            breaker.record_failure()  # never leave a half-open trial unreported
+            raise
+        breaker.record_success()
+        return self._translate(answer, base)
+
+    @staticmethod
+    def _translate(answer: requests.Response, base: str) -> Response:
+        response = Response(answer.content, status=answer.status_code)
+        del response.headers["Content-Type"]
+        for name in FORWARDED_RESPONSE_HEADERS:
+            value = answer.headers.get(name)
+            if value is None:
+                continue
+            if name == "Location" and value.startswith(base + "/"):
+                value = value[len(base):]  # keep callers on the gateway, never on an internal address
+            response.headers[name] = value
+        return response
+
+    def get_json(self, upstream: str, path: str, *, timeout: float, principal: Principal | None = None):
+        """GET an upstream document (readiness, OpenAPI) outside the circuit breaker; raises on failure."""
+        base = self.upstreams.get(upstream)
+        if base is None:
+            raise LookupError(f"no URL configured for {upstream}")
+        headers = self.identity_headers(principal, None) if principal else {}
+        answer = self.session.get(base + path, headers=headers, timeout=(timeout, timeout), allow_redirects=False)
+        answer.raise_for_status()
+        return answer.json()
+
+    def close(self) -> None:
+        """Release pooled connections."""
+        self.session.close()
