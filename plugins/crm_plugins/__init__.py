@@ -9,7 +9,17 @@
 from __future__ import annotations
 
 from .hookspecs import HOOK_NAMES, PROJECT_NAME, hookimpl, hookspec
-from .types import AppliedFactor, LeadInput, PluginFailure, ScoreDecision, ScoreFactor
+from .types import (
+    AppliedFactor,
+    LeadInput,
+    PluginFailure,
+    PointAward,
+    PointsDecision,
+    ProgramInput,
+    PurchaseInput,
+    ScoreDecision,
+    ScoreFactor,
+)
 
 __all__ = [
     "HOOK_NAMES",
@@ -17,6 +27,10 @@ __all__ = [
     "AppliedFactor",
     "LeadInput",
     "PluginFailure",
+    "PointAward",
+    "PointsDecision",
+    "ProgramInput",
+    "PurchaseInput",
     "ScoreDecision",
     "ScoreFactor",
     "hookimpl",

@@ -10,7 +10,7 @@ from collections.abc import Sequence
 
 import pluggy
 
-from .types import LeadInput, ScoreFactor
+from .types import LeadInput, PointAward, ProgramInput, PurchaseInput, ScoreFactor
 
 PROJECT_NAME = "crm"
 
@@ -43,5 +43,35 @@ def crm_score_lead(lead: LeadInput) -> ScoreFactor | Sequence[ScoreFactor] | Non
     """
 
 
+@hookspec
+def crm_loyalty_points(purchase: PurchaseInput, program: ProgramInput) -> PointAward | Sequence[PointAward] | None:
+    """Award loyalty points for one purchase.
+
+    Kind: *contribute* — the host calls every implementation, each on its own, and adds up what they return.
+
+    Parameters:
+        purchase: a frozen :class:`~crm_plugins.types.PurchaseInput` with the purchase's id (a UUID string, or
+            ``None`` outside the service), ``member_id`` and ``contact_id`` (UUID strings), ``amount`` (a
+            :class:`decimal.Decimal`, always greater than 0, never a float), ``currency`` (a three-letter ISO
+            4217 code, the program's currency), ``occurred_at`` (a timezone-aware UTC ``datetime``) and the
+            caller's ``external_id`` (a receipt number, or ``None``).
+        program: a frozen :class:`~crm_plugins.types.ProgramInput` with the program's id, ``code``, ``name``,
+            ``points_per_unit`` (a ``Decimal``: points per whole unit of ``currency``) and ``currency``.
+
+    Returns:
+        A :class:`~crm_plugins.types.PointAward`, a list or tuple of them, or ``None`` when the plugin awards
+        nothing for this purchase. Each award carries a short ``code``, integer ``points`` (negative points
+        reduce what the purchase earns) and a ``reason`` naming the evidence, shown in the member's
+        transaction list.
+
+    The purchase earns the sum of every plugin's points, never less than 0, and each award is stored on the
+    ledger entry with the name of the plugin that gave it. If an implementation raises, or returns anything
+    else (a dict, float or boolean ``points``, more than 10**15 points...), the host logs it with the
+    plugin's name, drops that plugin's whole contribution and marks the decision as degraded; the other
+    plugins still count and the purchase is still recorded. Implementations must be quick and side-effect
+    free: they run inside the transaction that records the purchase.
+    """
+
+
 # The hooks above, by name; the contract meta-test walks this list (and checks it matches the module).
-HOOK_NAMES: tuple[str, ...] = ("crm_score_lead",)
+HOOK_NAMES: tuple[str, ...] = ("crm_score_lead", "crm_loyalty_points")

@@ -17,14 +17,20 @@ from .types import (
     AppliedFactor,
     LeadInput,
     PluginFailure,
+    PointAward,
+    PointsDecision,
+    ProgramInput,
+    PurchaseInput,
     ScoreDecision,
     ScoreFactor,
+    award_problem,
     factor_problem,
 )
 
 logger = logging.getLogger("crm.plugins")
 
 SCORE_LEAD = "crm_score_lead"
+LOYALTY_POINTS = "crm_loyalty_points"
 
 
 class PluginError(Exception):
@@ -116,19 +122,30 @@ class PluginHost:
 
     def score_lead(self, lead: LeadInput) -> ScoreDecision:
         """Ask every plugin for score factors; failures are reported on the decision, not raised."""
+        factors, failures = self._contribute(SCORE_LEAD, {"lead": lead}, ScoreFactor, factor_problem)
+        return ScoreDecision.from_factors(factors, failures)
+
+    def loyalty_points(self, purchase: PurchaseInput, program: ProgramInput) -> PointsDecision:
+        """Ask every plugin for point awards on a purchase; failures are reported on the decision, not raised."""
+        factors, failures = self._contribute(LOYALTY_POINTS, {"purchase": purchase, "program": program},
+                                             PointAward, award_problem)
+        return PointsDecision.from_awards(factors, failures)
+
+    def _contribute(self, hook: str, kwargs: dict, item_type: type, problem_of) -> tuple[list[AppliedFactor], list[PluginFailure]]:
+        """Call each implementation of a contribute hook on its own; a bad one is dropped whole and reported."""
         factors: list[AppliedFactor] = []
         failures: list[PluginFailure] = []
-        for impl in self.pm.hook.crm_score_lead.get_hookimpls():
-            result, failure = self._call(impl, SCORE_LEAD, {"lead": lead})
+        for impl in getattr(self.pm.hook, hook).get_hookimpls():
+            result, failure = self._call(impl, hook, kwargs)
             if failure:
                 failures.append(failure)
                 continue
-            contributed, problem = _score_factors(result)
+            contributed, problem = _contributions(result, item_type, problem_of)
             if problem:
-                failures.append(self._malformed(impl.plugin_name, SCORE_LEAD, problem))
+                failures.append(self._malformed(impl.plugin_name, hook, problem))
                 continue
             factors.extend(AppliedFactor(impl.plugin_name, f.code, f.points, f.reason) for f in contributed)
-        return ScoreDecision.from_factors(factors, failures)
+        return factors, failures
 
     def list_plugins(self) -> list[dict]:
         """Every loaded plugin with its source and the hooks it implements, in registration order."""
@@ -156,14 +173,15 @@ class PluginHost:
         return PluginFailure(plugin, hook, f"malformed result: {problem}")
 
 
-def _score_factors(result) -> tuple[tuple[ScoreFactor, ...], str | None]:
+def _contributions(result, item_type: type, problem_of) -> tuple[tuple, str | None]:
+    """The items a contribute hook returned (one, a list/tuple, or None), or why they are malformed."""
     if result is None:
         return (), None
-    items = (result,) if isinstance(result, ScoreFactor) else result
+    items = (result,) if isinstance(result, item_type) else result
     if not isinstance(items, (list, tuple)):
-        return (), f"expected a ScoreFactor, a list of them or None, got {type(result).__name__}"
+        return (), f"expected a {item_type.__name__}, a list of them or None, got {type(result).__name__}"
     for item in items:
-        problem = factor_problem(item)
+        problem = problem_of(item)
         if problem:
             return (), problem
     return tuple(items), None

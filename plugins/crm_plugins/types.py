@@ -2,6 +2,8 @@
 from __future__ import annotations
 
 from dataclasses import asdict, dataclass
+from datetime import datetime
+from decimal import Decimal
 
 
 @dataclass(frozen=True, kw_only=True)
@@ -108,6 +110,96 @@ class ScoreDecision:
         """JSON-ready form."""
         return {
             "score": self.score,
+            "factors": [f.to_dict() for f in self.factors],
+            "degraded": [d.to_dict() for d in self.degraded],
+        }
+
+
+# --- loyalty points -------------------------------------------------------------------------------------------
+
+# An award beyond this many points is treated as a plugin bug (it would overflow the ledger's sums).
+MAX_AWARD_POINTS = 10**15
+
+
+@dataclass(frozen=True, kw_only=True)
+class PurchaseInput:
+    """What a plugin sees of a purchase: who bought, how much, in which currency, when (keyword arguments only).
+
+    `amount` is a `Decimal`, never a float; `currency` is a three-letter ISO 4217 code such as "EUR".
+    """
+
+    id: str | None = None
+    member_id: str | None = None
+    contact_id: str | None = None
+    amount: Decimal
+    currency: str
+    occurred_at: datetime
+    external_id: str | None = None
+
+
+@dataclass(frozen=True, kw_only=True)
+class ProgramInput:
+    """What a plugin sees of the loyalty program the purchase earns in (keyword arguments only)."""
+
+    id: str | None = None
+    code: str
+    name: str
+    points_per_unit: Decimal
+    currency: str
+
+
+@dataclass(frozen=True)
+class PointAward:
+    """Points a plugin awards for one purchase, with the reason shown to users."""
+
+    code: str
+    points: int
+    reason: str
+
+    def __post_init__(self) -> None:
+        problem = award_problem(self)
+        if problem:
+            raise TypeError(f"invalid PointAward: {problem}")
+
+
+def award_problem(award: object) -> str | None:
+    """Why `award` is not a well-formed PointAward, or None when it is."""
+    if not isinstance(award, PointAward):
+        return f"expected PointAward, got {type(award).__name__}"
+    if not isinstance(award.code, str) or not award.code.strip():
+        return f"code must be a non-empty string, got {award.code!r}"
+    if isinstance(award.points, bool) or not isinstance(award.points, int):
+        return f"points must be an int, got {type(award.points).__name__} {award.points!r}"
+    if abs(award.points) > MAX_AWARD_POINTS:
+        return f"points must lie within ±{MAX_AWARD_POINTS}, got {award.points}"
+    if not isinstance(award.reason, str):
+        return f"reason must be a string, got {type(award.reason).__name__}"
+    return None
+
+
+@dataclass(frozen=True)
+class PointsDecision:
+    """The points a purchase earns, with every award behind them and the plugins that failed to contribute."""
+
+    points: int
+    factors: tuple[AppliedFactor, ...] = ()
+    degraded: tuple[PluginFailure, ...] = ()
+
+    @classmethod
+    def from_awards(cls, factors, degraded=()) -> PointsDecision:
+        """Sum the awards' points; a purchase never earns less than 0 (penalties cannot take points away)."""
+        factors = tuple(factors)
+        return cls(points=max(0, sum(f.points for f in factors)), factors=factors, degraded=tuple(degraded))
+
+    @property
+    def is_degraded(self) -> bool:
+        """True when at least one plugin's contribution is missing."""
+        return bool(self.degraded)
+
+    def to_dict(self) -> dict:
+        """JSON-ready form."""
+        return {
+            "points": self.points,
             "factors": [f.to_dict() for f in self.factors],
             "degraded": [d.to_dict() for d in self.degraded],
         }

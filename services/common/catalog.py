@@ -76,6 +76,8 @@ class PurchaseRecordedData(_EventData):
     currency = fields.String(required=True, validate=_CURRENCY)
     occurred_at = fields.AwareDateTime(required=True)
     external_id = fields.String(allow_none=True, load_default=None)
+    # The points the purchase earned (the sum of every plugin's awards).
+    points = fields.Integer(allow_none=True, load_default=None)
 
 
 class PointsEarnedData(_EventData):
@@ -85,6 +87,8 @@ class PointsEarnedData(_EventData):
     points = fields.Integer(required=True)
     balance = fields.Integer(required=True)
     purchase_id = fields.UUID(allow_none=True, load_default=None)
+    program_id = fields.UUID(allow_none=True, load_default=None)
+    lifetime_points = fields.Integer(allow_none=True, load_default=None)
 
 
 class PointsRedeemedData(_EventData):
@@ -93,6 +97,23 @@ class PointsRedeemedData(_EventData):
     contact_id = fields.UUID(required=True)
     points = fields.Integer(required=True)
     balance = fields.Integer(required=True)
+    program_id = fields.UUID(allow_none=True, load_default=None)
+    reason = fields.String(allow_none=True, load_default=None)
+
+
+class PointsAdjustedData(_EventData):
+    """A correction of a member's points: a manual adjustment or the reversal of an earlier entry."""
+
+    transaction_id = fields.UUID(required=True)
+    member_id = fields.UUID(required=True)
+    contact_id = fields.UUID(required=True)
+    program_id = fields.UUID(required=True)
+    kind = fields.String(required=True, validate=validate.OneOf(["adjust", "reverse"]))
+    points = fields.Integer(required=True)  # signed
+    balance = fields.Integer(required=True)
+    lifetime_points = fields.Integer(required=True)
+    reverses_id = fields.UUID(allow_none=True, load_default=None)
+    reason = fields.String(allow_none=True, load_default=None)
 
 
 class PartnerCreatedData(_EventData):
@@ -125,6 +146,7 @@ CATALOG: dict[str, type[Schema]] = {
     "crm.purchase.recorded": PurchaseRecordedData,
     "crm.points.earned": PointsEarnedData,
     "crm.points.redeemed": PointsRedeemedData,
+    "crm.points.adjusted": PointsAdjustedData,
     "crm.partner.created": PartnerCreatedData,
     "crm.contract.created": ContractCreatedData,
     "crm.contract.terms_changed": ContractTermsChangedData,

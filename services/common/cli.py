@@ -12,7 +12,7 @@ import click
 
 from .settings import DEFAULT_PORTS, SettingsError, from_env
 
-WEB_SERVICES = ("contacts", "leads", "partners")
+WEB_SERVICES = ("contacts", "leads", "loyalty", "partners")
 WORKER_SERVICES = WEB_SERVICES
 MIGRATED = (*WEB_SERVICES, "gateway")
 SERVICE_PORT_DEFAULTS = {svc: DEFAULT_PORTS[svc] for svc in WEB_SERVICES}

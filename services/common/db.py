@@ -77,6 +77,9 @@ def messaging_models(Base):
 
 
 def _sqlite_pragmas(dbapi_connection, _record):
+    # pysqlite opens transactions on its own (only before DML), so a SAVEPOINT issued after a SELECT became
+    # the outermost transaction and its RELEASE committed half a unit of work. Hand control to SQLAlchemy.
+    dbapi_connection.isolation_level = None
     cur = dbapi_connection.cursor()
     # WAL lets the web process read while the worker writes; busy_timeout waits instead of failing.
     cur.execute("PRAGMA journal_mode=WAL")
@@ -84,6 +87,12 @@ def _sqlite_pragmas(dbapi_connection, _record):
     cur.execute("PRAGMA foreign_keys=ON")
     cur.execute("PRAGMA synchronous=NORMAL")
     cur.close()
+
+
+def _sqlite_begin(connection):
+    # IMMEDIATE takes the single writer lock up front, so a read-then-write transaction waits (busy_timeout)
+    # instead of failing with SQLITE_BUSY_SNAPSHOT when another connection wrote in between.
+    connection.exec_driver_sql("BEGIN IMMEDIATE")
 
 
 def make_engine(url: str, *, pool_size: int = 10) -> Engine:
@@ -96,6 +105,7 @@ def make_engine(url: str, *, pool_size: int = 10) -> Engine:
             Path(path).parent.mkdir(parents=True, exist_ok=True)
         engine = create_engine(url, connect_args={"timeout": 15, "check_same_thread": False})
         event.listen(engine, "connect", _sqlite_pragmas)
+        event.listen(engine, "begin", _sqlite_begin)
         return engine
     return create_engine(url, pool_size=pool_size, max_overflow=pool_size, pool_pre_ping=True)
 

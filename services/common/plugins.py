@@ -18,7 +18,7 @@ from crm_plugins.host import PluginError, PluginHost, as_plugin
 __all__ = ["DEFAULT_PLUGINS", "PluginError", "PluginHost", "build_plugin_host"]
 
 # Built-in policies, registered exactly like third-party plugins under "builtin.<last module part>".
-DEFAULT_PLUGINS = ["crm_builtin.lead_scoring"]
+DEFAULT_PLUGINS = ["crm_builtin.lead_scoring", "crm_builtin.loyalty_points"]
 
 BUILTIN, ENTRY_POINT, DIRECTORY = "builtin", "entry_point", "directory"
 

@@ -12,7 +12,7 @@ import requests
 
 from tests.support.infra import IDENTITY_SECRET, free_port
 
-WEB = ("contacts", "leads", "partners")
+WEB = ("contacts", "leads", "loyalty", "partners")
 WORKERS = WEB
 
 

@@ -132,11 +132,15 @@ def test_a_missing_plugins_directory_stops_the_build(tmp_path):
         only_local(tmp_path / "nope")
 
 
-def test_the_builtin_scorer_is_registered_as_an_ordinary_plugin():
+def test_the_builtin_policies_are_registered_as_ordinary_plugins():
     host = build_plugin_host(include_entry_points=False)
 
-    assert host.list_plugins() == [{"name": "builtin.lead_scoring", "source": "builtin",
-                                    "origin": "crm_builtin.lead_scoring", "hooks": ["crm_score_lead"]}]
+    assert host.list_plugins() == [
+        {"name": "builtin.lead_scoring", "source": "builtin", "origin": "crm_builtin.lead_scoring",
+         "hooks": ["crm_score_lead"]},
+        {"name": "builtin.loyalty_points", "source": "builtin", "origin": "crm_builtin.loyalty_points",
+         "hooks": ["crm_loyalty_points"]},
+    ]
     assert {f.plugin for f in host.score_lead(sample_lead()).factors} == {"builtin.lead_scoring"}
 
 
@@ -166,7 +170,7 @@ def test_settings_from_the_environment_choose_the_directory_and_the_disabled_plu
     write_plugin(tmp_path, "team_rules", FUNCTION_PLUGIN)
     write_plugin(tmp_path, "bonus", CLASS_PLUGIN)
     settings = from_env("leads", {"CRM_PLUGINS_DIR": str(tmp_path),
-                                  "CRM_PLUGINS_DISABLED": "bonus,builtin.lead_scoring"}, require_secret=False)
+                                  "CRM_PLUGINS_DISABLED": "bonus,builtin.lead_scoring,builtin.loyalty_points"}, require_secret=False)
 
     host = build_plugin_host(settings.plugins_dir, disabled=settings.plugins_disabled, include_entry_points=False)
 
@@ -179,10 +183,11 @@ def test_a_disabled_plugin_is_not_loaded_whichever_route_it_comes_by(tmp_path):
     write_plugin(tmp_path, "team_rules", FUNCTION_PLUGIN)
     write_plugin(tmp_path, "bonus", CLASS_PLUGIN)
 
-    host = build_plugin_host(str(tmp_path), disabled=["builtin.lead_scoring", "example_scoring", "bonus"])
+    host = build_plugin_host(str(tmp_path), disabled=["builtin.lead_scoring", "builtin.loyalty_points",
+                                                       "example_scoring", "bonus"])
 
     assert [p["name"] for p in host.list_plugins()] == ["team_rules"]
-    assert sorted(host.disabled) == ["bonus", "builtin.lead_scoring", "example_scoring"]
+    assert sorted(host.disabled) == ["bonus", "builtin.lead_scoring", "builtin.loyalty_points", "example_scoring"]
     assert {f.plugin for f in host.score_lead(sample_lead()).factors} == {"team_rules"}
 
 

@@ -1,0 +1,93 @@
+"""HTTP entrypoints of the contacts service: parse, call one use case, serialise."""
+from __future__ import annotations
+
+import re
+
+from flask import request
+from flask.views import MethodView
+from flask_smorest import Blueprint
+
+from services.common.identity import requires
+from services.common.web import uow
+
+from . import service
+from .schemas import (
+    ContactCreateSchema,
+    ContactPageSchema,
+    ContactQuerySchema,
+    ContactSchema,
+    ContactUpdateSchema,
+)
+
+blp = Blueprint("contacts", __name__, url_prefix="/api/v1/contacts",
+                description="One record per person: created from converted leads or directly.")
+
+_ETAG_HEADER = {"ETag": {"description": 'The contact\'s version as a weak tag, `W/"<version>"`; send it back in If-Match.',
+                         "schema": {"type": "string"}}}
+_ENTITY_TAG = re.compile(r'\s*(?:W/)?"(\d{1,18})"\s*')
+
+
+def etag(version: int) -> str:
+    """The weak entity tag of a contact version."""
+    return f'W/"{version}"'
+
+
+def versions_from_if_match(header: str | None) -> frozenset[int] | None:
+    """The versions an If-Match header accepts; None when absent or `*` (any current version).
+
+    Compared weakly, since the tags are weak. A tag this API never issued accepts no version, so it fails.
+    """
+    if header is None or header.strip() == "*":
+        return None
+    versions = set()
+    for tag in header.split(","):
+        found = _ENTITY_TAG.fullmatch(tag)
+        if found:
+            versions.add(int(found.group(1)))
+    return frozenset(versions)
+
+
+def _headers(contact) -> dict[str, str]:
+    return {"ETag": etag(contact.version)}
+
+
+@blp.route("")
+class Contacts(MethodView):
+    @blp.arguments(ContactQuerySchema, location="query")
+    @blp.response(200, ContactPageSchema)
+    @requires("contacts:read")
+    def get(self, args):
+        """List contacts, newest first, by exact e-mail or a search term over name, e-mail and company."""
+        return service.list_contacts(uow(), **args)
+
+    @blp.arguments(ContactCreateSchema)
+    @blp.response(201, ContactSchema, headers=_ETAG_HEADER)
+    @blp.alt_response(409, description="Another contact has this e-mail; `existing_contact_id` names it.")
+    @requires("contacts:write")
+    def post(self, data):
+        """Create a contact; the normalised e-mail must be new."""
+        contact = service.create_contact(uow(), data)
+        return contact, 201, {**_headers(contact), "Location": f"{blp.url_prefix}/{contact.id}"}
+
+
+@blp.route("/<uuid:contact_id>")
+class ContactById(MethodView):
+    @blp.response(200, ContactSchema, headers=_ETAG_HEADER)
+    @blp.alt_response(404, description="No contact has this id.")
+    @requires("contacts:read")
+    def get(self, contact_id):
+        """One contact, with its version as the ETag."""
+        contact = service.get_contact(uow(), contact_id)
+        return contact, 200, _headers(contact)
+
+    @blp.arguments(ContactUpdateSchema)
+    @blp.response(200, ContactSchema, headers=_ETAG_HEADER)
+    @blp.alt_response(404, description="No contact has this id.")
+    @blp.alt_response(409, description="Another contact has the new e-mail; `existing_contact_id` names it.")
+    @blp.alt_response(412, description="If-Match named a version that is no longer current.")
+    @requires("contacts:write")
+    def patch(self, changes, contact_id):
+        """Change some fields of a contact; send If-Match with its ETag to refuse lost updates."""
+        contact = service.update_contact(uow(), contact_id, changes,
+                                         expected_versions=versions_from_if_match(request.headers.get("If-Match")))
+        return contact, 200, _headers(contact)

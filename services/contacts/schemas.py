@@ -1,0 +1,75 @@
+"""Request and response schemas of the contacts API."""
+from __future__ import annotations
+
+from marshmallow import RAISE, Schema, fields, validate
+
+from services.common.pagination import PageArgs
+
+from .models import EMAIL_MAX, NAME_MAX, ORG_MAX, PHONE_MAX
+
+PHONE = validate.Regexp(r"^\+?[0-9 ()./\-]{3,50}$", error="Not a phone number.")
+QUERY_MAX = 200
+
+
+class Trimmed(fields.String):
+    """A string with surrounding white space removed before it is validated."""
+
+    def _deserialize(self, value, attr, data, **kwargs):
+        return super()._deserialize(value, attr, data, **kwargs).strip()
+
+
+class TrimmedEmail(fields.Email):
+    """An e-mail address with surrounding white space removed before it is validated."""
+
+    def _deserialize(self, value, attr, data, **kwargs):
+        return super()._deserialize(value, attr, data, **kwargs).strip()
+
+
+def _text(max_len: int, **kw) -> Trimmed:
+    # Blank text is refused rather than stored; send null to clear a field.
+    return Trimmed(validate=validate.Length(min=1, max=max_len), allow_none=True, **kw)
+
+
+class _ContactFields(Schema):
+    class Meta:
+        unknown = RAISE  # a misspelt field is an error the caller must see, not silently dropped data
+
+    first_name = _text(NAME_MAX)
+    last_name = _text(NAME_MAX)
+    company = _text(ORG_MAX)
+    job_title = _text(ORG_MAX)
+    phone = Trimmed(validate=[validate.Length(max=PHONE_MAX), PHONE], allow_none=True)
+
+
+class ContactCreateSchema(_ContactFields):
+    email = TrimmedEmail(required=True, validate=validate.Length(max=EMAIL_MAX))
+
+
+class ContactUpdateSchema(_ContactFields):
+    email = TrimmedEmail(validate=validate.Length(max=EMAIL_MAX))
+
+
+class ContactQuerySchema(PageArgs):
+    email = Trimmed(validate=validate.Length(max=EMAIL_MAX),
+                    metadata={"description": "Exact e-mail match, ignoring case and surrounding spaces."})
+    q = Trimmed(validate=validate.Length(max=QUERY_MAX),
+                metadata={"description": "Case-insensitive substring of the name, e-mail or company."})
+
+
+class ContactSchema(Schema):
+    id = fields.UUID()
+    email = fields.String()
+    first_name = fields.String(allow_none=True)
+    last_name = fields.String(allow_none=True)
+    company = fields.String(allow_none=True)
+    job_title = fields.String(allow_none=True)
+    phone = fields.String(allow_none=True)
+    origin_lead_id = fields.UUID(allow_none=True)
+    created_at = fields.AwareDateTime()
+    updated_at = fields.AwareDateTime()
+    version = fields.Integer()
+
+
+class ContactPageSchema(Schema):
+    items = fields.List(fields.Nested(ContactSchema))
+    next_cursor = fields.String(allow_none=True)

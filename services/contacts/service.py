@@ -1,0 +1,213 @@
+"""Contact use cases: the only code that changes contacts, each in one unit of work."""
+from __future__ import annotations
+
+import uuid
+from collections.abc import Iterable, Mapping
+
+from sqlalchemy import func, or_, select
+from sqlalchemy.exc import IntegrityError
+from sqlalchemy.orm import Session
+
+from services.common.db import new_id
+from services.common.emails import normalize_email
+from services.common.pagination import paginate
+from services.common.problems import Conflict, NotFound, PreconditionFailed
+from services.common.uow import UnitOfWork
+
+from .models import PROFILE_FIELDS, PROFILE_LIMITS, Contact
+
+EDITABLE_FIELDS = ("email",) + PROFILE_FIELDS
+
+
+# -- pure rules -------------------------------------------------------------------------------------------
+
+def profile_from_lead(lead: Mapping) -> dict:
+    """The profile values a converted lead offers: trimmed, blanks dropped, clipped to the column widths."""
+    offered = {}
+    for name, limit in PROFILE_LIMITS.items():
+        value = lead.get(name)
+        if isinstance(value, str) and value.strip():
+            # The catalog does not bound lengths; clipping beats parking the conversion in the DLQ.
+            offered[name] = value.strip()[:limit]
+    return offered
+
+
+def gaps_to_fill(current: Mapping, offered: Mapping) -> dict:
+    """The offered values for profile fields that are still empty: matching fills gaps, never overwrites."""
+    return {name: value for name, value in offered.items()
+            if name in PROFILE_FIELDS and value and not current.get(name)}
+
+
+def changed_values(current: Mapping, requested: Mapping) -> dict:
+    """The requested values that differ from the current ones (an unchanged PATCH is a no-op)."""
+    return {name: value for name, value in requested.items()
+            if name in EDITABLE_FIELDS and current.get(name) != value}
+
+
+def version_matches(version: int, expected: Iterable[int] | None) -> bool:
+    """True when no version was demanded or the current one is among those demanded."""
+    return expected is None or version in set(expected)
+
+
+# -- queries ----------------------------------------------------------------------------------------------
+
+def _values(contact: Contact) -> dict:
+    return {name: getattr(contact, name) for name in EDITABLE_FIELDS}
+
+
+def _by_email(session: Session, email_normalized: str, *, lock: bool = False) -> Contact | None:
+    stmt = select(Contact).where(Contact.email_normalized == email_normalized)
+    if lock:
+        stmt = stmt.with_for_update()
+    return session.scalar(stmt)
+
+
+def _get(session: Session, contact_id: uuid.UUID, *, lock: bool = False) -> Contact:
+    stmt = select(Contact).where(Contact.id == contact_id)
+    if lock:
+        stmt = stmt.with_for_update()
+    contact = session.scalar(stmt)
+    if contact is None:
+        raise NotFound(f"No contact with id {contact_id}.")
+    return contact
+
+
+def _insert_unless_taken(session: Session, contact: Contact, *, lock: bool = False) -> Contact | None:
+    """Insert `contact`; when its e-mail is taken (also by a concurrent writer), return the holder instead."""
+    try:
+        # The savepoint keeps the outer transaction (and a handler's inbox row) usable after a clash.
+        with session.begin_nested():
+            session.add(contact)
+            session.flush()
+    except IntegrityError:
+        holder = _by_email(session, contact.email_normalized, lock=lock)
+        if holder is None:
+            raise
+        return holder
+    return None
+
+
+def _duplicate(holder: Contact) -> Conflict:
+    return Conflict(f"Contact {holder.id} already has this e-mail address.", existing_contact_id=str(holder.id))
+
+
+def _record_update(uow: UnitOfWork, contact: Contact, changed: Iterable[str]) -> None:
+    contact.version += 1
+    uow.add_event("crm.contact.updated",
+                  {"contact_id": contact.id, "changed": sorted(changed), "version": contact.version},
+                  subject=contact.id)
+
+
+# -- use cases --------------------------------------------------------------------------------------------
+
+def create_contact(uow: UnitOfWork, data: Mapping) -> Contact:
+    """Create a contact; an e-mail that another contact holds (after normalisation) is a 409."""
+    email = data["email"].strip()
+    email_normalized = normalize_email(email)
+    with uow:
+        session = uow.session
+        holder = _by_email(session, email_normalized)
+        if holder is not None:
+            raise _duplicate(holder)
+        contact = Contact(id=new_id(), email=email, email_normalized=email_normalized,
+                          **{name: data.get(name) for name in PROFILE_FIELDS})
+        holder = _insert_unless_taken(session, contact)
+        if holder is not None:
+            raise _duplicate(holder)
+        uow.add_event("crm.contact.created",
+                      {"contact_id": contact.id, "email": contact.email, "lead_id": None, "matched": False},
+                      subject=contact.id)
+        uow.commit()
+        return contact
+
+
+def create_or_match_contact(uow: UnitOfWork, lead: Mapping) -> tuple[Contact, bool]:
+    """Turn a converted lead into a contact, or match the contact with its e-mail; returns (contact, matched).
+
+    A match only fills the contact's empty fields. Either way `crm.contact.created` names the lead, so the
+    leads service can link it; `matched` is true when the contact existed before, for another lead or none.
+    """
+    lead_id = lead["lead_id"]
+    email = lead["email"].strip()
+    email_normalized = normalize_email(email)
+    offered = profile_from_lead(lead)
+    with uow:
+        session = uow.session
+        # Locked, so two leads matching one contact at once fill its gaps one after the other.
+        contact = _by_email(session, email_normalized, lock=True)
+        existed = contact is not None
+        if not existed:
+            fresh = Contact(id=new_id(), email=email, email_normalized=email_normalized, origin_lead_id=lead_id,
+                            **offered)
+            contact = _insert_unless_taken(session, fresh, lock=True)
+            existed = contact is not None
+            contact = contact or fresh
+        if existed:
+            gaps = gaps_to_fill(_values(contact), offered)
+            for name, value in gaps.items():
+                setattr(contact, name, value)
+            if gaps:
+                _record_update(uow, contact, gaps)
+        matched = existed and contact.origin_lead_id != lead_id
+        uow.add_event("crm.contact.created",
+                      {"contact_id": contact.id, "email": contact.email, "lead_id": lead_id, "matched": matched},
+                      subject=contact.id)
+        uow.commit()
+        return contact, matched
+
+
+def get_contact(uow: UnitOfWork, contact_id: uuid.UUID) -> Contact:
+    """One contact by its public id (404 when unknown)."""
+    with uow:
+        return _get(uow.session, contact_id)
+
+
+def list_contacts(uow: UnitOfWork, *, email: str | None = None, q: str | None = None, limit: int,
+                  cursor: str | None) -> dict:
+    """Contacts newest first, by exact e-mail and/or a case-insensitive search term, one page at a time."""
+    stmt = select(Contact)
+    if email:
+        stmt = stmt.where(Contact.email_normalized == normalize_email(email))
+    if q:
+        full_name = func.coalesce(Contact.first_name, "").concat(" ").concat(func.coalesce(Contact.last_name, ""))
+        stmt = stmt.where(or_(full_name.icontains(q, autoescape=True),
+                              Contact.email.icontains(q, autoescape=True),
+                              Contact.company.icontains(q, autoescape=True)))
+    with uow:
+        return paginate(uow.session, stmt, Contact.seq, limit=limit, cursor=cursor)
+
+
+def update_contact(uow: UnitOfWork, contact_id: uuid.UUID, requested: Mapping, *,
+                   expected_versions: Iterable[int] | None = None) -> Contact:
+    """Change some fields of a contact; `expected_versions` (from If-Match) guards against lost updates."""
+    with uow:
+        session = uow.session
+        # Locked, so the version check and the write are one step even under concurrent PATCHes.
+        contact = _get(session, contact_id, lock=True)
+        if not version_matches(contact.version, expected_versions):
+            raise PreconditionFailed(f"Contact {contact_id} is at version {contact.version}; reload it and retry.",
+                                     current_version=contact.version)
+        changes = changed_values(_values(contact), requested)
+        if not changes:
+            return contact
+        new_normalized = normalize_email(changes["email"]) if "email" in changes else contact.email_normalized
+        email_moves = new_normalized != contact.email_normalized
+        if email_moves:
+            holder = _by_email(session, new_normalized)
+            if holder is not None:
+                raise _duplicate(holder)
+        for name, value in changes.items():
+            setattr(contact, name, value)
+        contact.email_normalized = new_normalized
+        _record_update(uow, contact, changes)
+        if email_moves:
+            try:
+                with session.begin_nested():
+                    session.flush()
+            except IntegrityError:
+                holder = _by_email(session, new_normalized)
+                if holder is None:
+                    raise
+                raise _duplicate(holder) from None
+        uow.commit()
+        return contact

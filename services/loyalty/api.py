@@ -1,0 +1,174 @@
+"""HTTP entrypoints of the loyalty service: parse, call one use case, serialise.
+
+Creating POSTs honour `Idempotency-Key`: `@idempotent` sits under `@requires` and above the flask-smorest
+decorators (it stores the serialised response), and the views take their unit of work from `request_uow()`
+so the change and the stored response commit together.
+"""
+from __future__ import annotations
+
+from flask.views import MethodView
+from flask_smorest import Blueprint
+
+from services.common.idempotency import HEADER_PARAMETER, idempotent, request_uow
+from services.common.identity import requires
+from services.common.pagination import PageArgs
+from services.common.web import runtime, uow
+
+from . import service
+from .models import IdempotencyRecord
+from .schemas import (
+    AdjustmentCreateSchema,
+    MemberCreateSchema,
+    MemberPageSchema,
+    MemberQuerySchema,
+    MemberSchema,
+    ProgramCreateSchema,
+    ProgramPageSchema,
+    ProgramSchema,
+    ProgramUpdateSchema,
+    PurchaseCreateSchema,
+    PurchaseSchema,
+    RedemptionCreateSchema,
+    ReversalCreateSchema,
+    TransactionPageSchema,
+    TransactionQuerySchema,
+    TransactionSchema,
+)
+
+blp = Blueprint("loyalty", __name__, url_prefix="/api/v1/loyalty",
+                description="Loyalty programs, members, purchases and the points ledger.")
+
+_IDEMPOTENT = {"parameters": [HEADER_PARAMETER]}
+
+
+@blp.route("/programs")
+class Programs(MethodView):
+    @requires("loyalty:read")
+    @blp.arguments(PageArgs, location="query")
+    @blp.response(200, ProgramPageSchema)
+    def get(self, args):
+        """List loyalty programs, newest first."""
+        return service.list_programs(uow(), **args)
+
+    @requires("loyalty:write")
+    @idempotent(IdempotencyRecord)
+    @blp.arguments(ProgramCreateSchema)
+    @blp.response(201, ProgramSchema)
+    @blp.doc(**_IDEMPOTENT)
+    def post(self, data):
+        """Start a loyalty program (its code is unique)."""
+        return service.create_program(request_uow(), data)
+
+
+@blp.route("/programs/<uuid:program_id>")
+class ProgramById(MethodView):
+    @requires("loyalty:read")
+    @blp.response(200, ProgramSchema)
+    def get(self, program_id):
+        """One program: its currency, points per currency unit and auto-enrolment."""
+        return service.get_program(uow(), program_id)
+
+    @requires("loyalty:write")
+    @blp.arguments(ProgramUpdateSchema)
+    @blp.response(200, ProgramSchema)
+    def patch(self, changes, program_id):
+        """Rename a program, change its rate for future purchases, or switch auto-enrolment."""
+        return service.update_program(uow(), program_id, changes)
+
+
+@blp.route("/members")
+class Members(MethodView):
+    @requires("loyalty:read")
+    @blp.arguments(MemberQuerySchema, location="query")
+    @blp.response(200, MemberPageSchema)
+    def get(self, args):
+        """List members, newest first, filtered by contact or program."""
+        return service.list_members(uow(), **args)
+
+    @requires("loyalty:write")
+    @idempotent(IdempotencyRecord)
+    @blp.arguments(MemberCreateSchema)
+    @blp.response(201, MemberSchema)
+    @blp.doc(**_IDEMPOTENT)
+    def post(self, data):
+        """Enrol a contact in a program (the default one unless named); a second enrolment is a 409."""
+        return service.enrol_member(request_uow(), data["contact_id"], program_id=data["program_id"])
+
+
+@blp.route("/members/<uuid:member_id>")
+class MemberById(MethodView):
+    @requires("loyalty:read")
+    @blp.response(200, MemberSchema)
+    def get(self, member_id):
+        """A member with its balance, lifetime points and tier."""
+        return service.get_member(uow(), member_id)
+
+
+@blp.route("/members/<uuid:member_id>/transactions")
+class Transactions(MethodView):
+    @requires("loyalty:read")
+    @blp.arguments(TransactionQuerySchema, location="query")
+    @blp.response(200, TransactionPageSchema)
+    def get(self, args, member_id):
+        """A member's ledger, newest first, with the plugin factors behind every earn."""
+        return service.list_transactions(uow(), member_id, **args)
+
+
+@blp.route("/members/<uuid:member_id>/redemptions")
+class Redemptions(MethodView):
+    @requires("loyalty:write")
+    @idempotent(IdempotencyRecord)
+    @blp.arguments(RedemptionCreateSchema)
+    @blp.response(201, TransactionSchema)
+    @blp.doc(**_IDEMPOTENT)
+    def post(self, data, member_id):
+        """Spend points; 409 when the balance is short (a balance never goes negative)."""
+        return service.redeem_points(request_uow(), member_id, data["points"], reason=data["reason"])
+
+
+@blp.route("/members/<uuid:member_id>/adjustments")
+class Adjustments(MethodView):
+    @requires("loyalty:write")
+    @idempotent(IdempotencyRecord)
+    @blp.arguments(AdjustmentCreateSchema)
+    @blp.response(201, TransactionSchema)
+    @blp.doc(**_IDEMPOTENT)
+    def post(self, data, member_id):
+        """Correct a balance by hand, with a reason; a deduction may not overdraw it."""
+        return service.adjust_points(request_uow(), member_id, data["points"], reason=data["reason"])
+
+
+@blp.route("/members/<uuid:member_id>/transactions/<uuid:transaction_id>/reversal")
+class Reversal(MethodView):
+    @requires("loyalty:write")
+    @idempotent(IdempotencyRecord)
+    @blp.arguments(ReversalCreateSchema)
+    @blp.response(201, TransactionSchema)
+    @blp.doc(**_IDEMPOTENT)
+    def post(self, data, member_id, transaction_id):
+        """Undo one transaction with an opposite entry (once per transaction)."""
+        return service.reverse_entry(request_uow(), member_id, transaction_id, reason=data["reason"])
+
+
+@blp.route("/purchases")
+class Purchases(MethodView):
+    @requires("loyalty:write")
+    @idempotent(IdempotencyRecord)
+    @blp.arguments(PurchaseCreateSchema)
+    @blp.response(201, PurchaseSchema)
+    @blp.alt_response(200, schema=PurchaseSchema, description="This external_id was recorded before; the first result.")
+    @blp.doc(**_IDEMPOTENT)
+    def post(self, data):
+        """Record a purchase and earn its points; a repeated external_id returns the first result."""
+        purchase, created = service.record_purchase(request_uow(), data, plugins=runtime().plugins)
+        return (purchase, 201) if created else (purchase, 200)
+
+
+@blp.route("/plugins")
+class Plugins(MethodView):
+    @requires()
+    @blp.response(200)
+    def get(self):
+        """The plugins this service loaded, with the hooks each implements and any load errors."""
+        host = runtime().plugins
+        return {"items": host.list_plugins(), "errors": list(getattr(host, "errors", []))}

@@ -1,0 +1,33 @@
+"""Composition root of the loyalty service: the web app and the worker."""
+from __future__ import annotations
+
+from flask import Flask
+
+from services.common.plugins import build_plugin_host
+from services.common.runtime import Runtime, build_runtime
+from services.common.settings import Settings, from_env
+from services.common.web import create_service_app, runtime_readiness
+from services.common.worker import Worker
+
+from . import api, handlers
+from .models import InboxEntry, OutboxMessage
+
+
+def build(settings: Settings | None = None) -> Runtime:
+    """Engine, session factory, outbox/inbox models and the plugin host of one loyalty process."""
+    settings = settings or from_env("loyalty")
+    plugins = build_plugin_host(plugins_dir=settings.plugins_dir, disabled=settings.plugins_disabled)
+    return build_runtime(settings, OutboxMessage, InboxEntry, plugins=plugins)
+
+
+def create_app(settings: Settings | None = None) -> Flask:
+    """The loyalty web application."""
+    rt = build(settings)
+    return create_service_app("loyalty", title="CRM Loyalty", blueprints=[api.blp],
+                              settings=rt.settings, readiness=runtime_readiness(rt),
+                              extensions={"crm.runtime": rt})
+
+
+def create_worker(settings: Settings | None = None) -> Worker:
+    """The loyalty worker: outbox relay plus the crm.contact.created consumer (auto-enrolment)."""
+    return Worker(build(settings), handlers.HANDLERS)

@@ -1,0 +1,113 @@
+"""The loyalty service's tables: programs, members, purchases, the points ledger, and its messaging tables."""
+from __future__ import annotations
+
+import uuid
+from datetime import datetime
+from decimal import Decimal
+
+from sqlalchemy import (
+    BigInteger,
+    Boolean,
+    CheckConstraint,
+    ForeignKey,
+    Index,
+    Numeric,
+    String,
+    UniqueConstraint,
+)
+from sqlalchemy.orm import Mapped, mapped_column
+
+from services.common.db import SeqType, make_base, messaging_models, new_id, utcnow
+from services.common.idempotency import idempotency_model
+
+Base = make_base()
+OutboxMessage, InboxEntry = messaging_models(Base)
+IdempotencyRecord = idempotency_model(Base)
+
+# Money and rates: exact decimals, 4 places (never float).
+Money = Numeric(18, 4)
+# Points are whole numbers; 64-bit so that sums over a long ledger never overflow.
+Points = BigInteger()
+
+EARN, REDEEM, ADJUST, REVERSE = "earn", "redeem", "adjust", "reverse"
+ENTRY_KINDS = (EARN, REDEEM, ADJUST, REVERSE)
+
+
+class Program(Base):
+    """A loyalty program: how many points one unit of its currency earns, and whether contacts join on their own."""
+
+    __tablename__ = "programs"
+
+    seq: Mapped[int] = mapped_column(SeqType, primary_key=True, autoincrement=True)
+    id: Mapped[uuid.UUID] = mapped_column(unique=True, default=new_id)
+    code: Mapped[str] = mapped_column(String(50), unique=True)
+    name: Mapped[str] = mapped_column(String(200))
+    currency: Mapped[str] = mapped_column(String(3))
+    points_per_unit: Mapped[Decimal] = mapped_column(Money)
+    auto_enrol: Mapped[bool] = mapped_column(Boolean, default=False)
+    is_default: Mapped[bool] = mapped_column(Boolean, default=False)
+    created_at: Mapped[datetime] = mapped_column(default=utcnow)
+    updated_at: Mapped[datetime] = mapped_column(default=utcnow, onupdate=utcnow)
+
+
+class Member(Base):
+    """A contact's membership of one program; its balance is derived from the ledger, never stored."""
+
+    __tablename__ = "members"
+    __table_args__ = (UniqueConstraint("program_id", "contact_id", name="uq_members_program_contact"),)
+
+    seq: Mapped[int] = mapped_column(SeqType, primary_key=True, autoincrement=True)
+    id: Mapped[uuid.UUID] = mapped_column(unique=True, default=new_id)
+    program_id: Mapped[uuid.UUID] = mapped_column(ForeignKey("programs.id"), index=True)
+    contact_id: Mapped[uuid.UUID] = mapped_column(index=True)
+    tier: Mapped[str | None] = mapped_column(String(50), default=None)  # placeholder until tiers ship
+    enrolled_via: Mapped[str] = mapped_column(String(20))  # "api" | "event" | "purchase"
+    enrolled_at: Mapped[datetime] = mapped_column(default=utcnow)
+
+
+class Purchase(Base):
+    """A purchase a member made; `external_id` (the caller's receipt number) is unique per program."""
+
+    __tablename__ = "purchases"
+    __table_args__ = (
+        # Several NULLs are allowed on both databases: only purchases with a receipt number are de-duplicated.
+        UniqueConstraint("program_id", "external_id", name="uq_purchases_program_external_id"),
+        CheckConstraint("amount > 0", name="ck_purchases_amount_positive"),
+    )
+
+    seq: Mapped[int] = mapped_column(SeqType, primary_key=True, autoincrement=True)
+    id: Mapped[uuid.UUID] = mapped_column(unique=True, default=new_id)
+    program_id: Mapped[uuid.UUID] = mapped_column(ForeignKey("programs.id"))
+    member_id: Mapped[uuid.UUID] = mapped_column(ForeignKey("members.id"), index=True)
+    external_id: Mapped[str | None] = mapped_column(String(200), default=None)
+    amount: Mapped[Decimal] = mapped_column(Money)
+    currency: Mapped[str] = mapped_column(String(3))
+    occurred_at: Mapped[datetime] = mapped_column()
+    points: Mapped[int] = mapped_column(Points, default=0)
+    created_at: Mapped[datetime] = mapped_column(default=utcnow)
+
+
+class LedgerEntry(Base):
+    """One append-only movement of points; a member's balance is the sum of its entries."""
+
+    __tablename__ = "ledger_entries"
+    __table_args__ = (
+        CheckConstraint("kind IN ('earn', 'redeem', 'adjust', 'reverse')", name="ck_ledger_entries_kind"),
+        Index("ix_ledger_entries_member_seq", "member_id", "seq"),
+    )
+
+    seq: Mapped[int] = mapped_column(SeqType, primary_key=True, autoincrement=True)
+    id: Mapped[uuid.UUID] = mapped_column(unique=True, default=new_id)
+    member_id: Mapped[uuid.UUID] = mapped_column(ForeignKey("members.id"))
+    kind: Mapped[str] = mapped_column(String(10))
+    points: Mapped[int] = mapped_column(Points)  # signed: + earns, - spends
+    balance_after: Mapped[int] = mapped_column(Points)
+    reason: Mapped[str | None] = mapped_column(String(500), default=None)
+    purchase_id: Mapped[uuid.UUID | None] = mapped_column(ForeignKey("purchases.id"), default=None, index=True)
+    # A reversal names the entry it undoes (each entry can be reversed once) and that entry's kind.
+    reverses_id: Mapped[uuid.UUID | None] = mapped_column(ForeignKey("ledger_entries.id"), unique=True, default=None)
+    reversed_kind: Mapped[str | None] = mapped_column(String(10), default=None)
+    # Explainability of an earn: [{plugin, code, points, reason}] and the plugins that failed to contribute.
+    factors: Mapped[list] = mapped_column(default=list)
+    degraded: Mapped[list] = mapped_column(default=list)
+    created_at: Mapped[datetime] = mapped_column(default=utcnow)

@@ -1,0 +1,243 @@
+"""Request and response schemas of the loyalty API."""
+from __future__ import annotations
+
+from datetime import timezone
+from decimal import Decimal, InvalidOperation
+
+from marshmallow import (
+    Schema,
+    ValidationError,
+    fields,
+    pre_load,
+    validate,
+    validates_schema,
+)
+
+from services.common.pagination import PageArgs
+
+from .models import ENTRY_KINDS
+
+MAX_AMOUNT = Decimal(1000000000000)  # 10**12 per purchase; far above any till, far below the column's limit
+MAX_RATE = Decimal(1000)
+MAX_POINTS = 10**15
+DECIMAL_PLACES = 4  # what Numeric(18, 4) keeps
+
+_CURRENCY = validate.Regexp(r"^[A-Z]{3}$", error="Use a three-letter ISO 4217 code in capitals, e.g. EUR.")
+_CODE = validate.Regexp(r"^[a-z0-9][a-z0-9_\-]{0,49}$", error="Use 1-50 lower-case letters, digits, '_' or '-'.")
+
+
+class DecimalString(fields.Decimal):
+    """An exact decimal sent and returned as a JSON string ("12.50"), never a float.
+
+    A JSON number is refused: by the time it is parsed it may be a binary float that is no longer the
+    amount the caller meant. Output keeps at least `min_places` decimals and drops further trailing zeros.
+    """
+
+    default_error_messages = {
+        "not_string": 'Send the number as a decimal string, e.g. "12.50".',
+        "too_precise": f"Use at most {DECIMAL_PLACES} decimal places.",
+    }
+
+    def __init__(self, *, min_places: int = 0, **kwargs):
+        super().__init__(as_string=True, allow_nan=False, **kwargs)
+        self.min_places = min_places
+
+    def _deserialize(self, value, attr, data, **kwargs):
+        if not isinstance(value, str):
+            raise self.make_error("not_string")
+        number = super()._deserialize(value.strip(), attr, data, **kwargs)
+        if number.as_tuple().exponent < -DECIMAL_PLACES:
+            raise self.make_error("too_precise")
+        return number
+
+    def _serialize(self, value, attr, obj, **kwargs):
+        if value is None:
+            return None
+        return plain_decimal(Decimal(value), self.min_places)
+
+
+def plain_decimal(value: Decimal, min_places: int = 0) -> str:
+    """12.5000 -> '12.50' (min_places=2), 1.0000 -> '1' (min_places=0): exact, no exponent, no float."""
+    try:
+        quantized = value.quantize(Decimal(1).scaleb(-DECIMAL_PLACES))
+    except InvalidOperation:
+        quantized = value
+    text = format(quantized.normalize(), "f")
+    whole, _, frac = text.partition(".")
+    frac = frac.ljust(min_places, "0")
+    return f"{whole}.{frac}" if frac else whole
+
+
+class UTCDateTime(fields.AwareDateTime):
+    """A timezone-aware timestamp, always written in UTC so one instant always reads the same."""
+
+    def _serialize(self, value, attr, obj, **kwargs):
+        if value is None:
+            return None
+        return super()._serialize(value.astimezone(timezone.utc), attr, obj, **kwargs)
+
+
+def _reason(**kw):
+    return fields.String(validate=validate.Length(min=1, max=500), **kw)
+
+
+class _Trimmed(Schema):
+    @pre_load
+    def _strip_strings(self, data, **_kw):
+        if isinstance(data, dict):
+            return {k: v.strip() if isinstance(v, str) else v for k, v in data.items()}
+        return data
+
+
+# --- programs -----------------------------------------------------------------------------------------------
+
+class ProgramSchema(Schema):
+    id = fields.UUID()
+    code = fields.String()
+    name = fields.String()
+    currency = fields.String()
+    points_per_unit = DecimalString()
+    auto_enrol = fields.Boolean()
+    is_default = fields.Boolean()
+    created_at = UTCDateTime()
+    updated_at = UTCDateTime()
+
+
+class ProgramCreateSchema(_Trimmed):
+    code = fields.String(required=True, validate=_CODE)
+    name = fields.String(required=True, validate=validate.Length(min=1, max=200))
+    currency = fields.String(required=True, validate=_CURRENCY)
+    points_per_unit = DecimalString(required=True, validate=validate.Range(min=Decimal(0), max=MAX_RATE))
+    auto_enrol = fields.Boolean(load_default=False)
+
+
+class ProgramUpdateSchema(_Trimmed):
+    name = fields.String(validate=validate.Length(min=1, max=200))
+    points_per_unit = DecimalString(validate=validate.Range(min=Decimal(0), max=MAX_RATE))
+    auto_enrol = fields.Boolean()
+
+
+class ProgramPageSchema(Schema):
+    items = fields.List(fields.Nested(ProgramSchema))
+    next_cursor = fields.String(allow_none=True)
+
+
+# --- members ------------------------------------------------------------------------------------------------
+
+class MemberCreateSchema(Schema):
+    contact_id = fields.UUID(required=True)
+    program_id = fields.UUID(load_default=None, metadata={"description": "Defaults to the default program."})
+
+
+class MemberSchema(Schema):
+    id = fields.UUID()
+    program_id = fields.UUID()
+    contact_id = fields.UUID()
+    balance = fields.Integer(metadata={"description": "Points available: the sum of the member's ledger."})
+    lifetime_points = fields.Integer(metadata={"description": "Points ever earned, net of reversed earns."})
+    tier = fields.String(allow_none=True, metadata={"description": "Placeholder: null until tiers ship."})
+    enrolled_via = fields.String()
+    enrolled_at = UTCDateTime()
+
+
+class MemberQuerySchema(PageArgs):
+    contact_id = fields.UUID()
+    program_id = fields.UUID()
+
+
+class MemberPageSchema(Schema):
+    items = fields.List(fields.Nested(MemberSchema))
+    next_cursor = fields.String(allow_none=True)
+
+
+# --- ledger -------------------------------------------------------------------------------------------------
+
+class FactorSchema(Schema):
+    plugin = fields.String()
+    code = fields.String()
+    points = fields.Integer()
+    reason = fields.String()
+
+
+class DegradedSchema(Schema):
+    plugin = fields.String()
+    hook = fields.String()
+    error = fields.String()
+
+
+class TransactionSchema(Schema):
+    id = fields.UUID()
+    member_id = fields.UUID()
+    kind = fields.String()
+    points = fields.Integer(metadata={"description": "Signed: positive adds to the balance, negative takes away."})
+    balance_after = fields.Integer()
+    reason = fields.String(allow_none=True)
+    purchase_id = fields.UUID(allow_none=True)
+    reverses_id = fields.UUID(allow_none=True)
+    factors = fields.List(fields.Nested(FactorSchema))
+    degraded = fields.List(fields.Nested(DegradedSchema))
+    created_at = UTCDateTime()
+
+
+class TransactionQuerySchema(PageArgs):
+    kind = fields.String(validate=validate.OneOf(ENTRY_KINDS))
+
+
+class TransactionPageSchema(Schema):
+    items = fields.List(fields.Nested(TransactionSchema))
+    next_cursor = fields.String(allow_none=True)
+
+
+class RedemptionCreateSchema(_Trimmed):
+    points = fields.Integer(required=True, strict=True, validate=validate.Range(min=1, max=MAX_POINTS))
+    reason = _reason(load_default=None, allow_none=True)
+
+
+class AdjustmentCreateSchema(_Trimmed):
+    points = fields.Integer(required=True, strict=True, validate=[
+        validate.Range(min=-MAX_POINTS, max=MAX_POINTS),
+        validate.NoneOf([0], error="An adjustment must change the balance."),
+    ])
+    reason = _reason(required=True)
+
+
+class ReversalCreateSchema(_Trimmed):
+    reason = _reason(required=True)
+
+
+# --- purchases ----------------------------------------------------------------------------------------------
+
+class PurchaseCreateSchema(_Trimmed):
+    member_id = fields.UUID(load_default=None)
+    contact_id = fields.UUID(load_default=None)
+    program_id = fields.UUID(load_default=None, metadata={"description": "With contact_id; defaults to the default program."})
+    amount = DecimalString(required=True, validate=validate.Range(
+        min=Decimal(0), min_inclusive=False, max=MAX_AMOUNT, max_inclusive=False,
+        error="Must be greater than 0 and less than 10^12."))
+    currency = fields.String(required=True, validate=_CURRENCY)
+    occurred_at = fields.AwareDateTime(required=True)
+    external_id = fields.String(load_default=None, allow_none=True, validate=validate.Length(min=1, max=200),
+                                metadata={"description": "The caller's receipt number: unique per program."})
+
+    @validates_schema
+    def _names_a_buyer(self, data, **_kw):
+        if data.get("member_id") is None and data.get("contact_id") is None:
+            message = "Give member_id or contact_id."
+            raise ValidationError({"member_id": [message], "contact_id": [message]})
+
+
+class PurchaseSchema(Schema):
+    id = fields.UUID()
+    program_id = fields.UUID()
+    member_id = fields.UUID()
+    contact_id = fields.UUID()
+    external_id = fields.String(allow_none=True)
+    amount = DecimalString(min_places=2)
+    currency = fields.String()
+    occurred_at = UTCDateTime()
+    points = fields.Integer()
+    transaction_id = fields.UUID(allow_none=True)
+    balance_after = fields.Integer()
+    factors = fields.List(fields.Nested(FactorSchema))
+    degraded = fields.List(fields.Nested(DegradedSchema))
+    created_at = UTCDateTime()

@@ -1,0 +1,404 @@
+"""Loyalty use cases: the only code that changes loyalty state, each in one unit of work.
+
+Points live in an append-only ledger; a member's balance is the sum of its entries. Every ledger write
+first locks the member's row (`SELECT ... FOR UPDATE` on PostgreSQL; SQLite begins every transaction
+IMMEDIATE, which serialises writers already), so the balance it checks is the balance it changes.
+"""
+from __future__ import annotations
+
+import uuid
+from collections.abc import Iterable
+from dataclasses import dataclass
+from datetime import timezone
+
+from sqlalchemy import func, select
+from sqlalchemy.exc import IntegrityError
+
+from services.common.pagination import paginate
+from services.common.problems import Conflict, NotFound, Unprocessable
+from services.common.uow import UnitOfWork
+
+from .models import (
+    ADJUST,
+    EARN,
+    REDEEM,
+    REVERSE,
+    LedgerEntry,
+    Member,
+    Program,
+    Purchase,
+)
+from .policies import award_points, factor_rows
+
+# --- the ledger's arithmetic (pure) ---------------------------------------------------------------------------
+
+
+@dataclass(frozen=True)
+class LedgerTotals:
+    """What a member's ledger adds up to."""
+
+    balance: int = 0
+    lifetime_points: int = 0
+
+
+def derive_totals(sums: Iterable[tuple[str, str | None, int]]) -> LedgerTotals:
+    """Totals from (kind, reversed_kind, sum of points) rows.
+
+    The balance is every entry added up. Lifetime points are what purchases earned, net of the earns that
+    were reversed; redemptions, adjustments and their reversals do not change them.
+    """
+    balance = lifetime = 0
+    for kind, reversed_kind, points in sums:
+        points = int(points or 0)
+        balance += points
+        if kind == EARN or (kind == REVERSE and reversed_kind == EARN):
+            lifetime += points
+    return LedgerTotals(balance, lifetime)
+
+
+def _sums(session, member_ids):
+    return session.execute(
+        select(LedgerEntry.member_id, LedgerEntry.kind, LedgerEntry.reversed_kind, func.sum(LedgerEntry.points))
+        .where(LedgerEntry.member_id.in_(member_ids))
+        .group_by(LedgerEntry.member_id, LedgerEntry.kind, LedgerEntry.reversed_kind)
+    ).all()
+
+
+def _totals(session, member_id: uuid.UUID) -> LedgerTotals:
+    return derive_totals((kind, rk, total) for _m, kind, rk, total in _sums(session, [member_id]))
+
+
+def _totals_by_member(session, member_ids: list[uuid.UUID]) -> dict[uuid.UUID, LedgerTotals]:
+    grouped: dict[uuid.UUID, list] = {m: [] for m in member_ids}
+    for member_id, kind, rk, total in _sums(session, member_ids) if member_ids else ():
+        grouped[member_id].append((kind, rk, total))
+    return {m: derive_totals(rows) for m, rows in grouped.items()}
+
+
+# --- lookups --------------------------------------------------------------------------------------------------
+
+def _program(session, program_id: uuid.UUID | None, *, field: str | None = None) -> Program:
+    """The program by id (the default one for None); unknown -> 404, or 422 naming `field` for a body value."""
+    if program_id is None:
+        program = session.scalar(select(Program).where(Program.is_default.is_(True)).order_by(Program.seq).limit(1))
+        if program is None:
+            raise NotFound("There is no default loyalty program; run the loyalty migrations.")
+        return program
+    program = session.scalar(select(Program).where(Program.id == program_id))
+    if program is None:
+        if field:
+            raise Unprocessable(f"No loyalty program with id {program_id}.", errors={field: ["No program with this id."]})
+        raise NotFound(f"No loyalty program with id {program_id}.")
+    return program
+
+
+def _member(session, member_id: uuid.UUID, *, lock: bool = False) -> Member:
+    stmt = select(Member).where(Member.id == member_id)
+    if lock:
+        # Rendered on PostgreSQL only; concurrent ledger writers for this member queue up here.
+        stmt = stmt.with_for_update().execution_options(populate_existing=True)
+    member = session.scalar(stmt)
+    if member is None:
+        raise NotFound(f"No loyalty member with id {member_id}.")
+    return member
+
+
+def _membership(session, program_id: uuid.UUID, contact_id: uuid.UUID) -> Member | None:
+    return session.scalar(select(Member).where(Member.program_id == program_id, Member.contact_id == contact_id))
+
+
+def _member_view(member: Member, totals: LedgerTotals) -> dict:
+    return {"id": member.id, "program_id": member.program_id, "contact_id": member.contact_id,
+            "balance": totals.balance, "lifetime_points": totals.lifetime_points, "tier": member.tier,
+            "enrolled_via": member.enrolled_via, "enrolled_at": member.enrolled_at}
+
+
+# --- programs -------------------------------------------------------------------------------------------------
+
+def list_programs(uow: UnitOfWork, *, limit: int, cursor: str | None) -> dict:
+    """Programs, newest first, one cursor page at a time."""
+    with uow:
+        return paginate(uow.session, select(Program), Program.seq, limit=limit, cursor=cursor)
+
+
+def get_program(uow: UnitOfWork, program_id: uuid.UUID) -> Program:
+    """One program."""
+    with uow:
+        return _program(uow.session, program_id)
+
+
+def create_program(uow: UnitOfWork, data: dict) -> Program:
+    """Start a program; its code is unique (409 when taken)."""
+    with uow:
+        session = uow.session
+        program = Program(id=uuid.uuid4(), is_default=False, **data)
+        try:
+            with session.begin_nested():
+                session.add(program)
+        except IntegrityError:
+            raise Conflict(f"A program with code {data['code']!r} exists already.") from None
+        uow.commit()
+        return program
+
+
+def update_program(uow: UnitOfWork, program_id: uuid.UUID, changes: dict) -> Program:
+    """Rename a program, change its rate (future purchases only) or switch auto-enrolment."""
+    with uow:
+        program = _program(uow.session, program_id)
+        for name, value in changes.items():
+            setattr(program, name, value)
+        uow.commit()
+        return program
+
+
+# --- members --------------------------------------------------------------------------------------------------
+
+def _enrol(uow: UnitOfWork, program: Program, contact_id: uuid.UUID, via: str) -> tuple[Member, bool]:
+    """The contact's membership of `program`, created (with crm.member.enrolled) when missing."""
+    session = uow.session
+    existing = _membership(session, program.id, contact_id)
+    if existing is not None:
+        return existing, False
+    member = Member(id=uuid.uuid4(), program_id=program.id, contact_id=contact_id, enrolled_via=via)
+    try:
+        with session.begin_nested():
+            session.add(member)
+    except IntegrityError:
+        # A concurrent enrolment of the same contact won; theirs is the membership.
+        existing = _membership(session, program.id, contact_id)
+        if existing is None:
+            raise
+        return existing, False
+    uow.add_event("crm.member.enrolled", {"member_id": member.id, "contact_id": contact_id,
+                                          "program_id": program.id}, subject=member.id)
+    return member, True
+
+
+def enrol_member(uow: UnitOfWork, contact_id: uuid.UUID, *, program_id: uuid.UUID | None = None) -> dict:
+    """Enrol a contact in a program (the default one unless named); a second enrolment is a 409."""
+    with uow:
+        program = _program(uow.session, program_id, field="program_id")
+        member, created = _enrol(uow, program, contact_id, "api")
+        if not created:
+            raise Conflict(f"Contact {contact_id} is already a member of program {program.code}.",
+                           member_id=str(member.id))
+        uow.commit()
+        return _member_view(member, LedgerTotals())
+
+
+def enrol_contact_automatically(uow: UnitOfWork, contact_id: uuid.UUID) -> Member | None:
+    """Enrol a new contact in the default program when it says so; an existing membership is left alone."""
+    with uow:
+        program = _program(uow.session, None)
+        if not program.auto_enrol:
+            return None
+        member, _created = _enrol(uow, program, contact_id, "event")
+        uow.commit()
+        return member
+
+
+def get_member(uow: UnitOfWork, member_id: uuid.UUID) -> dict:
+    """A member with its balance and lifetime points, derived from the ledger."""
+    with uow:
+        member = _member(uow.session, member_id)
+        return _member_view(member, _totals(uow.session, member.id))
+
+
+def list_members(uow: UnitOfWork, *, contact_id=None, program_id=None, limit: int, cursor: str | None) -> dict:
+    """Members newest first, filtered by contact or program, each with its balance."""
+    stmt = select(Member)
+    if contact_id is not None:
+        stmt = stmt.where(Member.contact_id == contact_id)
+    if program_id is not None:
+        stmt = stmt.where(Member.program_id == program_id)
+    with uow:
+        page = paginate(uow.session, stmt, Member.seq, limit=limit, cursor=cursor)
+        totals = _totals_by_member(uow.session, [m.id for m in page["items"]])
+        return {"items": [_member_view(m, totals[m.id]) for m in page["items"]], "next_cursor": page["next_cursor"]}
+
+
+def list_transactions(uow: UnitOfWork, member_id: uuid.UUID, *, kind=None, limit: int, cursor: str | None) -> dict:
+    """A member's ledger entries, newest first, with the factors behind each earn."""
+    with uow:
+        _member(uow.session, member_id)
+        stmt = select(LedgerEntry).where(LedgerEntry.member_id == member_id)
+        if kind:
+            stmt = stmt.where(LedgerEntry.kind == kind)
+        return paginate(uow.session, stmt, LedgerEntry.seq, limit=limit, cursor=cursor)
+
+
+# --- the ledger -----------------------------------------------------------------------------------------------
+
+def _append(uow: UnitOfWork, member: Member, kind: str, points: int, **fields) -> tuple[LedgerEntry, LedgerTotals]:
+    """Add one entry for a member whose row this transaction has locked; the balance may never go below 0."""
+    before = _totals(uow.session, member.id)
+    balance = before.balance + points
+    if balance < 0:
+        raise Conflict(f"The member has {before.balance} points; {-points} are needed.",
+                       slug="insufficient-points", title="Insufficient points", balance=before.balance,
+                       requested=-points)
+    entry = LedgerEntry(id=uuid.uuid4(), member_id=member.id, kind=kind, points=points, balance_after=balance, **fields)
+    uow.session.add(entry)
+    uow.session.flush()
+    lifetime = before.lifetime_points + (points if kind == EARN or fields.get("reversed_kind") == EARN else 0)
+    return entry, LedgerTotals(balance, lifetime)
+
+
+def redeem_points(uow: UnitOfWork, member_id: uuid.UUID, points: int, *, reason: str | None = None) -> LedgerEntry:
+    """Spend points; 409 when the balance is short, so a balance never goes negative."""
+    with uow:
+        member = _member(uow.session, member_id, lock=True)
+        entry, totals = _append(uow, member, REDEEM, -points, reason=reason)
+        uow.add_event("crm.points.redeemed", {
+            "transaction_id": entry.id, "member_id": member.id, "contact_id": member.contact_id, "points": points,
+            "balance": totals.balance, "program_id": member.program_id, "reason": reason}, subject=member.id)
+        uow.commit()
+        return entry
+
+
+def adjust_points(uow: UnitOfWork, member_id: uuid.UUID, points: int, *, reason: str) -> LedgerEntry:
+    """Correct a balance by hand (goodwill, migration); a deduction may not overdraw it."""
+    with uow:
+        member = _member(uow.session, member_id, lock=True)
+        entry, totals = _append(uow, member, ADJUST, points, reason=reason)
+        _record_adjusted(uow, member, entry, totals)
+        uow.commit()
+        return entry
+
+
+def reverse_entry(uow: UnitOfWork, member_id: uuid.UUID, entry_id: uuid.UUID, *, reason: str) -> LedgerEntry:
+    """Undo one earlier entry with an opposite one; each entry can be reversed once, reversals cannot."""
+    with uow:
+        session = uow.session
+        member = _member(session, member_id, lock=True)
+        original = session.scalar(select(LedgerEntry).where(LedgerEntry.id == entry_id,
+                                                            LedgerEntry.member_id == member.id))
+        if original is None:
+            raise NotFound(f"Member {member_id} has no transaction {entry_id}.")
+        if original.kind == REVERSE:
+            raise Conflict("A reversal cannot be reversed; adjust the balance instead.")
+        done = session.scalar(select(LedgerEntry.id).where(LedgerEntry.reverses_id == original.id))
+        if done is not None:
+            raise Conflict(f"Transaction {entry_id} was already reversed.", reversal_id=str(done))
+        entry, totals = _append(uow, member, REVERSE, -original.points, reason=reason, reverses_id=original.id,
+                                reversed_kind=original.kind, purchase_id=original.purchase_id)
+        _record_adjusted(uow, member, entry, totals)
+        uow.commit()
+        return entry
+
+
+def _record_adjusted(uow: UnitOfWork, member: Member, entry: LedgerEntry, totals: LedgerTotals) -> None:
+    uow.add_event("crm.points.adjusted", {
+        "transaction_id": entry.id, "member_id": member.id, "contact_id": member.contact_id,
+        "program_id": member.program_id, "kind": entry.kind, "points": entry.points, "balance": totals.balance,
+        "lifetime_points": totals.lifetime_points, "reverses_id": entry.reverses_id, "reason": entry.reason,
+    }, subject=member.id)
+
+
+# --- purchases ------------------------------------------------------------------------------------------------
+
+def _buyer(uow: UnitOfWork, data: dict) -> tuple[Member, Program]:
+    """The member a purchase belongs to, enrolling the contact when the program enrols automatically."""
+    session = uow.session
+    if data.get("member_id") is not None:
+        member = session.scalar(select(Member).where(Member.id == data["member_id"]))
+        if member is None:
+            raise Unprocessable("The purchase names an unknown member.", errors={"member_id": ["No member with this id."]})
+        if data.get("contact_id") is not None and data["contact_id"] != member.contact_id:
+            raise Unprocessable("The member and the contact do not match.",
+                                errors={"contact_id": ["This contact is not the given member's contact."]})
+        if data.get("program_id") is not None and data["program_id"] != member.program_id:
+            raise Unprocessable("The member belongs to another program.",
+                                errors={"program_id": ["The member belongs to another program."]})
+        return member, _program(session, member.program_id)
+    program = _program(session, data.get("program_id"), field="program_id")
+    member = _membership(session, program.id, data["contact_id"])
+    if member is None:
+        if not program.auto_enrol:
+            raise Unprocessable("The contact is not a member of the program.", errors={"contact_id": [
+                f"Not a member of program {program.code}, which does not enrol automatically; enrol the contact first."]})
+        member, _created = _enrol(uow, program, data["contact_id"], "purchase")
+    return member, program
+
+
+def _check_currency(program: Program, currency: str) -> None:
+    if currency != program.currency:
+        raise Unprocessable(f"Program {program.code} earns points on {program.currency} purchases only.",
+                            errors={"currency": [f"Must be {program.currency}, the program's currency."]})
+
+
+def _purchase_view(purchase: Purchase, member: Member, earn: LedgerEntry | None) -> dict:
+    return {"id": purchase.id, "program_id": purchase.program_id, "member_id": purchase.member_id,
+            "contact_id": member.contact_id, "external_id": purchase.external_id, "amount": purchase.amount,
+            "currency": purchase.currency, "occurred_at": purchase.occurred_at, "points": purchase.points,
+            "transaction_id": earn.id if earn else None, "balance_after": earn.balance_after if earn else None,
+            "factors": earn.factors if earn else [], "degraded": earn.degraded if earn else [],
+            "created_at": purchase.created_at}
+
+
+def _recorded(session, program_id: uuid.UUID, data: dict) -> dict | None:
+    """The purchase already recorded under this external id, if it is the same one; 409 if it differs."""
+    if data.get("external_id") is None:
+        return None
+    purchase = session.scalar(select(Purchase).where(Purchase.program_id == program_id,
+                                                     Purchase.external_id == data["external_id"]))
+    if purchase is None:
+        return None
+    member = _member(session, purchase.member_id)
+    same = (purchase.amount == data["amount"] and purchase.currency == data["currency"]
+            and purchase.occurred_at == data["occurred_at"]
+            and data.get("member_id") in (None, member.id) and data.get("contact_id") in (None, member.contact_id))
+    if not same:
+        raise Conflict(f"external_id {data['external_id']!r} was recorded for a different purchase.",
+                       purchase_id=str(purchase.id))
+    earn = session.scalar(select(LedgerEntry).where(LedgerEntry.purchase_id == purchase.id, LedgerEntry.kind == EARN))
+    return _purchase_view(purchase, member, earn)
+
+
+def record_purchase(uow: UnitOfWork, data: dict, *, plugins) -> tuple[dict, bool]:
+    """Record a purchase and earn its points; the same external_id again returns the first result.
+
+    Returns (purchase, created). The points come from the `crm_loyalty_points` plugins; the earn entry
+    keeps every award with its plugin and reason.
+    """
+    data = {**data, "occurred_at": data["occurred_at"].astimezone(timezone.utc)}
+    with uow:
+        session = uow.session
+        member, program = _buyer(uow, data)
+        _check_currency(program, data["currency"])
+        first = _recorded(session, program.id, data)
+        if first is not None:
+            return first, False
+        member = _member(session, member.id, lock=True)
+        purchase = Purchase(id=uuid.uuid4(), program_id=program.id, member_id=member.id,
+                            external_id=data.get("external_id"), amount=data["amount"], currency=data["currency"],
+                            occurred_at=data["occurred_at"])
+        try:
+            with session.begin_nested():
+                session.add(purchase)
+        except IntegrityError:
+            # The same receipt arrived concurrently (or while we waited for the member's lock).
+            first = _recorded(session, program.id, data)
+            if first is None:
+                raise
+            return first, False
+        decision = award_points(plugins, purchase, member, program)
+        factors, degraded = factor_rows(decision)
+        purchase.points = decision.points
+        # An earn is written even for 0 points, so the ledger explains why a purchase earned nothing.
+        earn, totals = _append(uow, member, EARN, decision.points, purchase_id=purchase.id,
+                               reason=f"purchase {purchase.external_id or purchase.id}", factors=factors,
+                               degraded=degraded)
+        uow.add_event("crm.purchase.recorded", {
+            "purchase_id": purchase.id, "member_id": member.id, "contact_id": member.contact_id,
+            "program_id": program.id, "amount": purchase.amount, "currency": purchase.currency,
+            "occurred_at": purchase.occurred_at, "external_id": purchase.external_id, "points": decision.points,
+        }, subject=member.id)
+        if decision.points > 0:
+            uow.add_event("crm.points.earned", {
+                "transaction_id": earn.id, "member_id": member.id, "contact_id": member.contact_id,
+                "points": decision.points, "balance": totals.balance, "purchase_id": purchase.id,
+                "program_id": program.id, "lifetime_points": totals.lifetime_points,
+            }, subject=member.id)
+        uow.commit()
+        return _purchase_view(purchase, member, earn), True

@@ -1,0 +1,69 @@
+"""Fixtures for the contacts service on the real PostgreSQL and RabbitMQ."""
+from __future__ import annotations
+
+import json
+
+import pytest
+from sqlalchemy import func, select
+
+from services.common.migrations import upgrade
+from services.contacts.app import create_app
+from services.contacts.models import Contact, OutboxMessage
+from tests.support.auth import identity_headers
+
+
+@pytest.fixture
+def contacts_settings(make_database, make_settings):
+    url = make_database("contacts")
+    upgrade("contacts", url)
+    return make_settings("contacts", url)
+
+
+@pytest.fixture
+def app(contacts_settings):
+    application = create_app(contacts_settings)
+    yield application
+    application.extensions["crm.runtime"].engine.dispose()
+
+
+@pytest.fixture
+def runtime(app):
+    return app.extensions["crm.runtime"]
+
+
+@pytest.fixture
+def client(app):
+    return app.test_client()
+
+
+@pytest.fixture
+def rw_headers():
+    return identity_headers("contacts:read", "contacts:write")
+
+
+class Store:
+    """Reads what the service wrote, to assert on state rather than on responses alone."""
+
+    def __init__(self, runtime):
+        self.runtime = runtime
+
+    def contacts(self) -> list[Contact]:
+        with self.runtime.session_factory() as s:
+            return list(s.scalars(select(Contact).order_by(Contact.seq)))
+
+    def contact_count(self) -> int:
+        with self.runtime.session_factory() as s:
+            return s.scalar(select(func.count()).select_from(Contact))
+
+    def events(self, event_type: str | None = None) -> list[dict]:
+        """The CloudEvents in the outbox, oldest first."""
+        stmt = select(OutboxMessage).order_by(OutboxMessage.seq)
+        if event_type:
+            stmt = stmt.where(OutboxMessage.event_type == event_type)
+        with self.runtime.session_factory() as s:
+            return [json.loads(row.payload) for row in s.scalars(stmt)]
+
+
+@pytest.fixture
+def store(runtime):
+    return Store(runtime)
