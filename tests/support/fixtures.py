@@ -50,5 +50,5 @@ class Client:
 
 @pytest.fixture(scope="module")
 def internal_client(suite):
-    key = suite.create_key(scopes="leads:read,leads:write,contacts:read,contacts:write", name="e2e")
+    key = suite.create_key(scopes="leads:*,contacts:*,loyalty:*,partners:*", name="e2e")
     return Client(suite.gateway_url, key)
