@@ -92,10 +92,10 @@ def _ok(url: str) -> bool:
 
 def test_crm_run_exits_at_once_with_a_clear_message_when_rabbitmq_is_unreachable(tmp_path):
     env = _env(tmp_path, f"amqp://guest:guest@127.0.0.1:{infra.free_port()}/%2F")
-    started = time.monotonic()
+    # No broker: it must exit by itself (a hang would hit the timeout and fail), without starting anything.
     result = subprocess.run([sys.executable, "-m", "services.common.cli", "run"], env=env, cwd=tmp_path,
-                            capture_output=True, text=True, timeout=60)
+                            capture_output=True, text=True, timeout=30)
     assert result.returncode != 0
-    assert time.monotonic() - started < 30
+    assert "started (pid=" not in result.stdout
     assert "RabbitMQ is not reachable" in result.stderr
     assert "rabbitmq-server" in result.stderr

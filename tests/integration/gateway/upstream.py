@@ -26,6 +26,9 @@ class EchoUpstream:
         self.ready = True
         self.readyz_delay = 0.0
         self.received: list[dict] = []
+        self.readyz_in_flight = 0
+        self.readyz_max_in_flight = 0
+        self._lock = threading.Lock()
         # Port 0: the kernel picks a free port at bind time, so no other process can take it in between.
         self._server = make_server("127.0.0.1", 0, self._app, threaded=True)
         self.port = self._server.server_address[1]
@@ -46,7 +49,12 @@ class EchoUpstream:
                 "headers": {k.lower(): v for k, v in request.headers.items()}, "body": request.get_data(as_text=True)}
         self.received.append(seen)
         if request.path == "/readyz":
+            with self._lock:
+                self.readyz_in_flight += 1
+                self.readyz_max_in_flight = max(self.readyz_max_in_flight, self.readyz_in_flight)
             time.sleep(self.readyz_delay)
+            with self._lock:
+                self.readyz_in_flight -= 1
             return Response(json.dumps({"status": "ready" if self.ready else "down"}),
                             status=200 if self.ready else 503, mimetype="application/json")
         if request.path == "/api/openapi.json":
