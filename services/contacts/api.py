@@ -13,6 +13,7 @@ from services.common.web import uow
 from . import service
 from .schemas import (
     ContactCreateSchema,
+    ContactDetailSchema,
     ContactPageSchema,
     ContactQuerySchema,
     ContactSchema,
@@ -72,13 +73,13 @@ class Contacts(MethodView):
 
 @blp.route("/<uuid:contact_id>")
 class ContactById(MethodView):
-    @blp.response(200, ContactSchema, headers=_ETAG_HEADER)
+    @blp.response(200, ContactDetailSchema, headers=_ETAG_HEADER)
     @blp.alt_response(404, description="No contact has this id.")
     @requires("contacts:read")
     def get(self, contact_id):
-        """One contact, with its version as the ETag."""
-        contact = service.get_contact(uow(), contact_id)
-        return contact, 200, _headers(contact)
+        """One contact with its purchase metrics, and its version as the ETag."""
+        details = service.get_contact_details(uow(), contact_id)
+        return details, 200, {"ETag": etag(details["version"])}
 
     @blp.arguments(ContactUpdateSchema)
     @blp.response(200, ContactSchema, headers=_ETAG_HEADER)

@@ -25,5 +25,5 @@ def create_app(settings: Settings | None = None) -> Flask:
 
 
 def create_worker(settings: Settings | None = None) -> Worker:
-    """The contacts worker: outbox relay plus the crm.lead.converted consumer."""
+    """The contacts worker: outbox relay plus the crm.lead.converted and crm.purchase.recorded consumer."""
     return Worker(build(settings), handlers.HANDLERS)

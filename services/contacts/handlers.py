@@ -12,4 +12,12 @@ def on_lead_converted(uow: UnitOfWork, event: Event) -> None:
     service.create_or_match_contact(uow, event.data)
 
 
-HANDLERS = {"crm.lead.converted": on_lead_converted}
+def on_purchase_recorded(uow: UnitOfWork, event: Event) -> None:
+    """A purchase was recorded: count it once in its contact's purchase metrics."""
+    service.record_purchase_metrics(uow, event.data, event_id=event.id)
+
+
+HANDLERS = {
+    "crm.lead.converted": on_lead_converted,
+    "crm.purchase.recorded": on_purchase_recorded,
+}

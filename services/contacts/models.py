@@ -1,10 +1,11 @@
-"""The contacts service's tables: contacts, and its outbox and inbox."""
+"""The contacts service's tables: contacts, their purchase metrics, and its outbox and inbox."""
 from __future__ import annotations
 
 import uuid
 from datetime import datetime
+from decimal import Decimal
 
-from sqlalchemy import Index, Integer, String, UniqueConstraint
+from sqlalchemy import Index, Integer, Numeric, String, UniqueConstraint, types
 from sqlalchemy.orm import Mapped, mapped_column
 
 from services.common.db import SeqType, make_base, messaging_models, new_id, utcnow
@@ -45,3 +46,75 @@ class Contact(Base):
     created_at: Mapped[datetime] = mapped_column(default=utcnow)
     updated_at: Mapped[datetime] = mapped_column(default=utcnow, onupdate=utcnow)
     version: Mapped[int] = mapped_column(Integer, default=1)
+
+
+# -- purchase metrics ---------------------------------------------------------------------------------------
+#
+# Kept by contact id with no foreign key to `contacts`: events across aggregates are unordered, so a purchase
+# may arrive before the contact it names. The API shows the metrics once the contact exists.
+
+MONEY_PLACES = 4
+CURRENCY_LEN = 3
+
+
+class Money(types.TypeDecorator):
+    """An exact amount: NUMERIC(18, 4) on PostgreSQL; a decimal string on SQLite, which would store a float.
+
+    Always a `Decimal` in Python, quantized to four places.
+    """
+
+    impl = Numeric(18, MONEY_PLACES)
+    cache_ok = True
+
+    def load_dialect_impl(self, dialect):
+        if dialect.name == "sqlite":
+            return dialect.type_descriptor(String(40))
+        return dialect.type_descriptor(Numeric(18, MONEY_PLACES, asdecimal=True))
+
+    def process_bind_param(self, value, dialect):
+        if value is None:
+            return None
+        value = Decimal(value).quantize(Decimal(1).scaleb(-MONEY_PLACES))
+        return str(value) if dialect.name == "sqlite" else value
+
+    def process_result_value(self, value, dialect):
+        if value is None:
+            return None
+        return Decimal(value).quantize(Decimal(1).scaleb(-MONEY_PLACES))
+
+
+class ContactPurchase(Base):
+    """One purchase counted in its contact's metrics; the key keeps it from being counted twice."""
+
+    __tablename__ = "contact_purchases"
+
+    purchase_id: Mapped[uuid.UUID] = mapped_column(primary_key=True)
+    contact_id: Mapped[uuid.UUID] = mapped_column(index=True)
+    amount: Mapped[Decimal] = mapped_column(Money())
+    currency: Mapped[str] = mapped_column(String(CURRENCY_LEN))
+    occurred_at: Mapped[datetime]
+    event_id: Mapped[uuid.UUID | None] = mapped_column(default=None)  # the event it was counted from
+    recorded_at: Mapped[datetime] = mapped_column(default=utcnow)
+
+
+class ContactPurchaseSummary(Base):
+    """Per contact: how many purchases, the first and the last. Locked while a purchase is counted."""
+
+    __tablename__ = "contact_purchase_summary"
+
+    contact_id: Mapped[uuid.UUID] = mapped_column(primary_key=True)
+    purchase_count: Mapped[int] = mapped_column(Integer, default=0)
+    first_purchase_at: Mapped[datetime | None] = mapped_column(default=None)
+    last_purchase_at: Mapped[datetime | None] = mapped_column(default=None)
+    updated_at: Mapped[datetime] = mapped_column(default=utcnow, onupdate=utcnow)
+
+
+class ContactPurchaseMetric(Base):
+    """Per contact and currency: the total spent and the number of purchases in that currency."""
+
+    __tablename__ = "contact_purchase_metrics"
+
+    contact_id: Mapped[uuid.UUID] = mapped_column(primary_key=True)
+    currency: Mapped[str] = mapped_column(String(CURRENCY_LEN), primary_key=True)
+    total: Mapped[Decimal] = mapped_column(Money())
+    count: Mapped[int] = mapped_column(Integer, default=0)

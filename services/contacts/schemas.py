@@ -5,7 +5,7 @@ from marshmallow import RAISE, Schema, fields, validate
 
 from services.common.pagination import PageArgs
 
-from .models import EMAIL_MAX, NAME_MAX, ORG_MAX, PHONE_MAX
+from .models import EMAIL_MAX, MONEY_PLACES, NAME_MAX, ORG_MAX, PHONE_MAX
 
 PHONE = validate.Regexp(r"^\+?[0-9 ()./\-]{3,50}$", error="Not a phone number.")
 QUERY_MAX = 200
@@ -68,6 +68,26 @@ class ContactSchema(Schema):
     created_at = fields.AwareDateTime()
     updated_at = fields.AwareDateTime()
     version = fields.Integer()
+
+
+class SpendSchema(Schema):
+    currency = fields.String(metadata={"description": "ISO 4217 code."})
+    amount = fields.Decimal(as_string=True, places=MONEY_PLACES,
+                            metadata={"description": "The exact total as a decimal string, e.g. \"123.4500\"."})
+    count = fields.Integer(metadata={"description": "Purchases in this currency."})
+
+
+class PurchasesSchema(Schema):
+    count = fields.Integer(metadata={"description": "Purchases counted, in every currency."})
+    first_purchase_at = fields.AwareDateTime(allow_none=True)
+    last_purchase_at = fields.AwareDateTime(allow_none=True)
+    total_spend = fields.List(fields.Nested(SpendSchema),
+                              metadata={"description": "One entry per currency, by currency code."})
+
+
+class ContactDetailSchema(ContactSchema):
+    purchases = fields.Nested(PurchasesSchema, metadata={
+        "description": "Purchase metrics from `crm.purchase.recorded`; zero and empty when there are none."})
 
 
 class ContactPageSchema(Schema):

@@ -3,8 +3,10 @@ from __future__ import annotations
 
 import uuid
 from collections.abc import Iterable, Mapping
+from datetime import datetime
+from decimal import Decimal
 
-from sqlalchemy import func, or_, select
+from sqlalchemy import func, inspect, or_, select
 from sqlalchemy.exc import IntegrityError
 from sqlalchemy.orm import Session
 
@@ -14,7 +16,15 @@ from services.common.pagination import paginate
 from services.common.problems import Conflict, NotFound, PreconditionFailed
 from services.common.uow import UnitOfWork
 
-from .models import PROFILE_FIELDS, PROFILE_LIMITS, Contact
+from .models import (
+    MONEY_PLACES,
+    PROFILE_FIELDS,
+    PROFILE_LIMITS,
+    Contact,
+    ContactPurchase,
+    ContactPurchaseMetric,
+    ContactPurchaseSummary,
+)
 
 EDITABLE_FIELDS = ("email",) + PROFILE_FIELDS
 
@@ -47,6 +57,37 @@ def changed_values(current: Mapping, requested: Mapping) -> dict:
 def version_matches(version: int, expected: Iterable[int] | None) -> bool:
     """True when no version was demanded or the current one is among those demanded."""
     return expected is None or version in set(expected)
+
+
+def exact_amount(value) -> Decimal:
+    """A purchase amount as the exact Decimal the metrics store; ValueError when it cannot be kept exactly.
+
+    The metrics hold four decimal places. Rounding a finer amount would make the totals disagree with the
+    purchases, so such an event fails (and ends in the dead-letter queue) instead of being counted wrongly.
+    """
+    amount = Decimal(value) if not isinstance(value, Decimal) else value
+    if not amount.is_finite():
+        raise ValueError(f"purchase amount {value!r} is not a finite number")
+    if amount.as_tuple().exponent < -MONEY_PLACES:
+        raise ValueError(f"purchase amount {value!r} has more than {MONEY_PLACES} decimal places")
+    return amount
+
+
+def widen_span(first: datetime | None, last: datetime | None, occurred_at: datetime) -> tuple[datetime, datetime]:
+    """The (first, last) purchase times once a purchase at `occurred_at` is counted, whatever the arrival order."""
+    return (occurred_at if first is None else min(first, occurred_at),
+            occurred_at if last is None else max(last, occurred_at))
+
+
+def purchases_view(summary: ContactPurchaseSummary | None, metrics: Iterable[ContactPurchaseMetric]) -> dict:
+    """The `purchases` block of a contact: zero and empty when nothing was bought."""
+    return {
+        "count": summary.purchase_count if summary else 0,
+        "first_purchase_at": summary.first_purchase_at if summary else None,
+        "last_purchase_at": summary.last_purchase_at if summary else None,
+        "total_spend": [{"currency": m.currency, "amount": m.total, "count": m.count}
+                        for m in sorted(metrics, key=lambda m: m.currency)],
+    }
 
 
 # -- queries ----------------------------------------------------------------------------------------------
@@ -85,6 +126,30 @@ def _insert_unless_taken(session: Session, contact: Contact, *, lock: bool = Fal
             raise
         return holder
     return None
+
+
+def _locked_summary(session: Session, contact_id: uuid.UUID) -> ContactPurchaseSummary:
+    """The contact's purchase summary row, created when missing, locked until the transaction ends.
+
+    Every purchase of one contact takes this lock first, so its metrics change one purchase at a time, on
+    any number of workers. (SQLite ignores FOR UPDATE, but it lets only one transaction write at a time.)
+    """
+    stmt = (select(ContactPurchaseSummary).where(ContactPurchaseSummary.contact_id == contact_id)
+            .with_for_update().execution_options(populate_existing=True))
+    summary = session.scalar(stmt)
+    if summary is not None:
+        return summary
+    summary = ContactPurchaseSummary(contact_id=contact_id, purchase_count=0)
+    try:
+        with session.begin_nested():
+            session.add(summary)
+            session.flush()
+    except IntegrityError:
+        # Another worker created it first; this waits for its lock.
+        summary = session.scalar(stmt)
+        if summary is None:
+            raise
+    return summary
 
 
 def _duplicate(holder: Contact) -> Conflict:
@@ -160,6 +225,58 @@ def get_contact(uow: UnitOfWork, contact_id: uuid.UUID) -> Contact:
     """One contact by its public id (404 when unknown)."""
     with uow:
         return _get(uow.session, contact_id)
+
+
+def get_contact_details(uow: UnitOfWork, contact_id: uuid.UUID) -> dict:
+    """One contact's fields and its `purchases` block (404 when unknown)."""
+    with uow:
+        session = uow.session
+        contact = _get(session, contact_id)
+        summary = session.get(ContactPurchaseSummary, contact_id)
+        metrics = session.scalars(select(ContactPurchaseMetric).where(ContactPurchaseMetric.contact_id == contact_id))
+        fields = {attr.key: getattr(contact, attr.key) for attr in inspect(Contact).column_attrs}
+        return {**fields, "purchases": purchases_view(summary, metrics)}
+
+
+def record_purchase_metrics(uow: UnitOfWork, purchase: Mapping, *, event_id: uuid.UUID | None = None) -> bool:
+    """Count a recorded purchase in its contact's metrics; False when this purchase was counted before.
+
+    `contact_purchases` remembers every purchase id counted, so a purchase published again under a new event
+    id is not counted twice (the inbox only catches the same event delivered again). The contact need not
+    exist yet: the metrics are kept by contact id and shown once it does.
+    """
+    purchase_id = purchase["purchase_id"]
+    contact_id = purchase["contact_id"]
+    currency = purchase["currency"]
+    occurred_at = purchase["occurred_at"]
+    amount = exact_amount(purchase["amount"])
+    with uow:
+        session = uow.session
+        if session.get(ContactPurchase, purchase_id) is not None:
+            return False
+        try:
+            with session.begin_nested():
+                session.add(ContactPurchase(purchase_id=purchase_id, contact_id=contact_id, amount=amount,
+                                            currency=currency, occurred_at=occurred_at, event_id=event_id))
+                session.flush()
+        except IntegrityError:
+            # A concurrent delivery of this purchase was counted first (its insert held ours until it committed).
+            if session.get(ContactPurchase, purchase_id) is None:
+                raise
+            return False
+        summary = _locked_summary(session, contact_id)
+        summary.purchase_count += 1
+        summary.first_purchase_at, summary.last_purchase_at = widen_span(
+            summary.first_purchase_at, summary.last_purchase_at, occurred_at)
+        # Under the summary lock no other transaction changes this contact's per-currency rows.
+        metric = session.get(ContactPurchaseMetric, (contact_id, currency), populate_existing=True)
+        if metric is None:
+            metric = ContactPurchaseMetric(contact_id=contact_id, currency=currency, total=Decimal(0), count=0)
+            session.add(metric)
+        metric.total += amount
+        metric.count += 1
+        uow.commit()
+        return True
 
 
 def list_contacts(uow: UnitOfWork, *, email: str | None = None, q: str | None = None, limit: int,
