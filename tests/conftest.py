@@ -8,7 +8,15 @@ from tests.support import infra
 
 @pytest.fixture
 def amqp_url():
-    """A RabbitMQ vhost of this test's own (fails, never skips, when RabbitMQ is down)."""
+    """A RabbitMQ vhost of this test's own, for a test that publishes or consumes (fails, never skips)."""
+    vhost, url = infra.create_vhost()
+    yield url
+    infra.delete_vhost(vhost)
+
+
+@pytest.fixture(scope="session")
+def shared_amqp_url():
+    """One vhost for the run's tests that only need a reachable broker (readiness); nothing consumes there."""
     vhost, url = infra.create_vhost()
     yield url
     infra.delete_vhost(vhost)
@@ -35,9 +43,15 @@ def identity_secret() -> str:
 
 
 @pytest.fixture
-def make_settings(amqp_url, identity_secret):
-    """Factory: settings for one service on a given database, on this run's vhost, with fast retries."""
+def make_settings(request, shared_amqp_url, identity_secret):
+    """Factory: settings for one service on a given database, with fast retries.
+
+    A test that asks for `amqp_url` (it publishes or consumes) gets its own vhost; every other test only
+    pings the broker and shares one, which spares a `rabbitmqctl` round trip per test.
+    """
     from services.common.settings import from_env
+
+    amqp_url = request.getfixturevalue("amqp_url") if "amqp_url" in request.fixturenames else shared_amqp_url
 
     def make(service: str, database_url: str, **env):
         base = {
