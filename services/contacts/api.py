@@ -1,12 +1,12 @@
 """HTTP entrypoints of the contacts service: parse, call one use case, serialise."""
 from __future__ import annotations
 
-import re
 
 from flask import request
 from flask.views import MethodView
 from flask_smorest import Blueprint
 
+from services.common.etags import etag, if_match_versions
 from services.common.identity import requires
 from services.common.web import uow
 
@@ -25,27 +25,9 @@ blp = Blueprint("contacts", __name__, url_prefix="/api/v1/contacts",
 
 _ETAG_HEADER = {"ETag": {"description": 'The contact\'s version as a weak tag, `W/"<version>"`; send it back in If-Match.',
                          "schema": {"type": "string"}}}
-_ENTITY_TAG = re.compile(r'\s*(?:W/)?"(\d{1,18})"\s*')
-
-
-def etag(version: int) -> str:
-    """The weak entity tag of a contact version."""
-    return f'W/"{version}"'
-
-
 def versions_from_if_match(header: str | None) -> frozenset[int] | None:
-    """The versions an If-Match header accepts; None when absent or `*` (any current version).
-
-    Compared weakly, since the tags are weak. A tag this API never issued accepts no version, so it fails.
-    """
-    if header is None or header.strip() == "*":
-        return None
-    versions = set()
-    for tag in header.split(","):
-        found = _ENTITY_TAG.fullmatch(tag)
-        if found:
-            versions.add(int(found.group(1)))
-    return frozenset(versions)
+    """The versions an If-Match header accepts; None when absent or `*` (any current version)."""
+    return None if header is None else if_match_versions(header)
 
 
 def _headers(contact) -> dict[str, str]:

@@ -7,13 +7,13 @@ partner portal for partner keys, whose partner id comes only from the verified i
 """
 from __future__ import annotations
 
-import re
 import uuid
 
 from flask import request
 from flask.views import MethodView
 from flask_smorest import Blueprint
 
+from services.common.etags import etag, if_match_versions
 from services.common.identity import current_principal, requires
 from services.common.pagination import PageArgs
 from services.common.web import uow
@@ -50,25 +50,14 @@ _ETAG_HEADER = {"ETag": {"description": 'The version of the terms in force as a 
                          "schema": {"type": "string"}}}
 _IF_MATCH = {"name": "If-Match", "in": "header", "required": True, "schema": {"type": "string"},
              "description": 'The ETag of the contract, `W/"<terms version>"`: missing is 428, stale is 412.'}
-_ENTITY_TAG = re.compile(r'\s*(?:W/)?"(\d{1,18})"\s*')
-
-
-def etag(version: int) -> str:
-    """The weak entity tag of a terms version."""
-    return f'W/"{version}"'
 
 
 def precondition_from_if_match(header: str | None) -> Precondition | None:
-    """What If-Match says the caller changes; None when the header is absent or empty.
-
-    Compared weakly, as the tags are weak. A tag this API never issued accepts no version, so it fails (412).
-    """
+    """What If-Match says the caller changes; None when the header is absent or empty."""
     if header is None or not header.strip():
         return None
-    if header.strip() == "*":
-        return ANY_VERSION
-    versions = {int(found.group(1)) for tag in header.split(",") if (found := _ENTITY_TAG.fullmatch(tag))}
-    return Precondition(frozenset(versions))
+    versions = if_match_versions(header)
+    return ANY_VERSION if versions is None else Precondition(versions)
 
 
 def _contract_headers(detail: dict) -> dict[str, str]:
