@@ -44,13 +44,26 @@ def _read_until(proc, pattern: str, timeout: float = 60) -> tuple[re.Match, list
     raise AssertionError(f"{pattern!r} not printed; output was:\n{''.join(seen)}")
 
 
-def _stop(proc) -> int:
+def _stop(proc, data_dir) -> int:
+    """SIGTERM the supervisor, then make sure no process it started outlives the test."""
     os.killpg(proc.pid, signal.SIGTERM)
     try:
-        return proc.wait(timeout=30)
+        code = proc.wait(timeout=30)
     except subprocess.TimeoutExpired:
         os.killpg(proc.pid, signal.SIGKILL)
-        return proc.wait()
+        code = proc.wait()
+    # honcho gives each child a process group of its own; a child it was still starting when the signal came
+    # can miss the shutdown. Every child carries this test's unique CRM_DATA_DIR, which finds the stragglers.
+    marker = f"CRM_DATA_DIR={data_dir}".encode()
+    for entry in os.listdir("/proc"):
+        if entry.isdigit():
+            try:
+                with open(f"/proc/{entry}/environ", "rb") as f:
+                    if marker in f.read().split(b"\0"):
+                        os.kill(int(entry), signal.SIGKILL)
+            except (OSError, ProcessLookupError):
+                pass
+    return code
 
 
 def test_crm_run_starts_the_suite_on_sqlite_and_prints_the_url_and_an_admin_key_once(tmp_path, amqp_url):
@@ -70,7 +83,7 @@ def test_crm_run_starts_the_suite_on_sqlite_and_prints_the_url_and_an_admin_key_
         wait_until(lambda: requests.get(url + f"/api/v1/leads/{lead.json()['id']}", headers=auth, timeout=10)
                    .json()["status"] == "converted", timeout=60, message="lead converted over SQLite")
     finally:
-        _stop(proc)
+        _stop(proc, env["CRM_DATA_DIR"])
     assert (tmp_path / "var" / "leads.db").exists() and (tmp_path / "var" / "contacts.db").exists()
 
     again = _crm_run(env, tmp_path)
@@ -79,7 +92,7 @@ def test_crm_run_starts_the_suite_on_sqlite_and_prints_the_url_and_an_admin_key_
         _, seen = _read_until(again, r"started \(pid=")
         first_lines = "".join(seen)
     finally:
-        _stop(again)
+        _stop(again, env["CRM_DATA_DIR"])
     assert "Admin API key" not in first_lines, "the admin key is printed on the first start only"
 
 
