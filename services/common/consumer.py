@@ -178,7 +178,10 @@ def replay_dead_letters(service: str, amqp_url: str, limit: int | None = None) -
     try:
         channel = conn.channel()
         channel.confirm_delivery()
-        while limit is None or moved < limit:
+        # Only what is dead now: an event that fails again at once must not be replayed in a loop.
+        waiting = channel.queue_declare(dlq_name(service), passive=True).method.message_count
+        limit = waiting if limit is None else min(limit, waiting)
+        while moved < limit:
             method, props, body = channel.basic_get(dlq_name(service), auto_ack=False)
             if method is None:
                 break

@@ -112,3 +112,12 @@ def test_a_malformed_event_goes_straight_to_the_dead_letter_queue(consumer_setup
     letters = wait_until(lambda: list_dead_letters("contacts", amqp_url), timeout=20, message="malformed event parked")
     assert "invalid event" in letters[0]["error"]
     assert handler.calls == 0
+
+
+def test_replaying_an_event_that_fails_at_once_again_does_not_loop(consumer_setup):
+    runtime, handler, consumer, amqp_url = consumer_setup
+    publish_raw(amqp_url, "crm.lead.converted", '{"not": "an event"}')
+    wait_until(lambda: list_dead_letters("contacts", amqp_url), timeout=20, message="malformed event parked")
+    # It is parked again straight away after the replay; the replay still ends, having moved it once.
+    assert replay_dead_letters("contacts", amqp_url) == 1
+    wait_until(lambda: list_dead_letters("contacts", amqp_url), timeout=20, message="parked again")
