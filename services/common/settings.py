@@ -6,6 +6,8 @@ from dataclasses import dataclass, field, fields
 from pathlib import Path
 from typing import Callable, Mapping
 
+from limits import parse_many
+
 SERVICES = ("contacts", "leads", "loyalty", "partners", "gateway")
 DEFAULT_PORTS = {"gateway": 8080, "contacts": 8081, "leads": 8082, "loyalty": 8083, "partners": 8084}
 # The services the gateway forwards to; each has a CRM_<NAME>_URL (default: loopback on its port above).
@@ -74,6 +76,24 @@ def _log_level(name: str, raw: str) -> str:
     return level
 
 
+RATE_LIMIT_OFF = ("0", "off")
+
+
+def _rate_limit(name: str, raw: str) -> str | None:
+    """A flask-limiter limit string such as "600/minute" or "10/second;600/minute"; "0" or "off" disables."""
+    value = raw.strip()
+    if value.lower() in RATE_LIMIT_OFF:
+        return None
+    try:
+        parsed = parse_many(value)
+    except ValueError:
+        parsed = []
+    if not parsed or any(item.amount < 1 for item in parsed):
+        raise SettingsError(name, f"expected a rate limit such as 600/minute or 10/second;600/minute "
+                                  f"(or 0/off to disable), got {raw!r}")
+    return value
+
+
 def _secret(name: str, raw: str) -> str:
     if len(raw) < 32:
         raise SettingsError(name, "must be at least 32 characters (use `python -c 'import secrets; print(secrets.token_urlsafe(32))'`)")
@@ -103,6 +123,7 @@ class Settings:
     gateway_port: int = 8080
     gateway_routes: str | None = None  # path of a route-table JSON replacing services/gateway/routes.json
     redis_url: str | None = None
+    rate_limit: str | None = "600/minute"  # per API key, across the gateway; None disables
 
     def replace(self, **changes) -> "Settings":
         """A copy with some values changed (tests use this)."""
@@ -159,4 +180,5 @@ def from_env(service: str, env: Mapping[str, str] | None = None, *, require_secr
         gateway_port=gateway_port,
         gateway_routes=env.get("CRM_GATEWAY_ROUTES") or None,
         redis_url=env.get("REDIS_URL") or None,
+        rate_limit=_read(env, "CRM_RATE_LIMIT", _rate_limit, Settings.rate_limit),
     )

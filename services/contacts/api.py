@@ -1,16 +1,22 @@
-"""HTTP entrypoints of the contacts service: parse, call one use case, serialise."""
-from __future__ import annotations
+"""HTTP entrypoints of the contacts service: parse, call one use case, serialise.
 
+Creating POSTs honour `Idempotency-Key`: `@idempotent` sits under `@requires` and above the flask-smorest
+decorators (it stores the serialised response), and the views take their unit of work from `request_uow()`
+so the change and the stored response commit together.
+"""
+from __future__ import annotations
 
 from flask import request
 from flask.views import MethodView
 from flask_smorest import Blueprint
 
 from services.common.etags import etag, if_match_versions
+from services.common.idempotency import HEADER_PARAMETER, idempotent, request_uow
 from services.common.identity import requires
 from services.common.web import uow
 
 from . import service
+from .models import IdempotencyRecord
 from .schemas import (
     ContactCreateSchema,
     ContactDetailSchema,
@@ -25,6 +31,9 @@ blp = Blueprint("contacts", __name__, url_prefix="/api/v1/contacts",
 
 _ETAG_HEADER = {"ETag": {"description": 'The contact\'s version as a weak tag, `W/"<version>"`; send it back in If-Match.',
                          "schema": {"type": "string"}}}
+_IDEMPOTENT = {"parameters": [HEADER_PARAMETER]}
+
+
 def versions_from_if_match(header: str | None) -> frozenset[int] | None:
     """The versions an If-Match header accepts; None when absent or `*` (any current version)."""
     return None if header is None else if_match_versions(header)
@@ -43,13 +52,15 @@ class Contacts(MethodView):
         """List contacts, newest first, by exact e-mail or a search term over name, e-mail and company."""
         return service.list_contacts(uow(), **args)
 
+    @requires("contacts:write")
+    @idempotent(IdempotencyRecord)
     @blp.arguments(ContactCreateSchema)
     @blp.response(201, ContactSchema, headers=_ETAG_HEADER)
     @blp.alt_response(409, description="Another contact has this e-mail; `existing_contact_id` names it.")
-    @requires("contacts:write")
+    @blp.doc(**_IDEMPOTENT)
     def post(self, data):
         """Create a contact; the normalised e-mail must be new."""
-        contact = service.create_contact(uow(), data)
+        contact = service.create_contact(request_uow(), data)
         return contact, 201, {**_headers(contact), "Location": f"{blp.url_prefix}/{contact.id}"}
 
 

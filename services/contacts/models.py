@@ -9,9 +9,11 @@ from sqlalchemy import Index, Integer, Numeric, String, UniqueConstraint, types
 from sqlalchemy.orm import Mapped, mapped_column
 
 from services.common.db import SeqType, make_base, messaging_models, new_id, utcnow
+from services.common.idempotency import idempotency_model
 
 Base = make_base()
 OutboxMessage, InboxEntry = messaging_models(Base)
+IdempotencyRecord = idempotency_model(Base)
 
 # Column widths, shared with the request schemas so validation and storage agree.
 EMAIL_MAX = 254

@@ -14,6 +14,7 @@ from services.common.web import OPEN_PATHS, create_service_app
 from . import api, keys
 from .aggregate import merge_openapi, probe_all
 from .proxy import GATEWAY_PRINCIPAL, UpstreamProxy
+from .ratelimits import DEFAULT_KEY_PREFIX, install_rate_limits
 from .routes import PARTNER_PORTAL, RouteTable, under
 
 log = logging.getLogger("crm.gateway")
@@ -133,8 +134,10 @@ def aggregated_openapi(own_spec):
     return view
 
 
-def create_app(settings: Settings | None = None, *, proxy: UpstreamProxy | None = None) -> Flask:
-    """The gateway web application (`proxy` lets tests tune the circuit breaker)."""
+def create_app(settings: Settings | None = None, *, proxy: UpstreamProxy | None = None,
+               rate_limit_prefix: str = DEFAULT_KEY_PREFIX) -> Flask:
+    """The gateway web application (`proxy` lets tests tune the circuit breaker, `rate_limit_prefix` keeps
+    tests sharing one Redis apart)."""
     settings = settings or from_env("gateway")
     routes = RouteTable.load(settings.gateway_routes)
     runtime = build_runtime(settings, None, None)
@@ -145,6 +148,8 @@ def create_app(settings: Settings | None = None, *, proxy: UpstreamProxy | None 
                              extensions={"crm.runtime": runtime, "crm.gateway": gateway})
     # Registered after the kit's own hook, so g.request_id is already set.
     app.before_request(authenticate_request)
+    # After authentication, so the limit is counted per key (g.principal).
+    install_rate_limits(app, settings, key_prefix=rate_limit_prefix)
     app.add_url_rule("/api/v1/<path:rest>", "proxy", forward_request, methods=PROXY_METHODS)
     # The kit's /readyz probes one check after another and names no culprit; the gateway's probes in parallel.
     app.view_functions["readyz"] = aggregated_readiness

@@ -1,17 +1,26 @@
-"""HTTP entrypoints of the leads service: parse, call one use case, serialise."""
+"""HTTP entrypoints of the leads service: parse, call one use case, serialise.
+
+Creating POSTs honour `Idempotency-Key`: `@idempotent` sits under `@requires` and above the flask-smorest
+decorators (it stores the serialised response), and the views take their unit of work from `request_uow()`
+so the change and the stored response commit together.
+"""
 from __future__ import annotations
 
 from flask.views import MethodView
 from flask_smorest import Blueprint
 
+from services.common.idempotency import HEADER_PARAMETER, idempotent, request_uow
 from services.common.identity import requires
 from services.common.web import runtime, uow
 
 from . import service
+from .models import IdempotencyRecord
 from .schemas import LeadCreateSchema, LeadDetailSchema, LeadPageSchema, LeadQuerySchema, LeadSchema, LeadUpdateSchema
 
 blp = Blueprint("leads", __name__, url_prefix="/api/v1/leads", description="Capture, score and convert leads.")
 plugins_blp = Blueprint("plugins", __name__, url_prefix="/api/v1/plugins", description="Loaded plugins.")
+
+_IDEMPOTENT = {"parameters": [HEADER_PARAMETER]}
 
 
 @blp.route("")
@@ -23,14 +32,17 @@ class Leads(MethodView):
         """List leads, newest first, filtered by status, source and minimum score."""
         return service.list_leads(uow(), **args)
 
+    @requires("leads:write")
+    @idempotent(IdempotencyRecord)
     @blp.arguments(LeadCreateSchema)
     @blp.response(201, LeadDetailSchema)
     @blp.alt_response(200, schema=LeadDetailSchema, description="An open lead with this e-mail existed; the touch was recorded on it.")
-    @requires("leads:write")
+    @blp.doc(**_IDEMPOTENT)
     def post(self, data):
         """Capture a lead; an open lead with the same e-mail is returned with the new touch recorded."""
-        lead, created = service.capture_lead(uow(), data, plugins=runtime().plugins)
-        detail = service.get_lead(uow(), lead.id)
+        work = request_uow()
+        lead, created = service.capture_lead(work, data, plugins=runtime().plugins)
+        detail = service.get_lead(work, lead.id)  # the same unit of work: the new lead is visible in it
         return (detail, 201) if created else (detail, 200)
 
 

@@ -8,9 +8,11 @@ from sqlalchemy import ForeignKey, Index, Integer, String, text
 from sqlalchemy.orm import Mapped, mapped_column
 
 from services.common.db import SeqType, make_base, messaging_models, new_id, utcnow
+from services.common.idempotency import idempotency_model
 
 Base = make_base()
 OutboxMessage, InboxEntry = messaging_models(Base)
+IdempotencyRecord = idempotency_model(Base)
 
 OPEN_STATUSES = ("new", "contacted", "qualified")
 STATUSES = OPEN_STATUSES + ("converting", "converted", "disqualified")

@@ -4,6 +4,9 @@ Three blueprints: partners and contracts for internal keys (scopes partners:read
 partner portal for partner keys, whose partner id comes only from the verified identity token.
 
 `@requires` is the outermost decorator, so an unauthorised caller is refused before its input is parsed.
+Creating POSTs honour `Idempotency-Key`: `@idempotent` sits under `@requires` and above the flask-smorest
+decorators (it stores the serialised response), and the views take their unit of work from `request_uow()`
+so the change and the stored response commit together.
 """
 from __future__ import annotations
 
@@ -14,11 +17,13 @@ from flask.views import MethodView
 from flask_smorest import Blueprint
 
 from services.common.etags import etag, if_match_versions
+from services.common.idempotency import HEADER_PARAMETER, idempotent, request_uow
 from services.common.identity import current_principal, requires
 from services.common.pagination import PageArgs
 from services.common.web import uow
 
 from . import service
+from .models import IdempotencyRecord
 from .rules import ANY_VERSION, Precondition
 from .schemas import (
     ContractCreateSchema,
@@ -50,6 +55,7 @@ _ETAG_HEADER = {"ETag": {"description": 'The version of the terms in force as a 
                          "schema": {"type": "string"}}}
 _IF_MATCH = {"name": "If-Match", "in": "header", "required": True, "schema": {"type": "string"},
              "description": 'The ETag of the contract, `W/"<terms version>"`: missing is 428, stale is 412.'}
+_IDEMPOTENT = {"parameters": [HEADER_PARAMETER]}
 
 
 def precondition_from_if_match(header: str | None) -> Precondition | None:
@@ -88,11 +94,13 @@ class Partners(MethodView):
         return service.list_partners(uow(), **args)
 
     @requires("partners:write")
+    @idempotent(IdempotencyRecord)
     @partners_blp.arguments(PartnerCreateSchema)
     @partners_blp.response(201, PartnerSchema)
+    @partners_blp.doc(**_IDEMPOTENT)
     def post(self, data):
         """Register a partner (status prospect unless given as onboarding or active)."""
-        partner = service.create_partner(uow(), data)
+        partner = service.create_partner(request_uow(), data)
         return partner, 201, {"Location": f"{partners_blp.url_prefix}/{partner.id}"}
 
 
@@ -126,13 +134,15 @@ class PartnerContracts(MethodView):
         return service.list_contracts(uow(), partner_id, **args)
 
     @requires("partners:write")
+    @idempotent(IdempotencyRecord)
     @partners_blp.arguments(ContractCreateSchema)
     @partners_blp.response(201, ContractSchema, headers=_ETAG_HEADER)
     @partners_blp.alt_response(404, description="No partner has this id.")
     @partners_blp.alt_response(409, description="The partner is terminated.")
+    @partners_blp.doc(**_IDEMPOTENT)
     def post(self, data, partner_id):
         """Make a contract with the partner; its terms become version 1."""
-        detail = service.create_contract(uow(), partner_id, data, actor=_actor())
+        detail = service.create_contract(request_uow(), partner_id, data, actor=_actor())
         return detail, 201, {**_contract_headers(detail), "Location": f"{contracts_blp.url_prefix}/{detail['id']}"}
 
 

@@ -9,9 +9,11 @@ from sqlalchemy import CheckConstraint, ForeignKey, Index, Integer, Numeric, Str
 from sqlalchemy.orm import Mapped, mapped_column
 
 from services.common.db import SeqType, make_base, messaging_models, new_id, utcnow
+from services.common.idempotency import idempotency_model
 
 Base = make_base()
 OutboxMessage, InboxEntry = messaging_models(Base)
+IdempotencyRecord = idempotency_model(Base)
 
 PARTNER_TYPES = ("supplier", "vendor", "distributor", "reseller")
 PARTNER_STATUSES = ("prospect", "onboarding", "active", "suspended", "terminated")

@@ -30,6 +30,9 @@ def test_a_per_service_database_url_wins_over_the_shared_one():
     ("CRM_PREFETCH", "0"),
     ("CRM_LOG_LEVEL", "chatty"),
     ("CRM_IDENTITY_SECRET", "short"),
+    ("CRM_RATE_LIMIT", "600"),
+    ("CRM_RATE_LIMIT", "600/fortnight"),
+    ("CRM_RATE_LIMIT", "0/minute"),
 ])
 def test_a_malformed_value_stops_start_up_naming_the_variable(variable, value):
     env = {"CRM_IDENTITY_SECRET": SECRET, variable: value}
@@ -46,3 +49,12 @@ def test_the_identity_secret_is_required_by_services():
 
 def test_retry_delays_parse_as_seconds():
     assert from_env("leads", {"CRM_IDENTITY_SECRET": SECRET, "CRM_RETRY_DELAYS": "0.5, 2,10"}).retry_delays == (0.5, 2.0, 10.0)
+
+
+@pytest.mark.parametrize("raw, expected", [
+    (None, "600/minute"), ("3/minute", "3/minute"), ("10/second;600/minute", "10/second;600/minute"),
+    ("off", None), ("0", None),
+])
+def test_the_rate_limit_is_a_limit_string_or_off(raw, expected):
+    env = {"CRM_IDENTITY_SECRET": SECRET} | ({"CRM_RATE_LIMIT": raw} if raw is not None else {})
+    assert from_env("gateway", env).rate_limit == expected

@@ -1,0 +1,88 @@
+"""Per-API-key rate limits (DESIGN §5) with flask-limiter: one moving window per key across the gateway."""
+from __future__ import annotations
+
+import logging
+import math
+import time
+
+from flask import Flask, Response, g, request
+from flask_limiter import Limiter
+from flask_limiter.errors import RateLimitExceeded
+from flask_limiter.util import get_remote_address
+
+from services.common.problems import problem_response
+from services.common.settings import Settings
+
+LIMITED_PREFIX = "/api/v1/"  # the proxied API and the admin API; health, metrics and docs are never limited
+STRATEGY = "moving-window"
+DEFAULT_KEY_PREFIX = "crm-gateway"
+
+log = logging.getLogger("crm.gateway")
+
+
+def limit_key() -> str:
+    """The caller's API key id; the remote address for a request no key authenticated (it is refused anyway)."""
+    principal = getattr(g, "principal", None)
+    return f"key:{principal.key_id}" if principal is not None else f"addr:{get_remote_address()}"
+
+
+def _exempt() -> bool:
+    return not request.path.startswith(LIMITED_PREFIX)
+
+
+def _seconds_until(reset_at: float) -> int:
+    return max(1, math.ceil(reset_at - time.time()))
+
+
+def install_rate_limits(app: Flask, settings: Settings, *, key_prefix: str = DEFAULT_KEY_PREFIX) -> Limiter | None:
+    """Limit every /api/v1/... call to `settings.rate_limit` per key; None when CRM_RATE_LIMIT is off.
+
+    Call it after the authentication hook is registered: flask-limiter checks in its own before_request hook,
+    which must run once g.principal is set.
+    """
+    if settings.rate_limit is None:
+        return None
+    limiter = Limiter(
+        limit_key,
+        application_limits=[settings.rate_limit],  # one counter per key shared by every route
+        application_limits_exempt_when=_exempt,
+        strategy=STRATEGY,
+        storage_uri=settings.redis_url or "memory://",
+        key_prefix=key_prefix,
+        # The gateway writes the headers itself (below): flask-limiter's own would put a Retry-After on every
+        # response and overwrite the one an upstream or the circuit breaker sent.
+        headers_enabled=False,
+        # A Redis outage must not take the API down: log and let the call through.
+        swallow_errors=True,
+    )
+    limiter.init_app(app)
+
+    def retry_after() -> int:
+        current = limiter.current_limit
+        try:
+            return _seconds_until(current.window[0]) if current is not None else 1
+        except Exception:  # noqa: BLE001 — storage gone between the check and now
+            return 1
+
+    @app.errorhandler(RateLimitExceeded)
+    def _too_many_requests(exc: RateLimitExceeded):
+        seconds = retry_after()
+        return problem_response(429, "Too Many Requests",
+                                f"This API key exceeded its rate limit of {exc.limit.limit}; retry in {seconds} s.",
+                                headers={"Retry-After": str(seconds)}, retry_after=seconds)
+
+    @app.after_request
+    def _rate_limit_headers(response: Response) -> Response:
+        current = limiter.current_limit
+        if current is None:
+            return response
+        try:
+            response.headers["X-RateLimit-Limit"] = str(current.limit.amount)
+            response.headers["X-RateLimit-Remaining"] = str(max(0, current.remaining))
+            response.headers["X-RateLimit-Reset"] = str(int(current.reset_at))
+        except Exception:  # noqa: BLE001 — the limit storage failed; the call itself already went through
+            log.warning("rate limit headers unavailable", exc_info=True, extra={"event": "ratelimit.storage_error"})
+        return response
+
+    app.extensions["crm.limiter"] = limiter
+    return limiter
