@@ -49,7 +49,7 @@ def make_settings(request, shared_amqp_url, identity_secret):
     A test that asks for `amqp_url` (it publishes or consumes) gets its own vhost; every other test only
     pings the broker and shares one, which spares a `rabbitmqctl` round trip per test.
     """
-    from services.common.settings import from_env
+    from crm.registry import SUITE
 
     amqp_url = request.getfixturevalue("amqp_url") if "amqp_url" in request.fixturenames else shared_amqp_url
 
@@ -60,7 +60,7 @@ def make_settings(request, shared_amqp_url, identity_secret):
             "CRM_RELAY_POLL_INTERVAL": "0.05", "CRM_RELAY_LEASE_SECONDS": "3", "CRM_LOG_LEVEL": "WARNING",
         }
         base.update({k: str(v) for k, v in env.items()})
-        return from_env(service, base)
+        return SUITE.settings(service, base)
 
     return make
 

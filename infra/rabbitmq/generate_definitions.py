@@ -1,4 +1,5 @@
-"""Write infra/rabbitmq/definitions.json from the topology the workers declare (services.common.broker).
+"""Write infra/rabbitmq/definitions.json from the topology the workers declare (services.common.broker), with the
+bindings the suite registry derives from the services' handlers (crm/registry.py).
 
 RabbitMQ loads the file at boot (rabbitmq.conf: load_definitions). The queues must match what
 `declare_topology` asks for argument for argument, or the workers' own declarations fail with
@@ -9,7 +10,7 @@ BlockingChannel signatures, and translates the calls into definitions.
     .venv/bin/python infra/rabbitmq/generate_definitions.py           # rewrite definitions.json
     .venv/bin/python infra/rabbitmq/generate_definitions.py --check   # exit 1 when the committed file is stale
 
-(It imports the installed `services` package: run it with the project's virtualenv.)
+(It imports the installed `crm` and `services` packages: run it with the project's virtualenv.)
 
 Importing definitions at boot makes RabbitMQ skip its default user and vhost, so the file also carries
 the vhost "/" and the compose stack's user. That user's password is a development default: for anything
@@ -27,6 +28,7 @@ from pathlib import Path
 
 from pika.adapters.blocking_connection import BlockingChannel
 
+from crm.registry import SUITE
 from services.common import broker
 from services.common.settings import Settings
 
@@ -69,7 +71,7 @@ def password_hash(password: str, salt: bytes) -> str:
 def build_definitions(retry_delays: tuple[float, ...] = Settings.retry_delays) -> dict:
     """The definitions document for the topology declare_topology builds with `retry_delays`."""
     channel = RecordingChannel()
-    broker.declare_topology(channel, retry_delays)
+    broker.declare_topology(channel, SUITE.bindings(), retry_delays)
     exchanges, queues, bindings = [], [], []
     for name, call in channel.calls:
         if call.get("passive"):

@@ -1,19 +1,16 @@
 """RabbitMQ topology and connections: one topic exchange, a quorum queue per service, retries and a DLQ."""
 from __future__ import annotations
 
+from collections.abc import Iterable, Mapping
+
 import pika
 
 from .catalog import EXCHANGE
 
-# Which event types each service consumes. It lives here, beside the catalog, so that any worker can
-# declare the whole topology before it publishes: an event published before its consumer's queue
-# exists would otherwise be dropped by the broker.
-SUBSCRIPTIONS: dict[str, tuple[str, ...]] = {
-    "contacts": ("crm.lead.converted", "crm.purchase.recorded"),
-    "leads": ("crm.contact.created",),
-    "loyalty": ("crm.contact.created",),
-    "partners": (),
-}
+# Bindings: service -> the event types its queue takes. The suite registry derives them from each service's
+# handlers and hands the whole map to every worker, so any worker can declare the whole topology before it
+# publishes: an event published before its consumer's queue exists would otherwise be dropped by the broker.
+Bindings = Mapping[str, Iterable[str]]
 
 ATTEMPT_HEADER = "x-crm-attempt"
 ERROR_HEADER = "x-crm-error"
@@ -44,10 +41,10 @@ def connection_parameters(amqp_url: str, *, heartbeat: int = 30) -> pika.URLPara
     return params
 
 
-def declare_topology(channel, retry_delays: tuple[float, ...]) -> None:
+def declare_topology(channel, bindings: Bindings, retry_delays: tuple[float, ...]) -> None:
     """Declare the exchange and every service's queues, bindings, delay queues and DLQ (idempotent)."""
     channel.exchange_declare(EXCHANGE, exchange_type="topic", durable=True)
-    for service, types in SUBSCRIPTIONS.items():
+    for service, types in bindings.items():
         main = queue_name(service)
         channel.queue_declare(main, durable=True, arguments={"x-queue-type": "quorum"})
         for event_type in types:

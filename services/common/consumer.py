@@ -11,8 +11,8 @@ import pika
 from marshmallow import ValidationError
 from sqlalchemy.exc import IntegrityError
 
-from .broker import (ATTEMPT_HEADER, ERROR_HEADER, SUBSCRIPTIONS, connection_parameters, declare_topology,
-                     dlq_name, queue_name, retry_queue_name)
+from .broker import (ATTEMPT_HEADER, ERROR_HEADER, Bindings, connection_parameters, declare_topology, dlq_name,
+                     queue_name, retry_queue_name)
 from .catalog import Event, UnknownEventType, parse_event
 from .uow import UnitOfWork
 
@@ -54,12 +54,14 @@ class InboxDispatcher:
 class Consumer:
     """Consumes a service's quorum queue on a blocking pika connection and reconnects after failures."""
 
-    def __init__(self, service: str, amqp_url: str, dispatcher: InboxDispatcher, *,
+    def __init__(self, service: str, amqp_url: str, dispatcher: InboxDispatcher, *, bindings: Bindings,
                  retry_delays: tuple[float, ...], prefetch: int = 100):
-        unknown = set(dispatcher.handlers) - set(SUBSCRIPTIONS.get(service, ()))
-        if unknown:
-            raise ValueError(f"{service} handles {sorted(unknown)} but the topology does not bind them")
+        bound = set(bindings.get(service, ()))
+        if bound != set(dispatcher.handlers):
+            raise ValueError(f"{service}: the topology binds {sorted(bound)} but the handlers take "
+                             f"{sorted(dispatcher.handlers)}; derive the bindings from the handlers")
         self.service = service
+        self.bindings = bindings
         self.amqp_url = amqp_url
         self.dispatcher = dispatcher
         self.retry_delays = retry_delays
@@ -85,7 +87,7 @@ class Consumer:
         conn = pika.BlockingConnection(connection_parameters(self.amqp_url))
         try:
             channel = conn.channel()
-            declare_topology(channel, self.retry_delays)
+            declare_topology(channel, self.bindings, self.retry_delays)
             channel.confirm_delivery()
             channel.basic_qos(prefetch_count=self.prefetch)
             log.info("consumer connected", extra={"event": "consumer.connected"})

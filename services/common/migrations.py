@@ -1,7 +1,6 @@
 """One Alembic environment per service, run programmatically by `crm migrate` and the test fixtures."""
 from __future__ import annotations
 
-import importlib
 from pathlib import Path
 
 from alembic import command, context
@@ -10,19 +9,18 @@ from alembic.config import Config
 from .db import UTCDateTime, make_engine
 
 
-def alembic_config(service: str, database_url: str) -> Config:
+def alembic_config(service: str, database_url: str, script_location: str | Path) -> Config:
     """The Alembic configuration of one service, pointing at its own migrations folder."""
-    package = importlib.import_module(f"services.{service}")
     cfg = Config()
-    cfg.set_main_option("script_location", str(Path(package.__file__).parent / "migrations"))
+    cfg.set_main_option("script_location", str(script_location))
     cfg.set_main_option("sqlalchemy.url", database_url.replace("%", "%%"))
     cfg.attributes["service"] = service
     return cfg
 
 
-def upgrade(service: str, database_url: str, revision: str = "head") -> None:
-    """Migrate a service database to `revision`."""
-    command.upgrade(alembic_config(service, database_url), revision)
+def upgrade(service: str, database_url: str, script_location: str | Path, revision: str = "head") -> None:
+    """Migrate a service database to `revision` with the scripts in `script_location`."""
+    command.upgrade(alembic_config(service, database_url, script_location), revision)
 
 
 def _render_item(type_, obj, autogen_context):

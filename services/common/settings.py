@@ -2,16 +2,16 @@
 from __future__ import annotations
 
 import os
+import re
 from dataclasses import dataclass, field, fields
 from pathlib import Path
 from typing import Callable, Mapping
 
 from limits import parse_many
 
-SERVICES = ("contacts", "leads", "loyalty", "partners", "gateway")
-DEFAULT_PORTS = {"gateway": 8080, "contacts": 8081, "leads": 8082, "loyalty": 8083, "partners": 8084}
-# The services the gateway forwards to; each has a CRM_<NAME>_URL (default: loopback on its port above).
-UPSTREAMS = ("contacts", "leads", "loyalty", "partners")
+# Which services exist is the suite registry's business (crm/registry.py); the kit only checks the name's shape.
+_SERVICE_NAME = re.compile(r"^[a-z][a-z0-9_]{0,39}$")
+DEFAULT_GATEWAY_PORT = 8080
 
 
 class SettingsError(ValueError):
@@ -121,7 +121,7 @@ class Settings:
     upstream_timeout: float = 10.0
     upstreams: Mapping[str, str] = field(default_factory=dict)
     gateway_port: int = 8080
-    gateway_routes: str | None = None  # path of a route-table JSON replacing services/gateway/routes.json
+    gateway_routes: str | None = None  # path of a route-table JSON replacing the registry's default table
     redis_url: str | None = None
     rate_limit: str | None = "600/minute"  # per API key, across the gateway; None disables
 
@@ -132,6 +132,23 @@ class Settings:
         return Settings(**values)
 
 
+def default_web_processes(cpu_count: int | None = None) -> int:
+    """Processes per web service when CRM_WEB_PROCESSES is unset: half the CPUs (every service and the gateway
+    run side by side on one machine), at least one."""
+    cpus = cpu_count if cpu_count is not None else (os.cpu_count() or 1)
+    return max(1, cpus // 2)
+
+
+DEFAULT_WEB_THREADS = 8
+
+
+def web_concurrency(env: Mapping[str, str] | None = None, *, cpu_count: int | None = None) -> tuple[int, int]:
+    """(processes, threads) of each gunicorn web service: CRM_WEB_PROCESSES and CRM_WEB_THREADS, validated."""
+    env = os.environ if env is None else env
+    return (_read(env, "CRM_WEB_PROCESSES", _positive_int, default_web_processes(cpu_count)),
+            _read(env, "CRM_WEB_THREADS", _positive_int, DEFAULT_WEB_THREADS))
+
+
 def _read(env: Mapping[str, str], name: str, parse, default):
     raw = env.get(name)
     if raw is None or raw == "":
@@ -139,11 +156,16 @@ def _read(env: Mapping[str, str], name: str, parse, default):
     return parse(name, raw)
 
 
-def from_env(service: str, env: Mapping[str, str] | None = None, *, require_secret: bool = True) -> Settings:
-    """Build and validate the settings of one process; raises SettingsError naming the bad variable."""
+def from_env(service: str, env: Mapping[str, str] | None = None, *, require_secret: bool = True,
+             upstreams: Mapping[str, int] | None = None) -> Settings:
+    """Build and validate the settings of one process; raises SettingsError naming the bad variable.
+
+    `upstreams` (name -> default port, from the suite registry) is given for the gateway: each becomes a
+    CRM_<NAME>_URL setting defaulting to that port on the loopback interface.
+    """
     env = os.environ if env is None else env
-    if service not in SERVICES:
-        raise SettingsError("service", f"unknown service {service!r}; expected one of {', '.join(SERVICES)}")
+    if not _SERVICE_NAME.match(service or ""):
+        raise SettingsError("service", f"not a service name: {service!r}")
     data_dir = Path(env.get("CRM_DATA_DIR") or "var")
     db_var = f"{service.upper()}_DATABASE_URL"
     db_url = env.get(db_var) or env.get("DATABASE_URL")
@@ -155,10 +177,10 @@ def from_env(service: str, env: Mapping[str, str] | None = None, *, require_secr
     secret = _read(env, "CRM_IDENTITY_SECRET", _secret, "")
     if require_secret and not secret:
         raise SettingsError("CRM_IDENTITY_SECRET", "is required: the gateway signs identity tokens with it and services verify them")
-    gateway_port = _read(env, "CRM_GATEWAY_PORT", _port, DEFAULT_PORTS["gateway"])
-    upstreams = {
-        svc: _read(env, f"CRM_{svc.upper()}_URL", _url(("http", "https")), f"http://127.0.0.1:{DEFAULT_PORTS[svc]}")
-        for svc in UPSTREAMS
+    gateway_port = _read(env, "CRM_GATEWAY_PORT", _port, DEFAULT_GATEWAY_PORT)
+    upstream_urls = {
+        svc: _read(env, f"CRM_{svc.upper()}_URL", _url(("http", "https")), f"http://127.0.0.1:{port}")
+        for svc, port in (upstreams or {}).items()
     }
     return Settings(
         service=service,
@@ -176,7 +198,7 @@ def from_env(service: str, env: Mapping[str, str] | None = None, *, require_secr
         relay_poll_interval=_read(env, "CRM_RELAY_POLL_INTERVAL", _positive_float, 0.5),
         relay_lease_seconds=_read(env, "CRM_RELAY_LEASE_SECONDS", _positive_float, 15.0),
         upstream_timeout=_read(env, "CRM_UPSTREAM_TIMEOUT", _positive_float, 10.0),
-        upstreams=upstreams,
+        upstreams=upstream_urls,
         gateway_port=gateway_port,
         gateway_routes=env.get("CRM_GATEWAY_ROUTES") or None,
         redis_url=env.get("REDIS_URL") or None,

@@ -5,6 +5,7 @@ import logging
 import signal
 import threading
 
+from .broker import Bindings
 from .consumer import Consumer, Handler, InboxDispatcher
 from .outbox import OutboxRelay, OutboxStore
 from .runtime import Runtime
@@ -15,7 +16,7 @@ log = logging.getLogger("crm.worker")
 class Worker:
     """Runs the relay on a thread and the consumer on another until stopped."""
 
-    def __init__(self, runtime: Runtime, handlers: dict[str, Handler]):
+    def __init__(self, runtime: Runtime, handlers: dict[str, Handler], bindings: Bindings):
         s = runtime.settings
         self.runtime = runtime
         self.stop_event = threading.Event()
@@ -24,7 +25,8 @@ class Worker:
             s.amqp_url, retry_delays=s.retry_delays, batch_size=s.relay_batch_size, poll_interval=s.relay_poll_interval,
         )
         dispatcher = InboxDispatcher(lambda **kw: runtime.uow(**kw), runtime.inbox_model, handlers)
-        self.consumer = Consumer(s.service, s.amqp_url, dispatcher, retry_delays=s.retry_delays, prefetch=s.prefetch) \
+        self.consumer = Consumer(s.service, s.amqp_url, dispatcher, bindings=bindings, retry_delays=s.retry_delays,
+                                 prefetch=s.prefetch) \
             if handlers else None
         self._threads: list[threading.Thread] = []
 

@@ -8,7 +8,8 @@ from flask import Flask, current_app, g, jsonify, request
 
 from services.common.problems import problem_response
 from services.common.runtime import Runtime, build_runtime
-from services.common.settings import Settings, from_env
+from crm.registry import SUITE
+from services.common.settings import Settings
 from services.common.web import OPEN_PATHS, create_service_app
 
 from . import api, keys
@@ -138,8 +139,10 @@ def create_app(settings: Settings | None = None, *, proxy: UpstreamProxy | None 
                rate_limit_prefix: str = DEFAULT_KEY_PREFIX) -> Flask:
     """The gateway web application (`proxy` lets tests tune the circuit breaker, `rate_limit_prefix` keeps
     tests sharing one Redis apart)."""
-    settings = settings or from_env("gateway")
-    routes = RouteTable.load(settings.gateway_routes)
+    settings = settings or SUITE.settings("gateway")
+    # The default table derives from the suite registry; CRM_GATEWAY_ROUTES replaces it with a file.
+    routes = (RouteTable.load(settings.gateway_routes) if settings.gateway_routes
+              else RouteTable.from_mapping(SUITE.route_map(), source="the suite registry"))
     runtime = build_runtime(settings, None, None)
     gateway = Gateway(settings=settings, runtime=runtime, routes=routes,
                       proxy=proxy or UpstreamProxy.from_settings(settings))

@@ -1,4 +1,4 @@
-"""The gateway's route table: which upstream serves a path. Loaded from JSON config at start-up."""
+"""The gateway's route table: which upstream serves a path; derived from the suite registry or read from a JSON file."""
 from __future__ import annotations
 
 import json
@@ -6,7 +6,6 @@ from collections.abc import Mapping
 from dataclasses import dataclass
 from pathlib import Path
 
-DEFAULT_ROUTES_FILE = Path(__file__).with_name("routes.json")
 PARTNER_PORTAL = "/api/v1/partner-portal"
 
 
@@ -53,9 +52,9 @@ class RouteTable:
         return cls(tuple(parsed), frozenset(optional))
 
     @classmethod
-    def load(cls, path: str | Path | None = None) -> RouteTable:
-        """Read a table file (the packaged routes.json when `path` is None)."""
-        file = Path(path) if path else DEFAULT_ROUTES_FILE
+    def load(cls, path: str | Path) -> RouteTable:
+        """Read a route-table file (CRM_GATEWAY_ROUTES); the default table comes from the suite registry."""
+        file = Path(path)
         try:
             data = json.loads(file.read_text(encoding="utf-8"))
         except FileNotFoundError:

@@ -4,6 +4,7 @@ from __future__ import annotations
 from flask import Flask
 
 from services.common.plugins import build_plugin_host
+from services.common.broker import Bindings
 from services.common.runtime import Runtime, build_runtime
 from services.common.settings import Settings, from_env
 from services.common.web import create_service_app, runtime_readiness
@@ -28,6 +29,6 @@ def create_app(settings: Settings | None = None) -> Flask:
                               extensions={"crm.runtime": rt})
 
 
-def create_worker(settings: Settings | None = None) -> Worker:
+def create_worker(settings: Settings | None = None, *, bindings: Bindings) -> Worker:
     """The leads worker: outbox relay plus the crm.contact.created consumer."""
-    return Worker(build(settings), handlers.HANDLERS)
+    return Worker(build(settings), handlers.HANDLERS, bindings)

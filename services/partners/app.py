@@ -3,6 +3,7 @@ from __future__ import annotations
 
 from flask import Flask
 
+from services.common.broker import Bindings
 from services.common.runtime import Runtime, build_runtime
 from services.common.settings import Settings, from_env
 from services.common.web import create_service_app, runtime_readiness
@@ -27,6 +28,6 @@ def create_app(settings: Settings | None = None) -> Flask:
                               extensions={"crm.runtime": rt})
 
 
-def create_worker(settings: Settings | None = None) -> Worker:
+def create_worker(settings: Settings | None = None, *, bindings: Bindings) -> Worker:
     """The partners worker: the outbox relay (partners consumes no events yet)."""
-    return Worker(build(settings), handlers.HANDLERS)
+    return Worker(build(settings), handlers.HANDLERS, bindings)

@@ -27,7 +27,7 @@ def _env(tmp_path, amqp_url: str) -> dict:
 
 
 def _crm_run(env, cwd) -> subprocess.Popen:
-    return subprocess.Popen([sys.executable, "-m", "services.common.cli", "run"], env=env, cwd=cwd,
+    return subprocess.Popen([sys.executable, "-m", "crm", "run"], env=env, cwd=cwd,
                             stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True, start_new_session=True)
 
 
@@ -106,7 +106,7 @@ def _ok(url: str) -> bool:
 def test_crm_run_exits_at_once_with_a_clear_message_when_rabbitmq_is_unreachable(tmp_path):
     env = _env(tmp_path, f"amqp://guest:guest@127.0.0.1:{infra.free_port()}/%2F")
     # No broker: it must exit by itself (a hang would hit the timeout and fail), without starting anything.
-    result = subprocess.run([sys.executable, "-m", "services.common.cli", "run"], env=env, cwd=tmp_path,
+    result = subprocess.run([sys.executable, "-m", "crm", "run"], env=env, cwd=tmp_path,
                             capture_output=True, text=True, timeout=30)
     assert result.returncode != 0
     assert "started (pid=" not in result.stdout

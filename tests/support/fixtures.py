@@ -5,14 +5,14 @@ import pytest
 import requests
 
 from tests.support import infra
-from tests.support.suite import WEB, Suite
+from tests.support.suite import SERVICES, Suite
 
 
 @pytest.fixture(scope="module")
 def suite(tmp_path_factory):
     """A running suite on its own databases and vhost; stopped and cleaned up after the module."""
     vhost, amqp_url = infra.create_vhost()
-    dbs = {svc: infra.create_database(svc) for svc in (*WEB, "gateway")}
+    dbs = {svc: infra.create_database(svc) for svc in SERVICES}
     s = Suite(tmp_path_factory.mktemp("suite"), amqp_url, dbs)
     s.database_urls = dbs
     try:

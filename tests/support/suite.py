@@ -10,10 +10,13 @@ from pathlib import Path
 
 import requests
 
+from crm.processes import crm_argv, suite_processes
+from crm.registry import SUITE
 from tests.support.infra import IDENTITY_SECRET, free_port
 
-WEB = ("contacts", "leads", "loyalty", "partners")
-WORKERS = WEB
+# Everything derives from the suite registry: the services with a database, and the processes `crm run` starts.
+SERVICES = SUITE.names
+WEB = tuple(e.name for e in SUITE.upstreams)
 
 
 class Suite:
@@ -23,7 +26,7 @@ class Suite:
         self.workdir = workdir
         self.logdir = workdir / "logs"
         self.logdir.mkdir(parents=True, exist_ok=True)
-        self.ports = {name: free_port() for name in (*WEB, "gateway")}
+        self.ports = {e.name: free_port() for e in SUITE.entries if e.web}
         self.env = {
             **os.environ,
             "CRM_DATA_DIR": str(workdir / "var"),
@@ -37,7 +40,7 @@ class Suite:
             "CRM_RATE_LIMIT": "off",
             "CRM_LOG_LEVEL": "INFO",
             "CRM_GATEWAY_PORT": str(self.ports["gateway"]),
-            **{f"CRM_{svc.upper()}_URL": f"http://127.0.0.1:{self.ports[svc]}" for svc in WEB},
+            **{f"CRM_{e.env_prefix}_URL": f"http://127.0.0.1:{self.ports[e.name]}" for e in SUITE.upstreams},
             **{f"{svc.upper()}_DATABASE_URL": url for svc, url in database_urls.items()},
             **env_overrides,
         }
@@ -47,17 +50,18 @@ class Suite:
     # -- commands ----------------------------------------------------------------------------------------
     def crm(self, *args: str, check: bool = True, timeout: float = 120) -> subprocess.CompletedProcess:
         """Run the `crm` console command with the suite's environment."""
-        return subprocess.run([sys.executable, "-m", "services.common.cli", *args], env=self.env, cwd=self.workdir,
+        return subprocess.run(list(crm_argv(*args)), env=self.env, cwd=self.workdir,
                               capture_output=True, text=True, check=check, timeout=timeout)
 
+    def processes(self) -> dict[str, list[str]]:
+        """`web:<svc>` / `worker:<svc>` -> argv: exactly what `crm run` starts (crm.processes)."""
+        return {f"{p.kind}:{p.service}": list(p.argv) for p in suite_processes(self.ports, self.env)}
+
     def _command(self, name: str) -> list[str]:
-        kind, _, svc = name.partition(":")
-        if kind == "web":
-            return [sys.executable, "-m", "gunicorn", "--worker-class", "gthread", "--workers", "1", "--threads", "8",
-                    "--bind", f"127.0.0.1:{self.ports[svc]}", "--graceful-timeout", "5", f"services.{svc}.wsgi:app"]
-        if kind == "worker":
-            return [sys.executable, "-m", "services.common.cli", "worker", svc]
-        raise ValueError(name)
+        try:
+            return self.processes()[name]
+        except KeyError:
+            raise ValueError(f"no process {name!r}; expected one of {sorted(self.processes())}") from None
 
     def start(self, name: str) -> subprocess.Popen:
         """Start one process: `web:<svc>` (including `web:gateway`) or `worker:<svc>`."""
@@ -70,11 +74,8 @@ class Suite:
     def start_all(self) -> None:
         """Migrate, then start every process and wait until the gateway reports ready."""
         self.crm("migrate")
-        for svc in WEB:
-            self.start(f"web:{svc}")
-        self.start("web:gateway")
-        for svc in WORKERS:
-            self.start(f"worker:{svc}")
+        for name in self.processes():
+            self.start(name)
         self.wait_ready()
 
     def kill(self, name: str, sig: int = signal.SIGKILL) -> None:

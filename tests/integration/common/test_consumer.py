@@ -54,7 +54,8 @@ def consumer_setup(make_database, make_settings, amqp_url):
     runtime = runtime_on(make_settings("contacts", make_database("consumer")))
     handler = CountingHandler()
     dispatcher = InboxDispatcher(lambda **kw: runtime.uow(**kw), Inbox, {"crm.lead.converted": handler})
-    consumer = Consumer("contacts", amqp_url, dispatcher, retry_delays=(0.2, 0.4), prefetch=50)
+    consumer = Consumer("contacts", amqp_url, dispatcher, bindings={"contacts": ("crm.lead.converted",)},
+                        retry_delays=(0.2, 0.4), prefetch=50)
     stop = threading.Event()
     thread = threading.Thread(target=consumer.run, args=(stop,))
     thread.start()

@@ -6,7 +6,7 @@ import json
 import pytest
 from sqlalchemy import func, select
 
-from services.common.migrations import upgrade
+from crm.registry import SUITE
 from services.contacts.app import create_app
 from services.contacts.models import Contact, OutboxMessage
 from tests.support.auth import identity_headers
@@ -15,7 +15,7 @@ from tests.support.auth import identity_headers
 @pytest.fixture
 def contacts_settings(make_database, make_settings):
     url = make_database("contacts")
-    upgrade("contacts", url)
+    SUITE.migrate("contacts", url)
     return make_settings("contacts", url)
 
 

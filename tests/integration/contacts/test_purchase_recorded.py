@@ -16,7 +16,8 @@ from sqlalchemy import func, select
 from services.common.catalog import make_event, parse_event
 from services.common.consumer import InboxDispatcher
 from services.common.db import make_engine
-from services.common.migrations import alembic_config, upgrade
+from crm.registry import SUITE
+from services.common.migrations import alembic_config
 from services.contacts import service
 from services.contacts.handlers import HANDLERS
 from services.contacts.models import (
@@ -243,17 +244,17 @@ def test_a_purchase_that_arrives_before_its_contact_shows_once_the_contact_exist
 
 def test_the_migration_matches_the_models_on_postgresql_and_downgrades(make_database):
     url = make_database("contacts")
-    upgrade("contacts", url)
+    SUITE.migrate("contacts", url)
     engine = make_engine(url)
     try:
         with engine.connect() as conn:
             context = MigrationContext.configure(conn, opts={"compare_type": True,
                                                              "version_table": "alembic_version_contacts"})
             assert compare_metadata(context, Base.metadata) == []
-        command.downgrade(alembic_config("contacts", url), "0001")
+        command.downgrade(alembic_config("contacts", url, SUITE.migrations_dir("contacts")), "0001")
         with engine.connect() as conn:
             assert "contact_purchases" not in conn.dialect.get_table_names(conn)
-        upgrade("contacts", url)
+        SUITE.migrate("contacts", url)
         with engine.connect() as conn:
             assert {"contact_purchases", "contact_purchase_summary", "contact_purchase_metrics"} <= \
                 set(conn.dialect.get_table_names(conn))

@@ -9,9 +9,9 @@ import pika
 import pytest
 from sqlalchemy import func, select
 
+from crm.registry import SUITE
 from services.common.broker import connection_parameters, declare_topology
 from services.common.catalog import EXCHANGE, make_event
-from services.contacts.app import create_worker
 from services.contacts.models import OutboxMessage
 from tests.support.suite import wait_until
 
@@ -54,7 +54,7 @@ def _publish(amqp_url: str, retry_delays, event) -> None:
         channel = connection.channel()
         # Declared here too (idempotently), so the event cannot reach the exchange before the
         # contacts queue is bound, whatever the worker's start-up timing.
-        declare_topology(channel, retry_delays)
+        declare_topology(channel, SUITE.bindings(), retry_delays)
         channel.confirm_delivery()
         channel.basic_publish(EXCHANGE, event.type, event.to_json(), pika.BasicProperties(
             content_type="application/cloudevents+json", delivery_mode=2, message_id=str(event.id), type=event.type))
@@ -64,7 +64,7 @@ def _publish(amqp_url: str, retry_delays, event) -> None:
 
 def test_the_worker_turns_a_published_conversion_into_a_contact_and_announces_it(contacts_settings, amqp_url):
     watcher = Watcher(amqp_url, "crm.contact.created")
-    worker = create_worker(contacts_settings)
+    worker = SUITE.create_worker("contacts", contacts_settings)
     store = Store(worker.runtime)
     worker.start()
     try:

@@ -3,7 +3,7 @@ from __future__ import annotations
 
 import pytest
 
-from services.common.migrations import upgrade
+from crm.registry import SUITE
 from services.gateway import keys
 from services.gateway.app import create_app
 
@@ -13,7 +13,7 @@ from .upstream import EchoUpstream
 @pytest.fixture
 def gateway_database(make_database):
     url = make_database("gateway")
-    upgrade("gateway", url)
+    SUITE.migrate("gateway", url)
     return url
 
 

@@ -6,8 +6,8 @@ from pathlib import Path
 
 import pytest
 
+from crm.registry import SUITE
 from services.common.identity import HEADER, verify_token
-from services.gateway import routes as routes_module
 from services.gateway.app import create_app
 from tests.support.infra import IDENTITY_SECRET, free_port
 
@@ -41,9 +41,8 @@ def test_an_upstream_that_reports_itself_unready_makes_the_gateway_unready(clien
 
 
 def test_an_optional_upstream_that_is_down_is_reported_without_failing_readiness(gateway_settings, tmp_path):
-    packaged = json.loads((Path(routes_module.__file__).parent / "routes.json").read_text())
     table = tmp_path / "routes.json"
-    table.write_text(json.dumps({"routes": packaged["routes"], "optional": ["loyalty"]}))
+    table.write_text(json.dumps({"routes": SUITE.route_map(), "optional": ["loyalty"]}))
     app = create_app(gateway_settings(CRM_LOYALTY_URL=f"http://127.0.0.1:{free_port()}", CRM_GATEWAY_ROUTES=str(table)))
     response = app.test_client().get("/readyz")
     assert response.status_code == 200

@@ -9,7 +9,7 @@ from sqlalchemy import func, select
 
 from services.common.catalog import make_event
 from services.common.consumer import InboxDispatcher
-from services.common.migrations import upgrade
+from crm.registry import SUITE
 from services.leads import handlers
 from services.leads.app import create_app
 from services.leads.models import Lead, LeadTouch, OutboxMessage
@@ -23,7 +23,7 @@ RW = identity_headers("leads:read", "leads:write")
 @pytest.fixture
 def leads(make_database, make_settings):
     url = make_database("leads")
-    upgrade("leads", url)
+    SUITE.migrate("leads", url)
     app = create_app(make_settings("leads", url))
     yield app
     app.extensions["crm.runtime"].engine.dispose()

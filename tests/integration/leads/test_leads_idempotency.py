@@ -6,7 +6,7 @@ import uuid
 import pytest
 from sqlalchemy import func, select
 
-from services.common.migrations import upgrade
+from crm.registry import SUITE
 from services.leads.app import create_app
 from services.leads.models import IdempotencyRecord, Lead, LeadTouch, OutboxMessage
 from tests.support.auth import identity_headers
@@ -23,7 +23,7 @@ def _rw(**extra) -> dict:
 @pytest.fixture
 def leads(make_database, make_settings):
     url = make_database("leads")
-    upgrade("leads", url)
+    SUITE.migrate("leads", url)
     app = create_app(make_settings("leads", url))
     yield app
     app.extensions["crm.runtime"].engine.dispose()

@@ -3,14 +3,14 @@ from __future__ import annotations
 
 import pytest
 
-from services.common.migrations import upgrade
+from crm.registry import SUITE
 from services.loyalty.app import create_app
 
 
 @pytest.fixture
 def loyalty_url(make_database):
     url = make_database("loyalty")
-    upgrade("loyalty", url)
+    SUITE.migrate("loyalty", url)
     return url
 
 

@@ -10,9 +10,9 @@ from sqlalchemy import select
 from services.common.broker import connection_parameters, declare_topology
 from services.common.catalog import EXCHANGE, make_event
 from services.common.consumer import InboxDispatcher
-from services.common.migrations import upgrade
+from crm.registry import SUITE
 from services.loyalty import handlers
-from services.loyalty.app import create_app, create_worker
+from services.loyalty.app import create_app
 from services.loyalty.models import Member, OutboxMessage
 from tests.integration.loyalty.support import count, events, purchase_body, rw
 from tests.support.suite import wait_until
@@ -76,12 +76,12 @@ def test_without_auto_enrolment_contact_created_enrols_nobody(loyalty):
 def test_the_worker_enrols_a_contact_from_the_broker_and_publishes_the_enrolment(loyalty_url, make_settings, amqp_url):
     settings = make_settings("loyalty", loyalty_url)
     app = create_app(settings)
-    worker = create_worker(settings)
+    worker = SUITE.create_worker("loyalty", settings)
     contact_id = uuid.uuid4()
     conn = pika.BlockingConnection(connection_parameters(amqp_url))
     try:
         channel = conn.channel()
-        declare_topology(channel, settings.retry_delays)  # so the event is queued even before the consumer binds
+        declare_topology(channel, SUITE.bindings(), settings.retry_delays)  # so the event is queued even before the consumer binds
         enrolled = channel.queue_declare("", exclusive=True).method.queue
         channel.queue_bind(enrolled, EXCHANGE, routing_key="crm.member.enrolled")
         worker.start()
@@ -116,7 +116,7 @@ def test_the_worker_enrols_a_contact_from_the_broker_and_publishes_the_enrolment
 
 def test_the_migrations_and_a_purchase_work_on_sqlite_too(tmp_path, make_settings):
     url = f"sqlite:///{tmp_path / 'loyalty.db'}"
-    upgrade("loyalty", url)
+    SUITE.migrate("loyalty", url)
     app = create_app(make_settings("loyalty", url))
     client = app.test_client()
     try:

@@ -7,7 +7,7 @@ from collections.abc import Mapping
 import pytest
 from sqlalchemy import func, select
 
-from services.common.migrations import upgrade
+from crm.registry import SUITE
 from services.partners.app import create_app
 from services.partners.models import Contract, ContractTerms, OutboxMessage, Partner
 from tests.support.auth import identity_headers
@@ -45,7 +45,7 @@ TERMS = {
 @pytest.fixture
 def partners_settings(make_database, make_settings):
     url = make_database("partners")
-    upgrade("partners", url)
+    SUITE.migrate("partners", url)
     return make_settings("partners", url)
 
 

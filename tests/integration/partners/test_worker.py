@@ -3,7 +3,7 @@ from __future__ import annotations
 
 import pytest
 
-from services.partners.app import create_worker
+from crm.registry import SUITE
 from services.partners.handlers import HANDLERS
 from tests.integration.common.messaging import Observer
 from tests.support.suite import wait_until
@@ -15,7 +15,7 @@ pytestmark = pytest.mark.integration
 
 def test_the_worker_publishes_the_partner_events_and_marks_them_published(app, api, partners_settings, amqp_url):
     observer = Observer(amqp_url, "crm.#")
-    worker = create_worker(partners_settings)
+    worker = SUITE.create_worker("partners", partners_settings)
     assert HANDLERS == {} and worker.consumer is None
     store = Store(worker.runtime)
     partner = api.partner()

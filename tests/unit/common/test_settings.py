@@ -58,3 +58,21 @@ def test_retry_delays_parse_as_seconds():
 def test_the_rate_limit_is_a_limit_string_or_off(raw, expected):
     env = {"CRM_IDENTITY_SECRET": SECRET} | ({"CRM_RATE_LIMIT": raw} if raw is not None else {})
     assert from_env("gateway", env).rate_limit == expected
+
+
+def test_web_concurrency_defaults_from_the_cpu_count():
+    from services.common.settings import DEFAULT_WEB_THREADS, web_concurrency
+
+    assert web_concurrency({}, cpu_count=1) == (1, DEFAULT_WEB_THREADS)
+    assert web_concurrency({}, cpu_count=2) == (1, DEFAULT_WEB_THREADS)
+    assert web_concurrency({}, cpu_count=8) == (4, DEFAULT_WEB_THREADS)
+    assert web_concurrency({"CRM_WEB_PROCESSES": "3", "CRM_WEB_THREADS": "2"}, cpu_count=8) == (3, 2)
+
+
+@pytest.mark.parametrize("variable", ["CRM_WEB_PROCESSES", "CRM_WEB_THREADS"])
+def test_web_concurrency_names_a_bad_variable(variable):
+    from services.common.settings import web_concurrency
+
+    with pytest.raises(SettingsError) as info:
+        web_concurrency({variable: "0"})
+    assert info.value.variable == variable

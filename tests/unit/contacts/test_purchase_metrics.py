@@ -11,7 +11,7 @@ from alembic.migration import MigrationContext
 from sqlalchemy import inspect, select, text
 
 from services.common.db import make_engine
-from services.common.migrations import upgrade
+from crm.registry import SUITE
 from services.common.runtime import build_runtime
 from services.common.settings import Settings
 from services.contacts import service
@@ -125,7 +125,7 @@ def test_metrics_recorded_before_the_contact_exists_show_once_it_does(runtime):
 
 def test_the_migration_builds_the_purchase_tables_on_sqlite_as_the_models_declare_them(tmp_path):
     url = f"sqlite:///{tmp_path / 'contacts.db'}"
-    upgrade("contacts", url)
+    SUITE.migrate("contacts", url)
     engine = make_engine(url)
     try:
         tables = set(inspect(engine).get_table_names())

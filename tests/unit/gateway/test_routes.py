@@ -5,6 +5,7 @@ import json
 
 import pytest
 
+from crm.registry import SUITE
 from services.gateway.routes import RouteTable, RouteTableError, under
 
 DESIGN_ROUTES = {
@@ -20,8 +21,8 @@ def _upstream(table: RouteTable, path: str):
     return route.upstream if route else None
 
 
-def test_the_packaged_table_routes_every_prefix_of_the_design():
-    table = RouteTable.load()
+def test_the_registry_table_routes_every_prefix_of_the_design():
+    table = RouteTable.from_mapping(SUITE.route_map())
     for upstream, prefixes in DESIGN_ROUTES.items():
         for prefix in prefixes:
             assert _upstream(table, prefix) == upstream
@@ -47,13 +48,13 @@ def test_the_longest_matching_prefix_wins_whatever_the_file_order():
 
 
 def test_partners_and_the_partner_portal_are_separate_segments():
-    table = RouteTable.load()
+    table = RouteTable.from_mapping(SUITE.route_map())
     assert not under("/api/v1/partner-portal-evil/x", "/api/v1/partner-portal")
     assert under("/api/v1/partner-portal/contracts", "/api/v1/partner-portal")
     assert _upstream(table, "/api/v1/partners-x") is None
 
 
-def test_a_table_file_given_by_path_replaces_the_packaged_one(tmp_path):
+def test_a_table_file_given_by_path_replaces_the_registry_one(tmp_path):
     path = tmp_path / "routes.json"
     path.write_text(json.dumps({"routes": {"/api/v1/leads": "leads-v2"}, "optional": ["leads-v2"]}))
     table = RouteTable.load(str(path))

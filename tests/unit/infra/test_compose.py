@@ -17,9 +17,9 @@ from urllib.parse import urlsplit
 import click
 import pytest
 
+from crm.cli import cli
+from crm.registry import SUITE
 from services.common import settings as settings_module
-from services.common.cli import cli
-from services.common.settings import SERVICES, UPSTREAMS, from_env
 
 from .conftest import DOCKERFILE, REPO_ROOT, interpolate, load_compose
 
@@ -35,6 +35,9 @@ THIRD_PARTY_ENV = {
 INFRA_WITH_HEALTHCHECK = ("postgres", "rabbitmq", "redis")
 PUBLIC_SERVICE, PUBLIC_PORT = "gateway-web", "8080"
 WSGI_TARGET = re.compile(r"^services\.(?P<svc>\w+)\.wsgi:app$")
+SERVICES = SUITE.names
+UPSTREAMS = tuple(e.name for e in SUITE.upstreams)
+WORKERS = tuple(e.name for e in SUITE.workers)
 
 
 def settings_variables() -> set[str]:
@@ -107,7 +110,7 @@ def test_every_crm_process_is_built_from_the_one_dockerfile_under_one_image_name
 
 
 def test_the_topology_has_a_web_and_a_worker_per_service_a_gateway_and_a_migration(services):
-    expected = {f"{svc}-web" for svc in UPSTREAMS} | {f"{svc}-worker" for svc in UPSTREAMS} | {"gateway-web", "migrate"}
+    expected = {f"{svc}-web" for svc in UPSTREAMS} | {f"{svc}-worker" for svc in WORKERS} | {"gateway-web", "migrate"}
     assert expected <= set(services), f"missing: {sorted(expected - set(services))}"
     assert set(INFRA_WITH_HEALTHCHECK) <= set(services)
 
@@ -186,7 +189,7 @@ def test_every_process_starts_with_valid_settings_on_postgresql(crm_services, se
     for name, svc in crm_services.items():
         env = environment(svc)
         for service in SERVICES:  # migrate and any admin command may touch every database
-            settings = from_env(service, env)  # raises SettingsError naming the variable
+            settings = SUITE.settings(service, env)  # raises SettingsError naming the variable
             url = urlsplit(settings.database_url)
             assert url.scheme.startswith("postgresql"), f"{name}: {service} would fall back to {settings.database_url}"
             assert url.hostname in services and url.path == f"/crm_{service}", f"{name}: {service} -> {url.geturl()}"
@@ -195,7 +198,7 @@ def test_every_process_starts_with_valid_settings_on_postgresql(crm_services, se
 
 
 def test_the_gateway_reaches_every_upstream_on_its_web_container(crm_services):
-    settings = from_env("gateway", environment(crm_services["gateway-web"]))
+    settings = SUITE.settings("gateway", environment(crm_services["gateway-web"]))
     for svc in UPSTREAMS:
         url = urlsplit(settings.upstreams[svc])
         assert (url.hostname, url.port) == (f"{svc}-web", 8080), f"CRM_{svc.upper()}_URL -> {url.geturl()}"

@@ -10,11 +10,14 @@ from urllib.parse import urlsplit
 
 import pytest
 
-from services.common.broker import SUBSCRIPTIONS, dlq_name, queue_name, retry_queue_name
+from crm.registry import SUITE
+from services.common.broker import dlq_name, queue_name, retry_queue_name
 from services.common.catalog import EXCHANGE
 from services.common.settings import Settings
 
 from .conftest import REPO_ROOT, interpolate
+
+BINDINGS = SUITE.bindings()
 
 RABBITMQ_DIR = REPO_ROOT / "infra" / "rabbitmq"
 
@@ -40,7 +43,7 @@ def test_the_committed_definitions_are_what_the_generator_writes_today(generator
 
 def test_every_service_queue_dlq_and_delay_queue_is_predeclared_with_the_workers_arguments(definitions):
     queues = {(q["vhost"], q["name"]): q for q in definitions["queues"]}
-    for service in SUBSCRIPTIONS:
+    for service in BINDINGS:
         main = queues[("/", queue_name(service))]
         assert main["durable"] and main["arguments"] == {"x-queue-type": "quorum"}
         assert queues[("/", dlq_name(service))]["arguments"] == {"x-queue-type": "quorum"}
@@ -50,7 +53,7 @@ def test_every_service_queue_dlq_and_delay_queue_is_predeclared_with_the_workers
                 "x-message-ttl": int(delay * 1000), "x-dead-letter-exchange": "",
                 "x-dead-letter-routing-key": queue_name(service),
             }
-    assert len(queues) == len(SUBSCRIPTIONS) * (2 + len(Settings.retry_delays)), "unexpected extra queues"
+    assert len(queues) == len(BINDINGS) * (2 + len(Settings.retry_delays)), "unexpected extra queues"
 
 
 def test_the_exchange_and_every_subscription_binding_are_predeclared(definitions):
@@ -59,7 +62,7 @@ def test_the_exchange_and_every_subscription_binding_are_predeclared(definitions
         "internal": False, "arguments": {},
     }]
     bindings = {(b["source"], b["destination"], b["routing_key"]) for b in definitions["bindings"]}
-    assert bindings == {(EXCHANGE, queue_name(s), t) for s, types in SUBSCRIPTIONS.items() for t in types}
+    assert bindings == {(EXCHANGE, queue_name(s), t) for s, types in BINDINGS.items() for t in types}
 
 
 def test_the_compose_amqp_user_exists_with_the_password_of_the_url(definitions, crm_services):

@@ -9,7 +9,7 @@ import pytest
 from sqlalchemy import inspect, select
 
 from services.common.db import make_engine
-from services.common.migrations import upgrade
+from crm.registry import SUITE
 from services.common.problems import Conflict, NotFound, PreconditionFailed
 from services.common.runtime import build_runtime
 from services.common.settings import Settings
@@ -105,7 +105,7 @@ def test_a_terminated_partner_is_final_and_its_contracts_frozen(runtime):
 
 def test_the_migration_builds_the_schema_on_sqlite(tmp_path):
     url = f"sqlite:///{tmp_path / 'partners.db'}"
-    upgrade("partners", url)
+    SUITE.migrate("partners", url)
     engine = make_engine(url)
     try:
         tables = set(inspect(engine).get_table_names())

@@ -1,44 +1,42 @@
 """The `crm` command: run the suite, migrate, run workers, inspect dead letters, manage API keys."""
 from __future__ import annotations
 
-import importlib
 import json
 import os
 import secrets
+import shlex
 import sys
 from pathlib import Path
 
 import click
 
-from .settings import DEFAULT_PORTS, SettingsError, from_env
+from services.common.settings import SettingsError
 
-WEB_SERVICES = ("contacts", "leads", "loyalty", "partners")
-WORKER_SERVICES = WEB_SERVICES
-MIGRATED = (*WEB_SERVICES, "gateway")
-SERVICE_PORT_DEFAULTS = {svc: DEFAULT_PORTS[svc] for svc in WEB_SERVICES}
+from .registry import SUITE
+
+MIGRATED = SUITE.names
+WORKER_SERVICES = tuple(e.name for e in SUITE.workers)
 
 
 def _settings(service: str, *, require_secret: bool = True):
     try:
-        return from_env(service, require_secret=require_secret)
+        return SUITE.settings(service, require_secret=require_secret)
     except SettingsError as exc:
         raise click.ClickException(f"configuration error: {exc}") from None
 
 
 @click.group(context_settings={"help_option_names": ["-h", "--help"]})
 def cli() -> None:
-    """CRM Suite: contacts, leads and the gateway over RabbitMQ."""
+    """CRM Suite: contacts, leads, loyalty, partners and the gateway over RabbitMQ."""
 
 
 @cli.command()
 @click.argument("services", nargs=-1, type=click.Choice(MIGRATED))
 def migrate(services: tuple[str, ...]) -> None:
     """Migrate the databases of SERVICES (all when none are named) to the newest schema."""
-    from .migrations import upgrade
-
     for service in services or MIGRATED:
         settings = _settings(service, require_secret=False)
-        upgrade(service, settings.database_url)
+        SUITE.migrate(service, settings.database_url)
         click.echo(f"{service}: migrated", err=True)
 
 
@@ -46,9 +44,7 @@ def migrate(services: tuple[str, ...]) -> None:
 @click.argument("service", type=click.Choice(WORKER_SERVICES))
 def worker(service: str) -> None:
     """Run SERVICE's outbox relay and event consumer until SIGTERM."""
-    settings = _settings(service)
-    app_module = importlib.import_module(f"services.{service}.app")
-    app_module.create_worker(settings).run_forever()
+    SUITE.create_worker(service, _settings(service)).run_forever()
 
 
 @cli.group()
@@ -62,7 +58,7 @@ def dlq() -> None:
 @click.option("--json", "as_json", is_flag=True, help="One JSON object per line.")
 def dlq_list(service: str, limit: int, as_json: bool) -> None:
     """List dead letters without removing them."""
-    from .consumer import list_dead_letters
+    from services.common.consumer import list_dead_letters
 
     letters = list_dead_letters(service, _settings(service, require_secret=False).amqp_url, limit)
     for letter in letters:
@@ -78,7 +74,7 @@ def dlq_list(service: str, limit: int, as_json: bool) -> None:
 @click.option("--limit", default=None, type=click.IntRange(1, None), help="At most this many (default all).")
 def dlq_replay(service: str, limit: int | None) -> None:
     """Send dead letters back to the service queue with a fresh retry budget."""
-    from .consumer import replay_dead_letters
+    from services.common.consumer import replay_dead_letters
 
     moved = replay_dead_letters(service, _settings(service, require_secret=False).amqp_url, limit)
     click.echo(f"replayed {moved} dead letter(s) to crm.{service}", err=True)
@@ -102,29 +98,25 @@ def _port(name: str, default: int) -> int:
     return int(raw)
 
 
-def _gunicorn(service: str, bind: str) -> str:
-    return (f"{sys.executable} -m gunicorn --worker-class gthread --workers 1 --threads 8 "
-            f"--bind {bind} --graceful-timeout 10 --access-logfile - --access-logformat "
-            "'{\"event\": \"gunicorn.access\", \"request\": \"%(r)s\", \"status\": %(s)s}' "
-            f"services.{service}.wsgi:app")
-
-
 @cli.command()
 def run() -> None:
     """Migrate every database and start the whole suite (every web process, worker and the gateway)."""
     from honcho.manager import Manager
 
-    from .broker import ping
+    from services.common.broker import ping
+
+    from .processes import suite_processes
 
     data_dir = Path(os.environ.get("CRM_DATA_DIR") or "var").resolve()
     data_dir.mkdir(parents=True, exist_ok=True)
     env = dict(os.environ)
     env["CRM_DATA_DIR"] = str(data_dir)
     env["CRM_IDENTITY_SECRET"] = _identity_secret(data_dir)
-    gateway_port = _port("CRM_GATEWAY_PORT", 8080)
-    ports = {svc: _port(f"CRM_{svc.upper()}_PORT", default) for svc, default in SERVICE_PORT_DEFAULTS.items()}
-    for svc, port in ports.items():
-        env.setdefault(f"CRM_{svc.upper()}_URL", f"http://127.0.0.1:{port}")
+    ports = {e.name: _port(f"CRM_{e.env_prefix}_PORT", e.port) for e in SUITE.entries if e.web}
+    gateway_port = ports[SUITE.gateway]
+    env["CRM_GATEWAY_PORT"] = str(gateway_port)
+    for e in SUITE.upstreams:
+        env.setdefault(f"CRM_{e.env_prefix}_URL", f"http://127.0.0.1:{ports[e.name]}")
     os.environ.update(env)
 
     settings = _settings("gateway")
@@ -139,19 +131,18 @@ def run() -> None:
             "or point AMQP_URL at a running broker.", err=True)
         sys.exit(1)
 
-    from .migrations import upgrade
-
     for service in MIGRATED:
-        upgrade(service, _settings(service).database_url)
+        SUITE.migrate(service, _settings(service).database_url)
     admin_key = _first_admin_key()
 
-    manager = Manager()
-    for svc, port in ports.items():
-        manager.add_process(f"{svc}-web", _gunicorn(svc, f"127.0.0.1:{port}"), env=env)
-    for svc in WORKER_SERVICES:
-        manager.add_process(f"{svc}-worker", f"{sys.executable} -m services.common.cli worker {svc}", env=env)
     host = os.environ.get("CRM_GATEWAY_HOST", "127.0.0.1")
-    manager.add_process("gateway", _gunicorn("gateway", f"{host}:{gateway_port}"), env=env)
+    try:
+        processes = suite_processes(ports, env, host=host)
+    except SettingsError as exc:
+        raise click.ClickException(f"configuration error: {exc}") from None
+    manager = Manager()
+    for proc in processes:
+        manager.add_process(proc.name, shlex.join(proc.argv), env=env)
 
     click.echo(f"CRM Suite gateway: http://{host}:{gateway_port}  (data in {data_dir})")
     if admin_key:
