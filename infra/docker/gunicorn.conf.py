@@ -1,14 +1,16 @@
 """gunicorn settings shared by every web container (`gunicorn -c /etc/crm/gunicorn.conf.py services.<svc>.wsgi:app`).
 
 Every web container listens on 8080 inside its own network namespace; compose and Kubernetes scale by
-adding containers, so each container runs one process with threads (the same shape as `crm run`).
+adding containers; within one, the process and thread counts follow the same settings as `crm run`.
 Any value here can be overridden without rebuilding through gunicorn's own GUNICORN_CMD_ARGS.
 """
 
+from services.common.settings import web_concurrency
+
 bind = "0.0.0.0:8080"
 worker_class = "gthread"
-workers = 1
-threads = 8
+# CRM_WEB_PROCESSES / CRM_WEB_THREADS, defaulting from the container's CPU count (as in `crm run`).
+workers, threads = web_concurrency()
 timeout = 30
 graceful_timeout = 10
 keepalive = 5

@@ -74,7 +74,7 @@ def test_dependencies_are_installed_before_the_source_is_copied(dockerfile):
     builder = stages(dockerfile)[0]
     dep_install = next(i for i, (k, a) in enumerate(builder) if k == "RUN" and "pip" in a and "requirements" in a)
     source_copy = next(i for i, (k, a) in enumerate(builder)
-                       if k == "COPY" and re.search(r"(^|\s)(services|plugins\S*|\.)(\s|$)", a.rsplit(" ", 1)[0]))
+                       if k == "COPY" and re.search(r"(^|\s)(crm|services|plugins\S*|\.)(\s|$)", a.rsplit(" ", 1)[0]))
     pyproject_copy = next(i for i, (k, a) in enumerate(builder) if k == "COPY" and "pyproject.toml" in a)
     assert pyproject_copy < dep_install < source_copy
 
@@ -86,7 +86,7 @@ def test_the_final_stage_installs_dependencies_before_the_project_and_carries_no
     app = next(i for i, a in enumerate(runs) if "crm_suite-" in a)
     assert deps < app
     copies = [a for k, a in final if k in ("COPY", "ADD")]
-    assert not [c for c in copies if re.search(r"(^|\s)(services|plugins)(/|\s|$)", c)], copies
+    assert not [c for c in copies if re.search(r"(^|\s)(crm|services|plugins)(/|\s|$)", c)], copies
     assert not re.search(r"apt-get install|gcc|build-essential", " ".join(runs))
 
 
