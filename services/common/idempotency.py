@@ -31,7 +31,8 @@ from sqlalchemy.orm import Mapped, mapped_column
 
 from .db import utcnow
 from .problems import Conflict, Unprocessable
-from .uow import UnitOfWork
+from .uow import insert_or_reread
+from .web import request_unit_of_work
 
 HEADER = "Idempotency-Key"
 REPLAYED_HEADER = "Idempotent-Replayed"
@@ -122,15 +123,14 @@ def claim_key(session_factory, model, principal: str, key: str, request_fingerpr
         lease = now + timedelta(seconds=lease_seconds)
         with session_factory() as session, session.begin():
             try:
-                with session.begin_nested():
-                    session.add(model(principal=principal, key=key, fingerprint=request_fingerprint,
-                                      status=IN_FLIGHT, claim_token=token, locked_until=lease))
-                return Claim(PROCEED, token)
+                row = insert_or_reread(
+                    session, model(principal=principal, key=key, fingerprint=request_fingerprint,
+                                   status=IN_FLIGHT, claim_token=token, locked_until=lease),
+                    reread=lambda: session.get(model, (principal, key), with_for_update=True, populate_existing=True))
             except IntegrityError:
-                pass
-            row = session.get(model, (principal, key), with_for_update=True, populate_existing=True)
-            if row is None:
                 continue  # released between our insert and our read: try again
+            if row is None:
+                return Claim(PROCEED, token)
             outcome = judge(stored_fingerprint=row.fingerprint, status=row.status, locked_until=row.locked_until,
                             request_fingerprint=request_fingerprint, now=now)
             if outcome == PROCEED:
@@ -159,21 +159,11 @@ def complete_key(session, model, principal: str, key: str, token: str, response:
     return result.rowcount == 1
 
 
-def request_uow() -> UnitOfWork:
-    """The unit of work for a use case in this request: the idempotent one under an Idempotency-Key."""
-    outer = g.get("crm_idempotent_uow")
-    if outer is not None:
-        return outer
-    from .web import uow
-
-    return uow()
-
-
 def idempotent(model, *, lease_seconds: float = DEFAULT_LEASE_SECONDS):
     """Honour `Idempotency-Key` on a flask-smorest view; put it above `@blp.arguments`/`@blp.response`.
 
-    The view must get its unit of work from `request_uow()`, so its change joins the transaction that
-    stores the response.
+    The view gets its unit of work from `services.common.web.uow()`, which returns the outer one set here,
+    so its change joins the transaction that stores the response.
     """
 
     def decorate(view):
@@ -201,9 +191,8 @@ def idempotent(model, *, lease_seconds: float = DEFAULT_LEASE_SECONDS):
             if claim.outcome == BUSY:
                 raise Conflict(f"A request with this {HEADER} is still being processed; retry shortly.")
             outer = rt.uow(correlation_id=g.request_id)
-            g.crm_idempotent_uow = outer
             try:
-                with outer:
+                with request_unit_of_work(outer), outer:
                     response = current_app.make_response(view(*args, **kwargs))
                     if 200 <= response.status_code < 300:
                         if not complete_key(outer.session, model, principal, key, claim.token, response):
@@ -214,8 +203,6 @@ def idempotent(model, *, lease_seconds: float = DEFAULT_LEASE_SECONDS):
                 # The outer transaction is closed (rolled back) by now, so releasing cannot wait on its locks.
                 release_key(rt.session_factory, model, principal, key, claim.token)
                 raise
-            finally:
-                g.pop("crm_idempotent_uow", None)
             release_key(rt.session_factory, model, principal, key, claim.token)
             return response
 

@@ -1,9 +1,20 @@
 """The unit of work: one transaction around a state change and the outbox events it records."""
 from __future__ import annotations
 
+from collections.abc import Callable
+from typing import TypeVar
+
+from sqlalchemy import text
+from sqlalchemy.exc import IntegrityError
 from sqlalchemy.orm import Session, sessionmaker
 
 from .catalog import Event, make_event
+
+T = TypeVar("T")
+
+
+class ReadOnlyUnitOfWork(RuntimeError):
+    """A use case tried to change state through a read-only unit of work (a programming error)."""
 
 
 class UnitOfWork:
@@ -11,10 +22,14 @@ class UnitOfWork:
 
     Re-entrant: a use case called inside an outer unit of work (an event handler that also writes the
     inbox row) joins the outer transaction, and only the outermost commit really commits.
+
+    A `read_only` unit of work (GET views) takes its sessions from a read-only session factory: no write
+    lock on SQLite, a READ ONLY transaction on PostgreSQL. It records no events and cannot commit.
     """
 
     def __init__(self, session_factory: sessionmaker, outbox_model, *, source: str,
-                 correlation_id: str | None = None, causation_id: str | None = None):
+                 correlation_id: str | None = None, causation_id: str | None = None, read_only: bool = False):
+        self.read_only = read_only
         self._session_factory = session_factory
         self._outbox_model = outbox_model
         self.source = source
@@ -44,6 +59,8 @@ class UnitOfWork:
 
     def add_event(self, event_type: str, data: dict, *, subject=None) -> Event:
         """Validate an integration event and write it to the outbox in this transaction."""
+        if self.read_only:
+            raise ReadOnlyUnitOfWork(f"a read-only unit of work cannot record {event_type}")
         event = make_event(event_type, data, source=self.source, subject=subject,
                            correlationid=self.correlation_id, causationid=self.causation_id)
         self.session.add(self._outbox_model(event_id=event.id, event_type=event.type, payload=event.to_json()))
@@ -52,11 +69,42 @@ class UnitOfWork:
 
     def commit(self) -> None:
         """Commit the change and its events, or flush only when an outer unit of work owns the transaction."""
+        if self.read_only:
+            raise ReadOnlyUnitOfWork("a read-only unit of work cannot commit; use a writing one")
         if self._depth > 1:
             self.session.flush()
         else:
+            if self.events and self.session.get_bind().dialect.name == "postgresql":
+                # Delivered when (and only if) this transaction commits: wakes the outbox relay at once.
+                from .outbox import OUTBOX_NOTIFY_CHANNEL
+
+                self.session.execute(text(f"NOTIFY {OUTBOX_NOTIFY_CHANNEL}"))
             self.session.commit()
 
     def rollback(self) -> None:
         """Undo everything since the transaction began."""
         self.session.rollback()
+
+
+def insert_or_reread(session: Session, *rows, reread: Callable[[], T | None]) -> T | None:
+    """Insert `rows` (in order) in a savepoint; None when they went in, else the row that was there first.
+
+    On a unique-key clash only the savepoint rolls back, so the caller's transaction (and a handler's inbox
+    row in it) stays usable, and `reread` finds the row a concurrent writer committed first; on PostgreSQL
+    our insert waited for that writer, so it is visible now. When `reread` finds nothing the clash was not
+    the one expected (another constraint, or the winner was deleted meanwhile) and it is raised again.
+    With no rows, the pending changes are flushed under the same rules (an update that may clash).
+    """
+    try:
+        with session.begin_nested():
+            for row in rows:
+                session.add(row)
+                session.flush()
+            if not rows:
+                session.flush()
+    except IntegrityError:
+        existing = reread()
+        if existing is None:
+            raise
+        return existing
+    return None

@@ -5,6 +5,7 @@ import logging
 import re
 import time
 import uuid
+from contextlib import contextmanager
 from typing import Callable, Iterable
 
 from flask import Flask, Response, current_app, g, jsonify, request
@@ -145,10 +146,36 @@ def runtime_readiness(runtime) -> dict[str, Callable[[], None]]:
     return {"database": runtime.check_database, "broker": lambda: ping(runtime.settings.amqp_url)}
 
 
+# Where `@idempotent` keeps the request's outer unit of work while its view runs.
+_REQUEST_UOW = "crm_request_uow"
+
+
 def uow() -> UnitOfWork:
-    """A unit of work for the current request, its events correlated by the request id."""
-    runtime = current_app.extensions["crm.runtime"]
-    return runtime.uow(correlation_id=g.request_id)
+    """The request's unit of work: the idempotent outer one under an Idempotency-Key, else a fresh one.
+
+    The only accessor views use. Under `@idempotent` a fresh unit of work would commit apart from the stored
+    response (a replay could then answer for a change that never committed, or the reverse), so every use
+    case in that view joins the outer transaction instead. Events are correlated by the request id.
+    """
+    outer = g.get(_REQUEST_UOW)
+    if outer is not None:
+        return outer
+    return runtime().uow(correlation_id=g.request_id)
+
+
+@contextmanager
+def request_unit_of_work(outer: UnitOfWork):
+    """Make `outer` what `uow()` returns until the block ends (used by `@idempotent`)."""
+    setattr(g, _REQUEST_UOW, outer)
+    try:
+        yield outer
+    finally:
+        g.pop(_REQUEST_UOW, None)
+
+
+def read_uow() -> UnitOfWork:
+    """A read-only unit of work for a GET view: no write lock on SQLite, a READ ONLY transaction on PostgreSQL."""
+    return runtime().uow(read_only=True)
 
 
 def runtime():

@@ -1,8 +1,9 @@
 """HTTP entrypoints of the contacts service: parse, call one use case, serialise.
 
-Creating POSTs honour `Idempotency-Key`: `@idempotent` sits under `@requires` and above the flask-smorest
-decorators (it stores the serialised response), and the views take their unit of work from `request_uow()`
-so the change and the stored response commit together.
+`@requires` is the outermost decorator of every view, so a caller without the scope is refused (403) before
+its input is parsed. Creating POSTs honour `Idempotency-Key`: `@idempotent` sits under `@requires` and above
+the flask-smorest decorators (it stores the serialised response); every view takes its unit of work from
+`uow()`, which under a key is the one that also stores the response, so both commit together.
 """
 from __future__ import annotations
 
@@ -10,8 +11,8 @@ from flask import request
 from flask.views import MethodView
 from flask_smorest import Blueprint
 
-from services.common.etags import etag, if_match_versions
-from services.common.idempotency import HEADER_PARAMETER, idempotent, request_uow
+from services.common.etags import Precondition, etag
+from services.common.idempotency import HEADER_PARAMETER, idempotent
 from services.common.identity import requires
 from services.common.web import uow
 
@@ -34,20 +35,15 @@ _ETAG_HEADER = {"ETag": {"description": 'The contact\'s version as a weak tag, `
 _IDEMPOTENT = {"parameters": [HEADER_PARAMETER]}
 
 
-def versions_from_if_match(header: str | None) -> frozenset[int] | None:
-    """The versions an If-Match header accepts; None when absent or `*` (any current version)."""
-    return None if header is None else if_match_versions(header)
-
-
 def _headers(contact) -> dict[str, str]:
     return {"ETag": etag(contact.version)}
 
 
 @blp.route("")
 class Contacts(MethodView):
+    @requires("contacts:read")
     @blp.arguments(ContactQuerySchema, location="query")
     @blp.response(200, ContactPageSchema)
-    @requires("contacts:read")
     def get(self, args):
         """List contacts, newest first, by exact e-mail or a search term over name, e-mail and company."""
         return service.list_contacts(uow(), **args)
@@ -60,28 +56,28 @@ class Contacts(MethodView):
     @blp.doc(**_IDEMPOTENT)
     def post(self, data):
         """Create a contact; the normalised e-mail must be new."""
-        contact = service.create_contact(request_uow(), data)
+        contact = service.create_contact(uow(), data)
         return contact, 201, {**_headers(contact), "Location": f"{blp.url_prefix}/{contact.id}"}
 
 
 @blp.route("/<uuid:contact_id>")
 class ContactById(MethodView):
+    @requires("contacts:read")
     @blp.response(200, ContactDetailSchema, headers=_ETAG_HEADER)
     @blp.alt_response(404, description="No contact has this id.")
-    @requires("contacts:read")
     def get(self, contact_id):
         """One contact with its purchase metrics, and its version as the ETag."""
         details = service.get_contact_details(uow(), contact_id)
         return details, 200, {"ETag": etag(details["version"])}
 
+    @requires("contacts:write")
     @blp.arguments(ContactUpdateSchema)
     @blp.response(200, ContactSchema, headers=_ETAG_HEADER)
     @blp.alt_response(404, description="No contact has this id.")
     @blp.alt_response(409, description="Another contact has the new e-mail; `existing_contact_id` names it.")
     @blp.alt_response(412, description="If-Match named a version that is no longer current.")
-    @requires("contacts:write")
     def patch(self, changes, contact_id):
         """Change some fields of a contact; send If-Match with its ETag to refuse lost updates."""
         contact = service.update_contact(uow(), contact_id, changes,
-                                         expected_versions=versions_from_if_match(request.headers.get("If-Match")))
+                                         precondition=Precondition.from_header(request.headers.get("If-Match")))
         return contact, 200, _headers(contact)

@@ -4,25 +4,11 @@ from __future__ import annotations
 from marshmallow import RAISE, Schema, fields, validate
 
 from services.common.pagination import PageArgs
+from services.common.schemas import PHONE, Trimmed, TrimmedEmail
 
 from .models import EMAIL_MAX, MONEY_PLACES, NAME_MAX, ORG_MAX, PHONE_MAX
 
-PHONE = validate.Regexp(r"^\+?[0-9 ()./\-]{3,50}$", error="Not a phone number.")
 QUERY_MAX = 200
-
-
-class Trimmed(fields.String):
-    """A string with surrounding white space removed before it is validated."""
-
-    def _deserialize(self, value, attr, data, **kwargs):
-        return super()._deserialize(value, attr, data, **kwargs).strip()
-
-
-class TrimmedEmail(fields.Email):
-    """An e-mail address with surrounding white space removed before it is validated."""
-
-    def _deserialize(self, value, attr, data, **kwargs):
-        return super()._deserialize(value, attr, data, **kwargs).strip()
 
 
 def _text(max_len: int, **kw) -> Trimmed:

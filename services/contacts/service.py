@@ -7,14 +7,14 @@ from datetime import datetime
 from decimal import Decimal
 
 from sqlalchemy import func, inspect, or_, select
-from sqlalchemy.exc import IntegrityError
 from sqlalchemy.orm import Session
 
 from services.common.db import new_id
 from services.common.emails import normalize_email
 from services.common.pagination import paginate
-from services.common.problems import Conflict, NotFound, PreconditionFailed
-from services.common.uow import UnitOfWork
+from services.common.etags import NO_PRECONDITION, Precondition
+from services.common.problems import Conflict, NotFound
+from services.common.uow import UnitOfWork, insert_or_reread
 
 from .models import (
     MONEY_PLACES,
@@ -52,11 +52,6 @@ def changed_values(current: Mapping, requested: Mapping) -> dict:
     """The requested values that differ from the current ones (an unchanged PATCH is a no-op)."""
     return {name: value for name, value in requested.items()
             if name in EDITABLE_FIELDS and current.get(name) != value}
-
-
-def version_matches(version: int, expected: Iterable[int] | None) -> bool:
-    """True when no version was demanded or the current one is among those demanded."""
-    return expected is None or version in set(expected)
 
 
 def exact_amount(value) -> Decimal:
@@ -115,17 +110,7 @@ def _get(session: Session, contact_id: uuid.UUID, *, lock: bool = False) -> Cont
 
 def _insert_unless_taken(session: Session, contact: Contact, *, lock: bool = False) -> Contact | None:
     """Insert `contact`; when its e-mail is taken (also by a concurrent writer), return the holder instead."""
-    try:
-        # The savepoint keeps the outer transaction (and a handler's inbox row) usable after a clash.
-        with session.begin_nested():
-            session.add(contact)
-            session.flush()
-    except IntegrityError:
-        holder = _by_email(session, contact.email_normalized, lock=lock)
-        if holder is None:
-            raise
-        return holder
-    return None
+    return insert_or_reread(session, contact, reread=lambda: _by_email(session, contact.email_normalized, lock=lock))
 
 
 def _locked_summary(session: Session, contact_id: uuid.UUID) -> ContactPurchaseSummary:
@@ -140,16 +125,8 @@ def _locked_summary(session: Session, contact_id: uuid.UUID) -> ContactPurchaseS
     if summary is not None:
         return summary
     summary = ContactPurchaseSummary(contact_id=contact_id, purchase_count=0)
-    try:
-        with session.begin_nested():
-            session.add(summary)
-            session.flush()
-    except IntegrityError:
-        # Another worker created it first; this waits for its lock.
-        summary = session.scalar(stmt)
-        if summary is None:
-            raise
-    return summary
+    # When another worker created it first, the re-read waits for its lock.
+    return insert_or_reread(session, summary, reread=lambda: session.scalar(stmt)) or summary
 
 
 def _duplicate(holder: Contact) -> Conflict:
@@ -254,15 +231,10 @@ def record_purchase_metrics(uow: UnitOfWork, purchase: Mapping, *, event_id: uui
         session = uow.session
         if session.get(ContactPurchase, purchase_id) is not None:
             return False
-        try:
-            with session.begin_nested():
-                session.add(ContactPurchase(purchase_id=purchase_id, contact_id=contact_id, amount=amount,
-                                            currency=currency, occurred_at=occurred_at, event_id=event_id))
-                session.flush()
-        except IntegrityError:
-            # A concurrent delivery of this purchase was counted first (its insert held ours until it committed).
-            if session.get(ContactPurchase, purchase_id) is None:
-                raise
+        counted = ContactPurchase(purchase_id=purchase_id, contact_id=contact_id, amount=amount,
+                                  currency=currency, occurred_at=occurred_at, event_id=event_id)
+        # A concurrent delivery of this purchase may be counted first (its insert holds ours until it commits).
+        if insert_or_reread(session, counted, reread=lambda: session.get(ContactPurchase, purchase_id)) is not None:
             return False
         summary = _locked_summary(session, contact_id)
         summary.purchase_count += 1
@@ -295,15 +267,13 @@ def list_contacts(uow: UnitOfWork, *, email: str | None = None, q: str | None = 
 
 
 def update_contact(uow: UnitOfWork, contact_id: uuid.UUID, requested: Mapping, *,
-                   expected_versions: Iterable[int] | None = None) -> Contact:
-    """Change some fields of a contact; `expected_versions` (from If-Match) guards against lost updates."""
+                   precondition: Precondition = NO_PRECONDITION) -> Contact:
+    """Change some fields of a contact; a `precondition` (from If-Match) guards against lost updates (optional)."""
     with uow:
         session = uow.session
         # Locked, so the version check and the write are one step even under concurrent PATCHes.
         contact = _get(session, contact_id, lock=True)
-        if not version_matches(contact.version, expected_versions):
-            raise PreconditionFailed(f"Contact {contact_id} is at version {contact.version}; reload it and retry.",
-                                     current_version=contact.version)
+        precondition.check(contact.version, required=False, what=f"contact {contact_id}")
         changes = changed_values(_values(contact), requested)
         if not changes:
             return contact
@@ -318,13 +288,9 @@ def update_contact(uow: UnitOfWork, contact_id: uuid.UUID, requested: Mapping, *
         contact.email_normalized = new_normalized
         _record_update(uow, contact, changes)
         if email_moves:
-            try:
-                with session.begin_nested():
-                    session.flush()
-            except IntegrityError:
-                holder = _by_email(session, new_normalized)
-                if holder is None:
-                    raise
-                raise _duplicate(holder) from None
+            # A concurrent writer may have taken the new e-mail since the check above.
+            holder = insert_or_reread(session, reread=lambda: _by_email(session, new_normalized))
+            if holder is not None:
+                raise _duplicate(holder)
         uow.commit()
         return contact

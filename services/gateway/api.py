@@ -17,17 +17,17 @@ blp = Blueprint("admin-keys", __name__, url_prefix="/api/v1/admin/keys",
 
 @blp.route("")
 class Keys(MethodView):
+    @requires("admin")
     @blp.arguments(PageArgs, location="query")
     @blp.response(200, KeyPageSchema)
-    @requires("admin")
     def get(self, args):
         """List API keys, newest first (never their hash or plaintext)."""
         with uow() as work:
             return keys.list_keys(work.session, limit=args["limit"], cursor=args["cursor"])
 
+    @requires("admin")
     @blp.arguments(KeyCreateSchema)
     @blp.response(201, CreatedKeySchema)
-    @requires("admin")
     def post(self, data):
         """Create an API key; the response shows the key once."""
         with uow() as work:
@@ -38,8 +38,8 @@ class Keys(MethodView):
 
 @blp.route("/<uuid:key_id>")
 class KeyById(MethodView):
-    @blp.response(204)
     @requires("admin")
+    @blp.response(204)
     def delete(self, key_id):
         """Revoke an API key at once."""
         with uow() as work:

@@ -1,15 +1,16 @@
 """HTTP entrypoints of the leads service: parse, call one use case, serialise.
 
-Creating POSTs honour `Idempotency-Key`: `@idempotent` sits under `@requires` and above the flask-smorest
-decorators (it stores the serialised response), and the views take their unit of work from `request_uow()`
-so the change and the stored response commit together.
+`@requires` is the outermost decorator of every view, so a caller without the scope is refused (403) before
+its input is parsed. Creating POSTs honour `Idempotency-Key`: `@idempotent` sits under `@requires` and above
+the flask-smorest decorators (it stores the serialised response); every view takes its unit of work from
+`uow()`, which under a key is the one that also stores the response, so both commit together.
 """
 from __future__ import annotations
 
 from flask.views import MethodView
 from flask_smorest import Blueprint
 
-from services.common.idempotency import HEADER_PARAMETER, idempotent, request_uow
+from services.common.idempotency import HEADER_PARAMETER, idempotent
 from services.common.identity import requires
 from services.common.web import runtime, uow
 
@@ -25,9 +26,9 @@ _IDEMPOTENT = {"parameters": [HEADER_PARAMETER]}
 
 @blp.route("")
 class Leads(MethodView):
+    @requires("leads:read")
     @blp.arguments(LeadQuerySchema, location="query")
     @blp.response(200, LeadPageSchema)
-    @requires("leads:read")
     def get(self, args):
         """List leads, newest first, filtered by status, source and minimum score."""
         return service.list_leads(uow(), **args)
@@ -40,7 +41,7 @@ class Leads(MethodView):
     @blp.doc(**_IDEMPOTENT)
     def post(self, data):
         """Capture a lead; an open lead with the same e-mail is returned with the new touch recorded."""
-        work = request_uow()
+        work = uow()
         lead, created = service.capture_lead(work, data, plugins=runtime().plugins)
         detail = service.get_lead(work, lead.id)  # the same unit of work: the new lead is visible in it
         return (detail, 201) if created else (detail, 200)
@@ -48,15 +49,15 @@ class Leads(MethodView):
 
 @blp.route("/<uuid:lead_id>")
 class LeadById(MethodView):
-    @blp.response(200, LeadDetailSchema)
     @requires("leads:read")
+    @blp.response(200, LeadDetailSchema)
     def get(self, lead_id):
         """A lead with its score, the factors behind it, and its touches."""
         return service.get_lead(uow(), lead_id)
 
+    @requires("leads:write")
     @blp.arguments(LeadUpdateSchema)
     @blp.response(200, LeadDetailSchema)
-    @requires("leads:write")
     def patch(self, changes, lead_id):
         """Update a lead's profile (re-scored) or move it along the pipeline."""
         service.update_lead(uow(), lead_id, changes, plugins=runtime().plugins)
@@ -65,8 +66,8 @@ class LeadById(MethodView):
 
 @blp.route("/<uuid:lead_id>/convert")
 class ConvertLead(MethodView):
-    @blp.response(202, LeadSchema)
     @requires("leads:write")
+    @blp.response(202, LeadSchema)
     def post(self, lead_id):
         """Convert a lead into a contact (asynchronously); converting twice gives the same result."""
         return service.convert_lead(uow(), lead_id)
@@ -74,8 +75,8 @@ class ConvertLead(MethodView):
 
 @plugins_blp.route("")
 class Plugins(MethodView):
-    @plugins_blp.response(200)
     @requires()
+    @plugins_blp.response(200)
     def get(self):
         """The plugins this service loaded, with the hooks each implements and any load errors."""
         host = runtime().plugins

@@ -4,13 +4,12 @@ from __future__ import annotations
 import uuid
 
 from sqlalchemy import select, update
-from sqlalchemy.exc import IntegrityError
 
 from services.common.db import utcnow
 from services.common.emails import normalize_email
 from services.common.pagination import paginate
 from services.common.problems import Conflict, NotFound
-from services.common.uow import UnitOfWork
+from services.common.uow import UnitOfWork, insert_or_reread
 
 from .models import OPEN_STATUSES, Lead, LeadTouch
 from .policies import apply_score
@@ -55,18 +54,10 @@ def capture_lead(uow: UnitOfWork, data: dict, *, plugins) -> tuple[Lead, bool]:
             lead = Lead(id=uuid.uuid4(), email=data["email"].strip(), email_normalized=email_normalized,
                         **{k: data.get(k) for k in PROFILE_FIELDS + ("source", "campaign")})
             apply_score(plugins, lead)
-            try:
-                with session.begin_nested():
-                    session.add(lead)
-                    session.flush()
-                    session.add(LeadTouch(lead_id=lead.id, source=lead.source, campaign=lead.campaign))
-                    session.flush()
-            except IntegrityError:
-                # Another request captured the same person a moment ago: that lead wins.
-                existing = _open_lead(session, email_normalized)
-                if existing is None:
-                    raise
-            else:
+            touch = LeadTouch(lead_id=lead.id, source=lead.source, campaign=lead.campaign)
+            # Another request may have captured the same person a moment ago: that lead wins.
+            existing = insert_or_reread(session, lead, touch, reread=lambda: _open_lead(session, email_normalized))
+            if existing is None:
                 uow.add_event("crm.lead.created", {"lead_id": lead.id, "email": lead.email, "source": lead.source,
                                                    "score": lead.score}, subject=lead.id)
                 uow.commit()

@@ -1,15 +1,16 @@
 """HTTP entrypoints of the loyalty service: parse, call one use case, serialise.
 
-Creating POSTs honour `Idempotency-Key`: `@idempotent` sits under `@requires` and above the flask-smorest
-decorators (it stores the serialised response), and the views take their unit of work from `request_uow()`
-so the change and the stored response commit together.
+`@requires` is the outermost decorator of every view, so a caller without the scope is refused (403) before
+its input is parsed. Creating POSTs honour `Idempotency-Key`: `@idempotent` sits under `@requires` and above
+the flask-smorest decorators (it stores the serialised response); every view takes its unit of work from
+`uow()`, which under a key is the one that also stores the response, so both commit together.
 """
 from __future__ import annotations
 
 from flask.views import MethodView
 from flask_smorest import Blueprint
 
-from services.common.idempotency import HEADER_PARAMETER, idempotent, request_uow
+from services.common.idempotency import HEADER_PARAMETER, idempotent
 from services.common.identity import requires
 from services.common.pagination import PageArgs
 from services.common.web import runtime, uow
@@ -57,7 +58,7 @@ class Programs(MethodView):
     @blp.doc(**_IDEMPOTENT)
     def post(self, data):
         """Start a loyalty program (its code is unique)."""
-        return service.create_program(request_uow(), data)
+        return service.create_program(uow(), data)
 
 
 @blp.route("/programs/<uuid:program_id>")
@@ -92,7 +93,7 @@ class Members(MethodView):
     @blp.doc(**_IDEMPOTENT)
     def post(self, data):
         """Enrol a contact in a program (the default one unless named); a second enrolment is a 409."""
-        return service.enrol_member(request_uow(), data["contact_id"], program_id=data["program_id"])
+        return service.enrol_member(uow(), data["contact_id"], program_id=data["program_id"])
 
 
 @blp.route("/members/<uuid:member_id>")
@@ -123,7 +124,7 @@ class Redemptions(MethodView):
     @blp.doc(**_IDEMPOTENT)
     def post(self, data, member_id):
         """Spend points; 409 when the balance is short (a balance never goes negative)."""
-        return service.redeem_points(request_uow(), member_id, data["points"], reason=data["reason"])
+        return service.redeem_points(uow(), member_id, data["points"], reason=data["reason"])
 
 
 @blp.route("/members/<uuid:member_id>/adjustments")
@@ -135,7 +136,7 @@ class Adjustments(MethodView):
     @blp.doc(**_IDEMPOTENT)
     def post(self, data, member_id):
         """Correct a balance by hand, with a reason; a deduction may not overdraw it."""
-        return service.adjust_points(request_uow(), member_id, data["points"], reason=data["reason"])
+        return service.adjust_points(uow(), member_id, data["points"], reason=data["reason"])
 
 
 @blp.route("/members/<uuid:member_id>/transactions/<uuid:transaction_id>/reversal")
@@ -147,7 +148,7 @@ class Reversal(MethodView):
     @blp.doc(**_IDEMPOTENT)
     def post(self, data, member_id, transaction_id):
         """Undo one transaction with an opposite entry (once per transaction)."""
-        return service.reverse_entry(request_uow(), member_id, transaction_id, reason=data["reason"])
+        return service.reverse_entry(uow(), member_id, transaction_id, reason=data["reason"])
 
 
 @blp.route("/purchases")
@@ -160,7 +161,7 @@ class Purchases(MethodView):
     @blp.doc(**_IDEMPOTENT)
     def post(self, data):
         """Record a purchase and earn its points; a repeated external_id returns the first result."""
-        purchase, created = service.record_purchase(request_uow(), data, plugins=runtime().plugins)
+        purchase, created = service.record_purchase(uow(), data, plugins=runtime().plugins)
         return (purchase, 201) if created else (purchase, 200)
 
 

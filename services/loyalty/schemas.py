@@ -4,16 +4,10 @@ from __future__ import annotations
 from datetime import timezone
 from decimal import Decimal, InvalidOperation
 
-from marshmallow import (
-    Schema,
-    ValidationError,
-    fields,
-    pre_load,
-    validate,
-    validates_schema,
-)
+from marshmallow import Schema, ValidationError, fields, validate, validates_schema
 
 from services.common.pagination import PageArgs
+from services.common.schemas import CURRENCY, SLUG, DegradedSchema, ScoreFactorSchema, TrimmedInput
 
 from .models import ENTRY_KINDS
 
@@ -21,9 +15,6 @@ MAX_AMOUNT = Decimal(1000000000000)  # 10**12 per purchase; far above any till, 
 MAX_RATE = Decimal(1000)
 MAX_POINTS = 10**15
 DECIMAL_PLACES = 4  # what Numeric(18, 4) keeps
-
-_CURRENCY = validate.Regexp(r"^[A-Z]{3}$", error="Use a three-letter ISO 4217 code in capitals, e.g. EUR.")
-_CODE = validate.Regexp(r"^[a-z0-9][a-z0-9_\-]{0,49}$", error="Use 1-50 lower-case letters, digits, '_' or '-'.")
 
 
 class DecimalString(fields.Decimal):
@@ -81,14 +72,6 @@ def _reason(**kw):
     return fields.String(validate=validate.Length(min=1, max=500), **kw)
 
 
-class _Trimmed(Schema):
-    @pre_load
-    def _strip_strings(self, data, **_kw):
-        if isinstance(data, dict):
-            return {k: v.strip() if isinstance(v, str) else v for k, v in data.items()}
-        return data
-
-
 # --- programs -----------------------------------------------------------------------------------------------
 
 class ProgramSchema(Schema):
@@ -103,15 +86,15 @@ class ProgramSchema(Schema):
     updated_at = UTCDateTime()
 
 
-class ProgramCreateSchema(_Trimmed):
-    code = fields.String(required=True, validate=_CODE)
+class ProgramCreateSchema(TrimmedInput):
+    code = fields.String(required=True, validate=SLUG)
     name = fields.String(required=True, validate=validate.Length(min=1, max=200))
-    currency = fields.String(required=True, validate=_CURRENCY)
+    currency = fields.String(required=True, validate=CURRENCY)
     points_per_unit = DecimalString(required=True, validate=validate.Range(min=Decimal(0), max=MAX_RATE))
     auto_enrol = fields.Boolean(load_default=False)
 
 
-class ProgramUpdateSchema(_Trimmed):
+class ProgramUpdateSchema(TrimmedInput):
     name = fields.String(validate=validate.Length(min=1, max=200))
     points_per_unit = DecimalString(validate=validate.Range(min=Decimal(0), max=MAX_RATE))
     auto_enrol = fields.Boolean()
@@ -152,19 +135,6 @@ class MemberPageSchema(Schema):
 
 # --- ledger -------------------------------------------------------------------------------------------------
 
-class FactorSchema(Schema):
-    plugin = fields.String()
-    code = fields.String()
-    points = fields.Integer()
-    reason = fields.String()
-
-
-class DegradedSchema(Schema):
-    plugin = fields.String()
-    hook = fields.String()
-    error = fields.String()
-
-
 class TransactionSchema(Schema):
     id = fields.UUID()
     member_id = fields.UUID()
@@ -174,7 +144,7 @@ class TransactionSchema(Schema):
     reason = fields.String(allow_none=True)
     purchase_id = fields.UUID(allow_none=True)
     reverses_id = fields.UUID(allow_none=True)
-    factors = fields.List(fields.Nested(FactorSchema))
+    factors = fields.List(fields.Nested(ScoreFactorSchema))
     degraded = fields.List(fields.Nested(DegradedSchema))
     created_at = UTCDateTime()
 
@@ -188,12 +158,12 @@ class TransactionPageSchema(Schema):
     next_cursor = fields.String(allow_none=True)
 
 
-class RedemptionCreateSchema(_Trimmed):
+class RedemptionCreateSchema(TrimmedInput):
     points = fields.Integer(required=True, strict=True, validate=validate.Range(min=1, max=MAX_POINTS))
     reason = _reason(load_default=None, allow_none=True)
 
 
-class AdjustmentCreateSchema(_Trimmed):
+class AdjustmentCreateSchema(TrimmedInput):
     points = fields.Integer(required=True, strict=True, validate=[
         validate.Range(min=-MAX_POINTS, max=MAX_POINTS),
         validate.NoneOf([0], error="An adjustment must change the balance."),
@@ -201,20 +171,20 @@ class AdjustmentCreateSchema(_Trimmed):
     reason = _reason(required=True)
 
 
-class ReversalCreateSchema(_Trimmed):
+class ReversalCreateSchema(TrimmedInput):
     reason = _reason(required=True)
 
 
 # --- purchases ----------------------------------------------------------------------------------------------
 
-class PurchaseCreateSchema(_Trimmed):
+class PurchaseCreateSchema(TrimmedInput):
     member_id = fields.UUID(load_default=None)
     contact_id = fields.UUID(load_default=None)
     program_id = fields.UUID(load_default=None, metadata={"description": "With contact_id; defaults to the default program."})
     amount = DecimalString(required=True, validate=validate.Range(
         min=Decimal(0), min_inclusive=False, max=MAX_AMOUNT, max_inclusive=False,
         error="Must be greater than 0 and less than 10^12."))
-    currency = fields.String(required=True, validate=_CURRENCY)
+    currency = fields.String(required=True, validate=CURRENCY)
     occurred_at = fields.AwareDateTime(required=True)
     external_id = fields.String(load_default=None, allow_none=True, validate=validate.Length(min=1, max=200),
                                 metadata={"description": "The caller's receipt number: unique per program."})
@@ -238,6 +208,6 @@ class PurchaseSchema(Schema):
     points = fields.Integer()
     transaction_id = fields.UUID(allow_none=True)
     balance_after = fields.Integer()
-    factors = fields.List(fields.Nested(FactorSchema))
+    factors = fields.List(fields.Nested(ScoreFactorSchema))
     degraded = fields.List(fields.Nested(DegradedSchema))
     created_at = UTCDateTime()

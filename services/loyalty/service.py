@@ -12,11 +12,10 @@ from dataclasses import dataclass
 from datetime import timezone
 
 from sqlalchemy import func, select
-from sqlalchemy.exc import IntegrityError
 
 from services.common.pagination import paginate
 from services.common.problems import Conflict, NotFound, Unprocessable
-from services.common.uow import UnitOfWork
+from services.common.uow import UnitOfWork, insert_or_reread
 
 from .models import (
     ADJUST,
@@ -92,6 +91,10 @@ def _program(session, program_id: uuid.UUID | None, *, field: str | None = None)
     return program
 
 
+def _program_by_code(session, code: str) -> Program | None:
+    return session.scalar(select(Program).where(Program.code == code))
+
+
 def _member(session, member_id: uuid.UUID, *, lock: bool = False) -> Member:
     stmt = select(Member).where(Member.id == member_id)
     if lock:
@@ -132,11 +135,8 @@ def create_program(uow: UnitOfWork, data: dict) -> Program:
     with uow:
         session = uow.session
         program = Program(id=uuid.uuid4(), is_default=False, **data)
-        try:
-            with session.begin_nested():
-                session.add(program)
-        except IntegrityError:
-            raise Conflict(f"A program with code {data['code']!r} exists already.") from None
+        if insert_or_reread(session, program, reread=lambda: _program_by_code(session, data["code"])) is not None:
+            raise Conflict(f"A program with code {data['code']!r} exists already.")
         uow.commit()
         return program
 
@@ -160,14 +160,9 @@ def _enrol(uow: UnitOfWork, program: Program, contact_id: uuid.UUID, via: str) -
     if existing is not None:
         return existing, False
     member = Member(id=uuid.uuid4(), program_id=program.id, contact_id=contact_id, enrolled_via=via)
-    try:
-        with session.begin_nested():
-            session.add(member)
-    except IntegrityError:
-        # A concurrent enrolment of the same contact won; theirs is the membership.
-        existing = _membership(session, program.id, contact_id)
-        if existing is None:
-            raise
+    # A concurrent enrolment of the same contact may win; theirs is then the membership.
+    existing = insert_or_reread(session, member, reread=lambda: _membership(session, program.id, contact_id))
+    if existing is not None:
         return existing, False
     uow.add_event("crm.member.enrolled", {"member_id": member.id, "contact_id": contact_id,
                                           "program_id": program.id}, subject=member.id)
@@ -373,14 +368,9 @@ def record_purchase(uow: UnitOfWork, data: dict, *, plugins) -> tuple[dict, bool
         purchase = Purchase(id=uuid.uuid4(), program_id=program.id, member_id=member.id,
                             external_id=data.get("external_id"), amount=data["amount"], currency=data["currency"],
                             occurred_at=data["occurred_at"])
-        try:
-            with session.begin_nested():
-                session.add(purchase)
-        except IntegrityError:
-            # The same receipt arrived concurrently (or while we waited for the member's lock).
-            first = _recorded(session, program.id, data)
-            if first is None:
-                raise
+        # The same receipt may arrive concurrently (or while we waited for the member's lock).
+        first = insert_or_reread(session, purchase, reread=lambda: _recorded(session, program.id, data))
+        if first is not None:
             return first, False
         decision = award_points(plugins, purchase, member, program)
         factors, degraded = factor_rows(decision)

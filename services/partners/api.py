@@ -3,10 +3,10 @@
 Three blueprints: partners and contracts for internal keys (scopes partners:read / partners:write), and the
 partner portal for partner keys, whose partner id comes only from the verified identity token.
 
-`@requires` is the outermost decorator, so an unauthorised caller is refused before its input is parsed.
-Creating POSTs honour `Idempotency-Key`: `@idempotent` sits under `@requires` and above the flask-smorest
-decorators (it stores the serialised response), and the views take their unit of work from `request_uow()`
-so the change and the stored response commit together.
+`@requires` is the outermost decorator of every view, so a caller without the scope is refused (403) before
+its input is parsed. Creating POSTs honour `Idempotency-Key`: `@idempotent` sits under `@requires` and above
+the flask-smorest decorators (it stores the serialised response); every view takes its unit of work from
+`uow()`, which under a key is the one that also stores the response, so both commit together.
 """
 from __future__ import annotations
 
@@ -16,15 +16,14 @@ from flask import request
 from flask.views import MethodView
 from flask_smorest import Blueprint
 
-from services.common.etags import etag, if_match_versions
-from services.common.idempotency import HEADER_PARAMETER, idempotent, request_uow
+from services.common.etags import Precondition, etag
+from services.common.idempotency import HEADER_PARAMETER, idempotent
 from services.common.identity import current_principal, requires
 from services.common.pagination import PageArgs
 from services.common.web import uow
 
 from . import service
 from .models import IdempotencyRecord
-from .rules import ANY_VERSION, Precondition
 from .schemas import (
     ContractCreateSchema,
     ContractPageSchema,
@@ -56,14 +55,6 @@ _ETAG_HEADER = {"ETag": {"description": 'The version of the terms in force as a 
 _IF_MATCH = {"name": "If-Match", "in": "header", "required": True, "schema": {"type": "string"},
              "description": 'The ETag of the contract, `W/"<terms version>"`: missing is 428, stale is 412.'}
 _IDEMPOTENT = {"parameters": [HEADER_PARAMETER]}
-
-
-def precondition_from_if_match(header: str | None) -> Precondition | None:
-    """What If-Match says the caller changes; None when the header is absent or empty."""
-    if header is None or not header.strip():
-        return None
-    versions = if_match_versions(header)
-    return ANY_VERSION if versions is None else Precondition(versions)
 
 
 def _contract_headers(detail: dict) -> dict[str, str]:
@@ -100,7 +91,7 @@ class Partners(MethodView):
     @partners_blp.doc(**_IDEMPOTENT)
     def post(self, data):
         """Register a partner (status prospect unless given as onboarding or active)."""
-        partner = service.create_partner(request_uow(), data)
+        partner = service.create_partner(uow(), data)
         return partner, 201, {"Location": f"{partners_blp.url_prefix}/{partner.id}"}
 
 
@@ -142,7 +133,7 @@ class PartnerContracts(MethodView):
     @partners_blp.doc(**_IDEMPOTENT)
     def post(self, data, partner_id):
         """Make a contract with the partner; its terms become version 1."""
-        detail = service.create_contract(request_uow(), partner_id, data, actor=_actor())
+        detail = service.create_contract(uow(), partner_id, data, actor=_actor())
         return detail, 201, {**_contract_headers(detail), "Location": f"{contracts_blp.url_prefix}/{detail['id']}"}
 
 
@@ -181,7 +172,7 @@ class ContractTermsView(MethodView):
         """Replace the terms with a complete new set, as a new version (unchanged terms make none)."""
         detail, _created = service.change_terms(
             uow(), contract_id, terms, replace=True, actor=_actor(),
-            precondition=precondition_from_if_match(request.headers.get("If-Match")))
+            precondition=Precondition.from_header(request.headers.get("If-Match")))
         return detail, 200, _contract_headers(detail)
 
     @requires("partners:write")
@@ -197,7 +188,7 @@ class ContractTermsView(MethodView):
         """Change some terms; the others carry over from the version in force into the new version."""
         detail, created = service.change_terms(
             uow(), contract_id, changes, replace=False, actor=_actor(),
-            precondition=precondition_from_if_match(request.headers.get("If-Match")))
+            precondition=Precondition.from_header(request.headers.get("If-Match")))
         headers = _contract_headers(detail)
         if not created:
             return detail, 200, headers

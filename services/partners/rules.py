@@ -1,7 +1,6 @@
 """Partner rules without I/O: which status moves are allowed, which terms hold together, what changed."""
 from __future__ import annotations
 
-from dataclasses import dataclass
 from decimal import Decimal
 
 from services.common.problems import Conflict
@@ -59,16 +58,3 @@ def _same(a, b) -> bool:
         return a is not None and b is not None and Decimal(a) == Decimal(b)
     return a == b
 
-
-@dataclass(frozen=True)
-class Precondition:
-    """What a caller believes the current terms version is, from If-Match; `versions=None` means any (`*`)."""
-
-    versions: frozenset[int] | None
-
-    def holds(self, current_version: int) -> bool:
-        """True when the caller's belief matches the version in force."""
-        return self.versions is None or current_version in self.versions
-
-
-ANY_VERSION = Precondition(None)

@@ -3,14 +3,14 @@ from __future__ import annotations
 
 from decimal import Decimal
 
-from marshmallow import Schema, ValidationError, fields, pre_load, validate, validates_schema
+from marshmallow import Schema, ValidationError, fields, validate, validates_schema
 
 from services.common.pagination import PageArgs
+from services.common.schemas import CURRENCY, TrimmedInput
 
 from . import rules
 from .models import PARTNER_STATUSES, PARTNER_TYPES
 
-_CURRENCY = validate.Regexp(r"^[A-Z]{3}$", error="Use a three-letter ISO 4217 code in capitals, such as EUR.")
 _COUNTRY = validate.Regexp(r"^[A-Z]{2}$", error="Use a two-letter ISO 3166 code in capitals, such as DE.")
 _MAX_VOLUME = Decimal("999999999999.999")  # fits NUMERIC(15, 3)
 
@@ -39,17 +39,9 @@ def _volume(**kw) -> fields.Decimal:
                           validate=[validate.Range(min=0, max=_MAX_VOLUME), _at_most_places(3)], **kw)
 
 
-class _TrimmedInput(Schema):
-    @pre_load
-    def _strip_strings(self, data, **_kw):
-        if isinstance(data, dict):
-            return {k: v.strip() if isinstance(v, str) else v for k, v in data.items()}
-        return data
-
-
 # -- terms -------------------------------------------------------------------------------------------------
 
-class _TermsRules(_TrimmedInput):
+class _TermsRules(TrimmedInput):
     @validates_schema
     def _hold_together(self, data, **_kw):
         errors = rules.terms_errors(data)
@@ -64,7 +56,7 @@ class TermsSchema(_TermsRules):
     discount_percent = _percent(required=True, metadata={"description": "0 to 100, at most 2 decimal places."})
     delivery_lead_time_days = _days(365, required=True)
     minimum_order_volume = _volume(required=True, metadata={"description": "In `currency`, at most 3 decimal places."})
-    currency = fields.String(required=True, validate=_CURRENCY)
+    currency = fields.String(required=True, validate=CURRENCY)
     effective_from = fields.Date(required=True)
     effective_to = fields.Date(allow_none=True, load_default=None,
                                metadata={"description": "After effective_from; null for an open-ended contract."})
@@ -79,7 +71,7 @@ class TermsChangeSchema(_TermsRules):
     discount_percent = _percent()
     delivery_lead_time_days = _days(365)
     minimum_order_volume = _volume()
-    currency = fields.String(validate=_CURRENCY)
+    currency = fields.String(validate=CURRENCY)
     effective_from = fields.Date()
     effective_to = fields.Date(allow_none=True)
     auto_renew = fields.Boolean()
@@ -116,7 +108,7 @@ class TermsHistorySchema(PortalTermsHistorySchema):
 
 # -- contracts ---------------------------------------------------------------------------------------------
 
-class ContractCreateSchema(_TrimmedInput):
+class ContractCreateSchema(TrimmedInput):
     title = fields.String(required=True, validate=validate.Length(min=1, max=200))
     terms = fields.Nested(TermsSchema, required=True)
 
@@ -147,14 +139,14 @@ class PortalContractPageSchema(Schema):
 
 # -- partners ----------------------------------------------------------------------------------------------
 
-class PartnerCreateSchema(_TrimmedInput):
+class PartnerCreateSchema(TrimmedInput):
     name = fields.String(required=True, validate=validate.Length(min=1, max=200))
     type = fields.String(required=True, validate=validate.OneOf(PARTNER_TYPES))
     status = fields.String(load_default="prospect", validate=validate.OneOf(rules.INITIAL_STATUSES))
     country = fields.String(allow_none=True, load_default=None, validate=_COUNTRY)
 
 
-class PartnerUpdateSchema(_TrimmedInput):
+class PartnerUpdateSchema(TrimmedInput):
     name = fields.String(validate=validate.Length(min=1, max=200))
     type = fields.String(validate=validate.OneOf(PARTNER_TYPES))
     status = fields.String(validate=validate.OneOf(PARTNER_STATUSES))

@@ -12,20 +12,16 @@ from sqlalchemy import func, select, tuple_, update
 
 from services.common.db import utcnow
 from services.common.pagination import paginate
-from services.common.problems import Conflict, NotFound, PreconditionFailed, Problem, Unprocessable
+from services.common.etags import Precondition
+from services.common.problems import Conflict, NotFound, PreconditionFailed, Unprocessable
 from services.common.uow import UnitOfWork
 
 from . import rules
 from .models import TERM_FIELDS, Contract, ContractTerms, Partner
-from .rules import Precondition
 
 PARTNER_FIELDS = ("name", "type", "country")
 # The schemas accept at most this many decimal places, so quantizing to them never rounds.
 _DECIMAL_STEPS = {"discount_percent": Decimal("0.01"), "minimum_order_volume": Decimal("0.001")}
-
-
-class PreconditionRequired(Problem):
-    status, slug, title = 428, "precondition-required", "Precondition required"
 
 
 # -- loading -----------------------------------------------------------------------------------------------
@@ -223,7 +219,7 @@ def get_terms_version(uow: UnitOfWork, contract_id: uuid.UUID, version: int) -> 
         return terms
 
 
-def change_terms(uow: UnitOfWork, contract_id: uuid.UUID, terms: dict, *, precondition: Precondition | None,
+def change_terms(uow: UnitOfWork, contract_id: uuid.UUID, terms: dict, *, precondition: Precondition,
                  replace: bool, actor: str | None = None) -> tuple[dict, bool]:
     """Make a new version of a contract's terms; returns (contract detail, whether a version was made).
 
@@ -235,12 +231,7 @@ def change_terms(uow: UnitOfWork, contract_id: uuid.UUID, terms: dict, *, precon
         session = uow.session
         contract = _contract(session, contract_id, owner=None)
         current = contract.current_version
-        if precondition is None:
-            raise PreconditionRequired(
-                f'Send If-Match: W/"{current}" (the ETag of the contract) to change its terms.')
-        if not precondition.holds(current):
-            raise PreconditionFailed(f"The terms changed meanwhile; the version in force is {current}.",
-                                     current_version=current)
+        precondition.check(current, required=True, what="the contract")
         _not_terminated(_partner(session, contract.partner_id))
         in_force = _current_terms(session, contract)
         old = _values(in_force)

@@ -6,12 +6,12 @@ import uuid
 import pytest
 
 from services.common.emails import normalize_email
-from services.contacts.api import etag, versions_from_if_match
+from services.common.etags import NO_PRECONDITION, Precondition, etag
+from services.common.problems import PreconditionFailed
 from services.contacts.service import (
     changed_values,
     gaps_to_fill,
     profile_from_lead,
-    version_matches,
 )
 
 
@@ -50,26 +50,34 @@ def test_clearing_a_field_is_a_change():
     assert changed_values({"company": "Acme"}, {"company": None}) == {"company": None}
 
 
-def test_no_expected_version_always_matches():
-    assert version_matches(7, None)
-    assert version_matches(7, {6, 7})
-    assert not version_matches(7, {6})
-    assert not version_matches(7, frozenset())
+def test_no_if_match_always_matches_and_named_versions_must_include_the_current_one():
+    assert NO_PRECONDITION.holds(7)
+    assert Precondition.of(6, 7).holds(7)
+    assert not Precondition.of(6).holds(7)
+    assert not Precondition.of().holds(7)
+
+
+def test_if_match_is_optional_on_contacts_but_a_stale_one_is_412():
+    NO_PRECONDITION.check(3, required=False, what="contact x")
+    with pytest.raises(PreconditionFailed) as stale:
+        Precondition.of(2).check(3, required=False, what="contact x")
+    assert stale.value.status == 412 and stale.value.extra == {"current_version": 3}
 
 
 def test_the_etag_is_the_version_as_a_weak_tag():
     assert etag(3) == 'W/"3"'
 
 
-@pytest.mark.parametrize("header, versions", [
-    (None, None),
-    ("*", None),
-    ('W/"3"', {3}),
-    ('"3"', {3}),
-    (' W/"3" , W/"5"', {3, 5}),
-    ('W/"abc"', set()),
-    ("3", set()),
+@pytest.mark.parametrize("header, kind, versions", [
+    (None, "missing", set()),
+    ("  ", "missing", set()),
+    ("*", "any", set()),
+    ('W/"3"', "versions", {3}),
+    ('"3"', "versions", {3}),
+    (' W/"3" , W/"5"', "versions", {3, 5}),
+    ('W/"abc"', "versions", set()),
+    ("3", "versions", set()),
 ])
-def test_if_match_names_the_versions_it_accepts(header, versions):
-    parsed = versions_from_if_match(header)
-    assert parsed == (None if versions is None else frozenset(versions))
+def test_if_match_is_parsed_once_into_any_these_versions_or_missing(header, kind, versions):
+    parsed = Precondition.from_header(header)
+    assert (parsed.kind, parsed.versions) == (kind, frozenset(versions))

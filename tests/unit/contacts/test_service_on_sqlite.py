@@ -7,6 +7,7 @@ import uuid
 import pytest
 from sqlalchemy import func, select
 
+from services.common.etags import Precondition
 from services.common.problems import Conflict, NotFound, PreconditionFailed
 from services.common.runtime import build_runtime
 from services.common.settings import Settings
@@ -119,9 +120,9 @@ def test_an_update_to_an_email_another_contact_holds_is_refused(runtime):
 
 def test_an_update_against_a_stale_version_is_refused(runtime):
     contact = service.create_contact(runtime.uow(), {"email": "ann@example.com"})
-    service.update_contact(runtime.uow(), contact.id, {"company": "Acme"}, expected_versions={1})
+    service.update_contact(runtime.uow(), contact.id, {"company": "Acme"}, precondition=Precondition.of(1))
     with pytest.raises(PreconditionFailed):
-        service.update_contact(runtime.uow(), contact.id, {"company": "Other"}, expected_versions={1})
+        service.update_contact(runtime.uow(), contact.id, {"company": "Other"}, precondition=Precondition.of(1))
     assert service.get_contact(runtime.uow(), contact.id).company == "Acme"
 
 

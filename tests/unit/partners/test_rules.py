@@ -6,9 +6,9 @@ from decimal import Decimal
 
 import pytest
 
-from services.common.problems import Conflict
+from services.common.etags import ANY_VERSION, NO_PRECONDITION, Precondition, PreconditionRequired, etag
+from services.common.problems import Conflict, PreconditionFailed
 from services.partners import rules
-from services.partners.api import etag, precondition_from_if_match
 from services.partners.models import PARTNER_STATUSES
 
 ALLOWED = [
@@ -78,16 +78,26 @@ def test_changed_terms_compare_decimals_by_value_and_keep_the_canonical_order():
 
 
 def test_if_match_becomes_a_precondition_on_the_terms_version():
-    assert precondition_from_if_match(None) is None
-    assert precondition_from_if_match("   ") is None
-    assert precondition_from_if_match("*") == rules.ANY_VERSION
-    assert precondition_from_if_match('W/"3"').versions == {3}
-    assert precondition_from_if_match('"3", W/"4" ,W/"x"').versions == {3, 4}
-    assert precondition_from_if_match("3").versions == frozenset()
+    assert Precondition.from_header(None) == NO_PRECONDITION
+    assert Precondition.from_header("   ") == NO_PRECONDITION
+    assert Precondition.from_header("*") == ANY_VERSION
+    assert Precondition.from_header('W/"3"').versions == {3}
+    assert Precondition.from_header('"3", W/"4" ,W/"x"').versions == {3, 4}
+    assert Precondition.from_header("3").versions == frozenset()
 
 
 def test_a_precondition_holds_only_for_the_version_in_force():
-    assert precondition_from_if_match(etag(2)).holds(2)
-    assert not precondition_from_if_match(etag(2)).holds(3)
-    assert not precondition_from_if_match("garbage").holds(1)
-    assert rules.ANY_VERSION.holds(17)
+    assert Precondition.from_header(etag(2)).holds(2)
+    assert not Precondition.from_header(etag(2)).holds(3)
+    assert not Precondition.from_header("garbage").holds(1)
+    assert ANY_VERSION.holds(17)
+
+
+def test_terms_need_if_match_missing_is_428_and_stale_is_412():
+    with pytest.raises(PreconditionRequired) as missing:
+        NO_PRECONDITION.check(2, required=True, what="the contract")
+    assert missing.value.status == 428 and 'W/"2"' in missing.value.detail
+    with pytest.raises(PreconditionFailed) as stale:
+        Precondition.of(1).check(2, required=True, what="the contract")
+    assert stale.value.status == 412 and stale.value.extra == {"current_version": 2}
+    ANY_VERSION.check(2, required=True, what="the contract")

@@ -10,13 +10,12 @@ from sqlalchemy import inspect, select
 
 from services.common.db import make_engine
 from crm.registry import SUITE
+from services.common.etags import ANY_VERSION, NO_PRECONDITION, Precondition, PreconditionRequired
 from services.common.problems import Conflict, NotFound, PreconditionFailed
 from services.common.runtime import build_runtime
 from services.common.settings import Settings
 from services.partners import service
 from services.partners.models import Base, ContractTerms, InboxEntry, OutboxMessage
-from services.partners.rules import ANY_VERSION, Precondition
-from services.partners.service import PreconditionRequired
 
 TERMS = {
     "payment_terms_days": 30, "discount_percent": Decimal("2.5"), "delivery_lead_time_days": 14,
@@ -46,7 +45,7 @@ def _contract(rt, **terms) -> dict:
 def test_terms_are_versioned_and_every_version_keeps_its_exact_decimals(runtime):
     contract = _contract(runtime)
     detail, made = service.change_terms(runtime.uow(), contract["id"], {"discount_percent": Decimal("3.75")},
-                                        precondition=Precondition(frozenset({1})), replace=False, actor="k2")
+                                        precondition=Precondition.of(1), replace=False, actor="k2")
     assert made and detail["current_version"] == 2
     history = service.list_terms(runtime.uow(), contract["id"])
     assert [(v.version, v.discount_percent, v.minimum_order_volume, v.changed_by) for v in history["items"]] == [
@@ -59,11 +58,11 @@ def test_terms_are_versioned_and_every_version_keeps_its_exact_decimals(runtime)
 def test_a_change_needs_the_version_in_force(runtime):
     cid = _contract(runtime)["id"]
     with pytest.raises(PreconditionRequired) as missing:
-        service.change_terms(runtime.uow(), cid, {"payment_terms_days": 45}, precondition=None, replace=False)
+        service.change_terms(runtime.uow(), cid, {"payment_terms_days": 45}, precondition=NO_PRECONDITION, replace=False)
     assert missing.value.status == 428
     service.change_terms(runtime.uow(), cid, {"payment_terms_days": 45}, precondition=ANY_VERSION, replace=False)
     with pytest.raises(PreconditionFailed):
-        service.change_terms(runtime.uow(), cid, {"payment_terms_days": 60}, precondition=Precondition(frozenset({1})),
+        service.change_terms(runtime.uow(), cid, {"payment_terms_days": 60}, precondition=Precondition.of(1),
                              replace=False)
     with runtime.session_factory() as s:
         assert [t.payment_terms_days for t in s.scalars(select(ContractTerms).order_by(ContractTerms.version))] == [30, 45]

@@ -1,0 +1,51 @@
+"""Marshmallow pieces every service's API shares: trimmed input, common formats, plugin decision parts."""
+from __future__ import annotations
+
+from marshmallow import Schema, fields, pre_load, validate
+
+# Lower-case slugs: lead sources, program codes.
+SLUG = validate.Regexp(r"^[a-z0-9][a-z0-9_\-]{0,49}$", error="Use 1-50 lower-case letters, digits, '_' or '-'.")
+CURRENCY = validate.Regexp(r"^[A-Z]{3}$", error="Use a three-letter ISO 4217 code in capitals, e.g. EUR.")
+PHONE = validate.Regexp(r"^\+?[0-9 ()./\-]{3,50}$", error="Not a phone number.")
+
+
+class TrimmedInput(Schema):
+    """A request body whose top-level strings lose their surrounding white space before validation."""
+
+    @pre_load
+    def _strip_strings(self, data, **_kw):
+        # Form tools pad values with spaces; "  Ann@Corp.Example " is a valid address once trimmed.
+        if isinstance(data, dict):
+            return {k: v.strip() if isinstance(v, str) else v for k, v in data.items()}
+        return data
+
+
+class Trimmed(fields.String):
+    """A string with surrounding white space removed before it is validated (for query arguments too)."""
+
+    def _deserialize(self, value, attr, data, **kwargs):
+        return super()._deserialize(value, attr, data, **kwargs).strip()
+
+
+class TrimmedEmail(fields.Email):
+    """An e-mail address with surrounding white space removed before it is validated."""
+
+    def _deserialize(self, value, attr, data, **kwargs):
+        return super()._deserialize(value, attr, data, **kwargs).strip()
+
+
+class ScoreFactorSchema(Schema):
+    """One plugin's contribution to a decision (a lead's score, a purchase's points), with its reason."""
+
+    plugin = fields.String()
+    code = fields.String()
+    points = fields.Integer()
+    reason = fields.String()
+
+
+class DegradedSchema(Schema):
+    """A plugin that failed or answered badly during a decision; the others still counted."""
+
+    plugin = fields.String()
+    hook = fields.String()
+    error = fields.String()
