@@ -17,6 +17,7 @@ keepalive = 5
 # The heartbeat file of each worker lives in memory: a container's overlay filesystem can stall the
 # heartbeat under I/O load and get healthy workers killed.
 worker_tmp_dir = "/dev/shm"
-accesslog = "-"
+# No access log: the app writes one JSON line per request itself (services/common/web.py); a second line
+# per request doubled the log volume piped through the supervisor.
+accesslog = None
 errorlog = "-"
-access_log_format = '{"event": "gunicorn.access", "request": "%(r)s", "status": %(s)s, "duration_us": %(D)s}'

@@ -25,6 +25,7 @@ from .types import (
     ScoreFactor,
     award_problem,
     factor_problem,
+    was_checked,
 )
 
 logger = logging.getLogger("crm.plugins")
@@ -181,6 +182,8 @@ def _contributions(result, item_type: type, problem_of) -> tuple[tuple, str | No
     if not isinstance(items, (list, tuple)):
         return (), f"expected a {item_type.__name__}, a list of them or None, got {type(result).__name__}"
     for item in items:
+        if type(item) is item_type and was_checked(item):
+            continue  # validated once, when the plugin built it
         problem = problem_of(item)
         if problem:
             return (), problem

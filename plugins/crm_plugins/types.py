@@ -27,6 +27,20 @@ class LeadInput:
         return domain.lower().strip(".") if at and local else ""
 
 
+_CHECKED = "_crm_checked"
+
+
+def _mark_checked(value) -> None:
+    # The host skips its own check of a value that passed this one (frozen, so it still holds); one built
+    # around __init__ (object.__new__) carries no mark and is checked by the host.
+    object.__setattr__(value, _CHECKED, True)
+
+
+def was_checked(value) -> bool:
+    """True when `value` passed its own validation when it was built."""
+    return getattr(value, "__dict__", {}).get(_CHECKED, False)
+
+
 @dataclass(frozen=True)
 class ScoreFactor:
     """One piece of evidence a plugin contributes to a lead's score."""
@@ -40,6 +54,7 @@ class ScoreFactor:
         problem = factor_problem(self)
         if problem:
             raise TypeError(f"invalid ScoreFactor: {problem}")
+        _mark_checked(self)
 
 
 def factor_problem(factor: object) -> str | None:
@@ -160,6 +175,7 @@ class PointAward:
         problem = award_problem(self)
         if problem:
             raise TypeError(f"invalid PointAward: {problem}")
+        _mark_checked(self)
 
 
 def award_problem(award: object) -> str | None:

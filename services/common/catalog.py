@@ -6,7 +6,7 @@ from __future__ import annotations
 
 import json
 import uuid
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from datetime import datetime, timezone
 from typing import Any
 
@@ -187,10 +187,12 @@ class Event:
     data: dict[str, Any]
     correlationid: str | None = None
     causationid: str | None = None
+    # The JSON form of `data` when make_event has already produced it (so it is not dumped a second time).
+    wire_data: dict[str, Any] | None = field(default=None, compare=False, repr=False)
 
     def to_json(self) -> str:
         """The CloudEvents structured-mode JSON body."""
-        data = _schema(self.type)().dump(self.data)
+        data = self.wire_data if self.wire_data is not None else _schema(self.type).dump(self.data)
         return json.dumps(
             {
                 "specversion": SPEC_VERSION,
@@ -208,23 +210,36 @@ class Event:
         )
 
 
-def _schema(event_type: str) -> type[Schema]:
-    try:
-        return CATALOG[event_type]
-    except KeyError:
-        raise UnknownEventType(event_type) from None
+# One instance per event type, built on first use: building a marshmallow schema costs more than loading
+# a small payload with it, and an instance holds no per-call state, so threads share it.
+_SCHEMAS: dict[str, Schema] = {}
+
+
+def _schema(event_type: str) -> Schema:
+    schema = _SCHEMAS.get(event_type)
+    if schema is None:
+        try:
+            schema = _SCHEMAS[event_type] = CATALOG[event_type]()
+        except KeyError:
+            raise UnknownEventType(event_type) from None
+    return schema
 
 
 def make_event(event_type: str, data: dict, *, source: str, subject: Any = None,
                correlationid: str | None = None, causationid: str | None = None) -> Event:
     """Validate `data` against the catalog and build an event; raises ValidationError or UnknownEventType."""
-    schema = _schema(event_type)()
-    # Round-trip so what is stored is exactly what a consumer will validate.
-    loaded = schema.load(json.loads(json.dumps(schema.dump(data), default=str)))
+    schema = _schema(event_type)
+    # Round-trip so what is stored is exactly what a consumer will validate; the JSON form is kept for to_json.
+    wire = json.loads(json.dumps(schema.dump(data), default=str))
+    loaded = schema.load(wire)
+    defaulted = loaded.keys() - wire.keys()
+    if defaulted:
+        # Optional fields the publisher left out are published with their defaults, as a dump of `loaded` would.
+        wire.update(schema.dump({name: loaded[name] for name in defaulted}))
     return Event(
         id=uuid.uuid4(), type=event_type, source=source, time=datetime.now(timezone.utc),
         subject=None if subject is None else str(subject), data=loaded,
-        correlationid=correlationid, causationid=causationid,
+        correlationid=correlationid, causationid=causationid, wire_data=wire,
     )
 
 
@@ -235,7 +250,7 @@ def parse_event(body: bytes | str) -> Event:
     except (TypeError, ValueError) as exc:
         raise ValidationError(f"body is not JSON: {exc}") from None
     envelope = EnvelopeSchema().load(raw)
-    data = _schema(envelope["type"])().load(envelope["data"])
+    data = _schema(envelope["type"]).load(envelope["data"])
     return Event(
         id=envelope["id"], type=envelope["type"], source=envelope["source"], time=envelope["time"],
         subject=envelope["subject"], data=data,

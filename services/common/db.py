@@ -89,7 +89,23 @@ def _sqlite_pragmas(dbapi_connection, _record):
     cur.close()
 
 
+# The execution option that marks a read-only unit of work's connection (see `read_only_engine`).
+READ_ONLY = "crm_read_only"
+
+# A pooled PostgreSQL connection older than this is replaced at checkout, before a server-side idle timeout or
+# a NAT/firewall drops it silently. Dead connections in between are not pinged for (a round trip on every
+# checkout): SQLAlchemy recognises a disconnect error when a statement fails, invalidates that connection and
+# every older one in the pool, so one request fails and the next ones run on fresh connections.
+POOL_RECYCLE_SECONDS = 300
+
+
 def _sqlite_begin(connection):
+    if connection.get_execution_options().get(READ_ONLY):
+        # A deferred BEGIN takes no lock until the first read, and in WAL mode a reader never waits for the
+        # writer, so GETs keep answering while the worker holds the write lock. The transaction still reads
+        # one snapshot from its first SELECT to its end.
+        connection.exec_driver_sql("BEGIN")
+        return
     # IMMEDIATE takes the single writer lock up front, so a read-then-write transaction waits (busy_timeout)
     # instead of failing with SQLITE_BUSY_SNAPSHOT when another connection wrote in between.
     connection.exec_driver_sql("BEGIN IMMEDIATE")
@@ -107,7 +123,19 @@ def make_engine(url: str, *, pool_size: int = 10) -> Engine:
         event.listen(engine, "connect", _sqlite_pragmas)
         event.listen(engine, "begin", _sqlite_begin)
         return engine
-    return create_engine(url, pool_size=pool_size, max_overflow=pool_size, pool_pre_ping=True)
+    return create_engine(url, pool_size=pool_size, max_overflow=pool_size, pool_recycle=POOL_RECYCLE_SECONDS)
+
+
+def read_only_engine(engine: Engine) -> Engine:
+    """The same engine and pool, for units of work that only read.
+
+    SQLite begins them without the write lock; PostgreSQL runs them as READ ONLY transactions, so a read
+    use case that writes by mistake fails instead of changing data.
+    """
+    options = {READ_ONLY: True}
+    if engine.dialect.name == "postgresql":
+        options["postgresql_readonly"] = True
+    return engine.execution_options(**options)
 
 
 def make_session_factory(engine: Engine) -> sessionmaker:

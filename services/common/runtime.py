@@ -8,7 +8,7 @@ from sqlalchemy import text
 from sqlalchemy.engine import Engine
 from sqlalchemy.orm import sessionmaker
 
-from .db import make_engine, make_session_factory
+from .db import make_engine, make_session_factory, read_only_engine
 from .settings import Settings
 from .uow import UnitOfWork
 
@@ -23,16 +23,24 @@ class Runtime:
     outbox_model: Any
     inbox_model: Any
     plugins: Any = None
+    # Sessions for read-only units of work: the same pool, begun without SQLite's write lock.
+    read_session_factory: sessionmaker | None = None
 
     @property
     def source(self) -> str:
         """The CloudEvents `source` of this service."""
         return f"/services/{self.settings.service}"
 
-    def uow(self, *, correlation_id: str | None = None, causation_id: str | None = None) -> UnitOfWork:
-        """A fresh unit of work on this service's database."""
-        return UnitOfWork(self.session_factory, self.outbox_model, source=self.source,
-                          correlation_id=correlation_id, causation_id=causation_id)
+    def uow(self, *, correlation_id: str | None = None, causation_id: str | None = None,
+            read_only: bool = False) -> UnitOfWork:
+        """A fresh unit of work on this service's database; `read_only` for use cases that only read."""
+        factory = self.session_factory
+        if read_only:
+            if self.read_session_factory is None:
+                self.read_session_factory = make_session_factory(read_only_engine(self.engine))
+            factory = self.read_session_factory
+        return UnitOfWork(factory, self.outbox_model, source=self.source, correlation_id=correlation_id,
+                          causation_id=causation_id, read_only=read_only)
 
     def check_database(self) -> None:
         """Raise when the database cannot answer a trivial query."""
@@ -44,4 +52,5 @@ def build_runtime(settings: Settings, outbox_model, inbox_model, *, plugins: Any
     """Create the engine and session factory for one service process."""
     engine = make_engine(settings.database_url)
     return Runtime(settings=settings, engine=engine, session_factory=make_session_factory(engine),
-                   outbox_model=outbox_model, inbox_model=inbox_model, plugins=plugins)
+                   outbox_model=outbox_model, inbox_model=inbox_model, plugins=plugins,
+                   read_session_factory=make_session_factory(read_only_engine(engine)))

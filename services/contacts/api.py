@@ -14,7 +14,7 @@ from flask_smorest import Blueprint
 from services.common.etags import Precondition, etag
 from services.common.idempotency import HEADER_PARAMETER, idempotent
 from services.common.identity import requires
-from services.common.web import uow
+from services.common.web import read_uow, uow
 
 from . import service
 from .models import IdempotencyRecord
@@ -46,7 +46,7 @@ class Contacts(MethodView):
     @blp.response(200, ContactPageSchema)
     def get(self, args):
         """List contacts, newest first, by exact e-mail or a search term over name, e-mail and company."""
-        return service.list_contacts(uow(), **args)
+        return service.list_contacts(read_uow(), **args)
 
     @requires("contacts:write")
     @idempotent(IdempotencyRecord)
@@ -67,7 +67,7 @@ class ContactById(MethodView):
     @blp.alt_response(404, description="No contact has this id.")
     def get(self, contact_id):
         """One contact with its purchase metrics, and its version as the ETag."""
-        details = service.get_contact_details(uow(), contact_id)
+        details = service.get_contact_details(read_uow(), contact_id)
         return details, 200, {"ETag": etag(details["version"])}
 
     @requires("contacts:write")

@@ -204,14 +204,24 @@ def get_contact(uow: UnitOfWork, contact_id: uuid.UUID) -> Contact:
         return _get(uow.session, contact_id)
 
 
+_CONTACT_COLUMNS = tuple(inspect(Contact).column_attrs)
+
+
 def get_contact_details(uow: UnitOfWork, contact_id: uuid.UUID) -> dict:
     """One contact's fields and its `purchases` block (404 when unknown)."""
+    # One round trip: the contact with its summary and one row per currency (LEFT JOINs, so a contact without
+    # purchases is one row of NULLs on the right). At most a handful of currencies repeat the contact's columns.
+    stmt = (select(Contact, ContactPurchaseSummary, ContactPurchaseMetric)
+            .outerjoin(ContactPurchaseSummary, ContactPurchaseSummary.contact_id == Contact.id)
+            .outerjoin(ContactPurchaseMetric, ContactPurchaseMetric.contact_id == Contact.id)
+            .where(Contact.id == contact_id))
     with uow:
-        session = uow.session
-        contact = _get(session, contact_id)
-        summary = session.get(ContactPurchaseSummary, contact_id)
-        metrics = session.scalars(select(ContactPurchaseMetric).where(ContactPurchaseMetric.contact_id == contact_id))
-        fields = {attr.key: getattr(contact, attr.key) for attr in inspect(Contact).column_attrs}
+        rows = uow.session.execute(stmt).all()
+        if not rows:
+            raise NotFound(f"No contact with id {contact_id}.")
+        contact, summary, _metric = rows[0]
+        metrics = [metric for _c, _s, metric in rows if metric is not None]
+        fields = {attr.key: getattr(contact, attr.key) for attr in _CONTACT_COLUMNS}
         return {**fields, "purchases": purchases_view(summary, metrics)}
 
 

@@ -12,7 +12,7 @@ from flask_smorest import Blueprint
 
 from services.common.idempotency import HEADER_PARAMETER, idempotent
 from services.common.identity import requires
-from services.common.web import runtime, uow
+from services.common.web import read_uow, runtime, uow
 
 from . import service
 from .models import IdempotencyRecord
@@ -31,7 +31,7 @@ class Leads(MethodView):
     @blp.response(200, LeadPageSchema)
     def get(self, args):
         """List leads, newest first, filtered by status, source and minimum score."""
-        return service.list_leads(uow(), **args)
+        return service.list_leads(read_uow(), **args)
 
     @requires("leads:write")
     @idempotent(IdempotencyRecord)
@@ -53,7 +53,7 @@ class LeadById(MethodView):
     @blp.response(200, LeadDetailSchema)
     def get(self, lead_id):
         """A lead with its score, the factors behind it, and its touches."""
-        return service.get_lead(uow(), lead_id)
+        return service.get_lead(read_uow(), lead_id)
 
     @requires("leads:write")
     @blp.arguments(LeadUpdateSchema)

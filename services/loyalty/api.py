@@ -13,7 +13,7 @@ from flask_smorest import Blueprint
 from services.common.idempotency import HEADER_PARAMETER, idempotent
 from services.common.identity import requires
 from services.common.pagination import PageArgs
-from services.common.web import runtime, uow
+from services.common.web import read_uow, runtime, uow
 
 from . import service
 from .models import IdempotencyRecord
@@ -49,7 +49,7 @@ class Programs(MethodView):
     @blp.response(200, ProgramPageSchema)
     def get(self, args):
         """List loyalty programs, newest first."""
-        return service.list_programs(uow(), **args)
+        return service.list_programs(read_uow(), **args)
 
     @requires("loyalty:write")
     @idempotent(IdempotencyRecord)
@@ -67,7 +67,7 @@ class ProgramById(MethodView):
     @blp.response(200, ProgramSchema)
     def get(self, program_id):
         """One program: its currency, points per currency unit and auto-enrolment."""
-        return service.get_program(uow(), program_id)
+        return service.get_program(read_uow(), program_id)
 
     @requires("loyalty:write")
     @blp.arguments(ProgramUpdateSchema)
@@ -84,7 +84,7 @@ class Members(MethodView):
     @blp.response(200, MemberPageSchema)
     def get(self, args):
         """List members, newest first, filtered by contact or program."""
-        return service.list_members(uow(), **args)
+        return service.list_members(read_uow(), **args)
 
     @requires("loyalty:write")
     @idempotent(IdempotencyRecord)
@@ -102,7 +102,7 @@ class MemberById(MethodView):
     @blp.response(200, MemberSchema)
     def get(self, member_id):
         """A member with its balance, lifetime points and tier."""
-        return service.get_member(uow(), member_id)
+        return service.get_member(read_uow(), member_id)
 
 
 @blp.route("/members/<uuid:member_id>/transactions")
@@ -112,7 +112,7 @@ class Transactions(MethodView):
     @blp.response(200, TransactionPageSchema)
     def get(self, args, member_id):
         """A member's ledger, newest first, with the plugin factors behind every earn."""
-        return service.list_transactions(uow(), member_id, **args)
+        return service.list_transactions(read_uow(), member_id, **args)
 
 
 @blp.route("/members/<uuid:member_id>/redemptions")

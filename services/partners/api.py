@@ -20,7 +20,7 @@ from services.common.etags import Precondition, etag
 from services.common.idempotency import HEADER_PARAMETER, idempotent
 from services.common.identity import current_principal, requires
 from services.common.pagination import PageArgs
-from services.common.web import uow
+from services.common.web import read_uow, uow
 
 from . import service
 from .models import IdempotencyRecord
@@ -82,7 +82,7 @@ class Partners(MethodView):
     @partners_blp.response(200, PartnerPageSchema)
     def get(self, args):
         """List partners, newest first, filtered by type, status and a name fragment (`q`)."""
-        return service.list_partners(uow(), **args)
+        return service.list_partners(read_uow(), **args)
 
     @requires("partners:write")
     @idempotent(IdempotencyRecord)
@@ -102,7 +102,7 @@ class PartnerById(MethodView):
     @partners_blp.alt_response(404, description="No partner has this id.")
     def get(self, partner_id):
         """One partner."""
-        return service.get_partner(uow(), partner_id)
+        return service.get_partner(read_uow(), partner_id)
 
     @requires("partners:write")
     @partners_blp.arguments(PartnerUpdateSchema)
@@ -122,7 +122,7 @@ class PartnerContracts(MethodView):
     @partners_blp.alt_response(404, description="No partner has this id.")
     def get(self, args, partner_id):
         """A partner's contracts, newest first, each with the terms in force."""
-        return service.list_contracts(uow(), partner_id, **args)
+        return service.list_contracts(read_uow(), partner_id, **args)
 
     @requires("partners:write")
     @idempotent(IdempotencyRecord)
@@ -146,7 +146,7 @@ class ContractById(MethodView):
     @contracts_blp.alt_response(404, description="No contract has this id.")
     def get(self, contract_id):
         """A contract with the terms in force; the ETag names their version."""
-        detail = service.get_contract(uow(), contract_id)
+        detail = service.get_contract(read_uow(), contract_id)
         return detail, 200, _contract_headers(detail)
 
 
@@ -157,7 +157,7 @@ class ContractTermsView(MethodView):
     @contracts_blp.alt_response(404, description="No contract has this id.")
     def get(self, contract_id):
         """Every version of the contract's terms, oldest first."""
-        history = service.list_terms(uow(), contract_id)
+        history = service.list_terms(read_uow(), contract_id)
         return history, 200, _contract_headers(history)
 
     @requires("partners:write")
@@ -203,7 +203,7 @@ class ContractTermsVersion(MethodView):
     @contracts_blp.alt_response(404, description="No contract has this id, or it has no such version.")
     def get(self, contract_id, version):
         """One version of the contract's terms, current or past."""
-        return service.get_terms_version(uow(), contract_id, version)
+        return service.get_terms_version(read_uow(), contract_id, version)
 
 
 # -- /api/v1/partner-portal --------------------------------------------------------------------------------
@@ -214,7 +214,7 @@ class PortalMe(MethodView):
     @portal_blp.response(200, PartnerSchema)
     def get(self):
         """The partner bound to the calling key."""
-        return service.get_own_partner(uow(), _caller_partner_id())
+        return service.get_own_partner(read_uow(), _caller_partner_id())
 
 
 @portal_blp.route("/contracts")
@@ -224,7 +224,7 @@ class PortalContracts(MethodView):
     @portal_blp.response(200, PortalContractPageSchema)
     def get(self, args):
         """The calling partner's contracts, newest first, each with the terms in force."""
-        return service.list_own_contracts(uow(), _caller_partner_id(), **args)
+        return service.list_own_contracts(read_uow(), _caller_partner_id(), **args)
 
 
 @portal_blp.route("/contracts/<uuid:contract_id>")
@@ -234,7 +234,7 @@ class PortalContractById(MethodView):
     @portal_blp.alt_response(404, description="The calling partner has no contract with this id.")
     def get(self, contract_id):
         """One of the calling partner's contracts with the terms in force."""
-        detail = service.get_own_contract(uow(), _caller_partner_id(), contract_id)
+        detail = service.get_own_contract(read_uow(), _caller_partner_id(), contract_id)
         return detail, 200, _contract_headers(detail)
 
 
@@ -245,5 +245,5 @@ class PortalContractTerms(MethodView):
     @portal_blp.alt_response(404, description="The calling partner has no contract with this id.")
     def get(self, contract_id):
         """Every version of the terms of one of the calling partner's contracts, oldest first."""
-        history = service.list_own_terms(uow(), _caller_partner_id(), contract_id)
+        history = service.list_own_terms(read_uow(), _caller_partner_id(), contract_id)
         return history, 200, _contract_headers(history)
