@@ -27,7 +27,9 @@ lint: install
 	$(PY) -m pip install --quiet 'ruff>=0.6,<1'
 	$(VENV)/bin/ruff check services plugins tests
 
+# The suite's figures (docs/benchmarks.md), then the outbox relay against a naive one.
 bench: install
+	$(PY) tests/bench/bench_suite.py
 	$(PY) tests/bench/bench_outbox_relay.py
 
 clean:
