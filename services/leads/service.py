@@ -3,7 +3,7 @@ from __future__ import annotations
 
 import uuid
 
-from sqlalchemy import select, update
+from sqlalchemy import and_, select, update
 
 from services.common.db import utcnow
 from services.common.emails import normalize_email
@@ -69,10 +69,18 @@ def capture_lead(uow: UnitOfWork, data: dict, *, plugins) -> tuple[Lead, bool]:
 
 def get_lead(uow: UnitOfWork, lead_id: uuid.UUID) -> dict:
     """A lead with its score factors and latest touches."""
+    # One round trip: the lead LEFT JOINed to its latest touches (a lead without touches is one row).
+    latest = (select(LeadTouch.seq).where(LeadTouch.lead_id == lead_id)
+              .order_by(LeadTouch.seq.desc()).limit(TOUCHES_SHOWN))
+    stmt = (select(Lead, LeadTouch)
+            .outerjoin(LeadTouch, and_(LeadTouch.lead_id == Lead.id, LeadTouch.seq.in_(latest)))
+            .where(Lead.id == lead_id).order_by(LeadTouch.seq.desc()))
     with uow:
-        lead = _get(uow.session, lead_id)
-        touches = list(uow.session.scalars(
-            select(LeadTouch).where(LeadTouch.lead_id == lead.id).order_by(LeadTouch.seq.desc()).limit(TOUCHES_SHOWN)))
+        rows = uow.session.execute(stmt).all()
+        if not rows:
+            raise NotFound(f"No lead with id {lead_id}.")
+        lead = rows[0][0]
+        touches = [touch for _lead, touch in rows if touch is not None]
         return {**{c.key: getattr(lead, c.key) for c in Lead.__table__.columns}, "touches": touches}
 
 
@@ -129,15 +137,16 @@ def convert_lead(uow: UnitOfWork, lead_id: uuid.UUID) -> Lead:
     with uow:
         session = uow.session
         # A conditional update is the race-free claim on every database: only one caller moves the
-        # lead out of an open status, so only one crm.lead.converted is ever recorded.
-        claimed = session.execute(
+        # lead out of an open status, so only one crm.lead.converted is ever recorded. RETURNING hands back
+        # the claimed row in the same round trip (PostgreSQL, SQLite >= 3.35).
+        lead = session.scalars(
             update(Lead).where(Lead.id == lead_id, Lead.status.in_(OPEN_STATUSES))
             .values(status="converting", conversion_requested_at=utcnow(), version=Lead.version + 1)
-            .execution_options(synchronize_session=False)
-        ).rowcount
-        lead = _get(session, lead_id)
-        session.refresh(lead)
-        if not claimed:
+            .returning(Lead)
+            .execution_options(synchronize_session=False, populate_existing=True)
+        ).one_or_none()
+        if lead is None:
+            lead = _get(session, lead_id)
             if lead.status == "disqualified":
                 raise Conflict("A disqualified lead cannot be converted; reopen it first.", current_status=lead.status)
             return lead

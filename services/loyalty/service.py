@@ -11,7 +11,7 @@ from collections.abc import Iterable
 from dataclasses import dataclass
 from datetime import timezone
 
-from sqlalchemy import func, select
+from sqlalchemy import func, select, true
 
 from services.common.pagination import paginate
 from services.common.problems import Conflict, NotFound, Unprocessable
@@ -194,9 +194,18 @@ def enrol_contact_automatically(uow: UnitOfWork, contact_id: uuid.UUID) -> Membe
 
 def get_member(uow: UnitOfWork, member_id: uuid.UUID) -> dict:
     """A member with its balance and lifetime points, derived from the ledger."""
+    # One round trip: the member LEFT JOINed to its ledger sums per (kind, reversed kind).
+    sums = (select(LedgerEntry.kind, LedgerEntry.reversed_kind, func.sum(LedgerEntry.points).label("points"))
+            .where(LedgerEntry.member_id == member_id)
+            .group_by(LedgerEntry.kind, LedgerEntry.reversed_kind).subquery())
+    stmt = (select(Member, sums.c.kind, sums.c.reversed_kind, sums.c.points)
+            .outerjoin(sums, true()).where(Member.id == member_id))
     with uow:
-        member = _member(uow.session, member_id)
-        return _member_view(member, _totals(uow.session, member.id))
+        rows = uow.session.execute(stmt).all()
+        if not rows:
+            raise NotFound(f"No loyalty member with id {member_id}.")
+        totals = derive_totals((kind, rk, points) for _m, kind, rk, points in rows if kind is not None)
+        return _member_view(rows[0][0], totals)
 
 
 def list_members(uow: UnitOfWork, *, contact_id=None, program_id=None, limit: int, cursor: str | None) -> dict:

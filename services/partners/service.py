@@ -8,7 +8,7 @@ from __future__ import annotations
 import uuid
 from decimal import Decimal
 
-from sqlalchemy import func, select, tuple_, update
+from sqlalchemy import and_, func, select, true, tuple_, update
 
 from services.common.db import utcnow
 from services.common.pagination import paginate
@@ -43,6 +43,35 @@ def _contract(session, contract_id: uuid.UUID, *, owner: uuid.UUID | None) -> Co
         # One message for "does not exist" and "belongs to someone else", so the portal reveals nothing.
         raise NotFound(f"No contract with id {contract_id}.")
     return contract
+
+
+def _contract_rows(session, contract_id: uuid.UUID, *, owner: uuid.UUID | None, terms_on) -> list:
+    """(contract, terms) rows of one contract in one round trip, terms LEFT JOINed on `terms_on`; 404 when none."""
+    stmt = (select(Contract, ContractTerms)
+            .outerjoin(ContractTerms, and_(ContractTerms.contract_id == Contract.id, terms_on))
+            .where(Contract.id == contract_id))
+    if owner is not None:
+        stmt = stmt.where(Contract.partner_id == owner)
+    rows = session.execute(stmt.order_by(ContractTerms.version)).all()
+    if not rows:
+        # One message for "does not exist" and "belongs to someone else", so the portal reveals nothing.
+        raise NotFound(f"No contract with id {contract_id}.")
+    return rows
+
+
+def _contract_detail(session, contract_id: uuid.UUID, *, owner: uuid.UUID | None) -> dict:
+    """A contract with the terms in force, in one query."""
+    ((contract, terms),) = _contract_rows(session, contract_id, owner=owner,
+                                          terms_on=ContractTerms.version == Contract.current_version)
+    return _detail(contract, terms)
+
+
+def _contract_history(session, contract_id: uuid.UUID, *, owner: uuid.UUID | None) -> dict:
+    """A contract's every terms version, oldest first, in one query."""
+    rows = _contract_rows(session, contract_id, owner=owner, terms_on=true())
+    contract = rows[0][0]
+    return {"contract_id": contract.id, "current_version": contract.current_version,
+            "items": [terms for _contract, terms in rows if terms is not None]}
 
 
 def _current_terms(session, contract: Contract) -> ContractTerms:
@@ -183,8 +212,7 @@ def create_contract(uow: UnitOfWork, partner_id: uuid.UUID, data: dict, *, actor
 def get_contract(uow: UnitOfWork, contract_id: uuid.UUID) -> dict:
     """A contract with the terms in force."""
     with uow:
-        contract = _contract(uow.session, contract_id, owner=None)
-        return _detail(contract, _current_terms(uow.session, contract))
+        return _contract_detail(uow.session, contract_id, owner=None)
 
 
 def list_contracts(uow: UnitOfWork, partner_id: uuid.UUID, *, limit: int, cursor: str | None) -> dict:
@@ -196,24 +224,17 @@ def list_contracts(uow: UnitOfWork, partner_id: uuid.UUID, *, limit: int, cursor
         return _with_current_terms(uow.session, page)
 
 
-def _history(session, contract: Contract) -> dict:
-    versions = list(session.scalars(
-        select(ContractTerms).where(ContractTerms.contract_id == contract.id).order_by(ContractTerms.version)))
-    return {"contract_id": contract.id, "current_version": contract.current_version, "items": versions}
-
-
 def list_terms(uow: UnitOfWork, contract_id: uuid.UUID) -> dict:
     """Every version of a contract's terms, oldest first."""
     with uow:
-        return _history(uow.session, _contract(uow.session, contract_id, owner=None))
+        return _contract_history(uow.session, contract_id, owner=None)
 
 
 def get_terms_version(uow: UnitOfWork, contract_id: uuid.UUID, version: int) -> ContractTerms:
     """One version of a contract's terms, current or past."""
     with uow:
-        contract = _contract(uow.session, contract_id, owner=None)
-        terms = uow.session.scalar(select(ContractTerms).where(ContractTerms.contract_id == contract.id,
-                                                               ContractTerms.version == version))
+        ((_contract_row, terms),) = _contract_rows(uow.session, contract_id, owner=None,
+                                                   terms_on=ContractTerms.version == version)
         if terms is None:
             raise NotFound(f"Contract {contract_id} has no terms version {version}.")
         return terms
@@ -294,12 +315,11 @@ def get_own_contract(uow: UnitOfWork, partner_id: uuid.UUID, contract_id: uuid.U
     """One of the calling partner's contracts with the terms in force; anyone else's is not found."""
     owner = _owner(partner_id)
     with uow:
-        contract = _contract(uow.session, contract_id, owner=owner)
-        return _detail(contract, _current_terms(uow.session, contract))
+        return _contract_detail(uow.session, contract_id, owner=owner)
 
 
 def list_own_terms(uow: UnitOfWork, partner_id: uuid.UUID, contract_id: uuid.UUID) -> dict:
     """Every version of the terms of one of the calling partner's contracts, oldest first."""
     owner = _owner(partner_id)
     with uow:
-        return _history(uow.session, _contract(uow.session, contract_id, owner=owner))
+        return _contract_history(uow.session, contract_id, owner=owner)

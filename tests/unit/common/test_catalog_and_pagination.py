@@ -3,6 +3,8 @@ from __future__ import annotations
 
 import json
 import uuid
+from datetime import datetime, timezone
+from decimal import Decimal
 
 import pytest
 from hypothesis import given
@@ -56,3 +58,21 @@ def test_a_tampered_cursor_is_a_422_naming_the_cursor(bad):
     with pytest.raises(Unprocessable) as err:
         decode_cursor(bad)
     assert "cursor" in err.value.extra["errors"]
+
+
+def test_an_optional_field_left_out_is_published_with_its_default():
+    event = make_event("crm.contact.updated", {"contact_id": uuid.uuid4(), "changed": ["email"]}, source="/tests")
+
+    data = json.loads(event.to_json())["data"]
+
+    assert data["version"] is None
+    assert parse_event(event.to_json()).data == event.data
+
+
+def test_the_published_data_is_what_the_validated_data_dumps_to():
+    event = make_event("crm.purchase.recorded", {
+        "purchase_id": uuid.uuid4(), "member_id": uuid.uuid4(), "contact_id": uuid.uuid4(),
+        "program_id": uuid.uuid4(), "amount": Decimal("19.90"), "currency": "EUR",
+        "occurred_at": datetime(2026, 5, 1, 12, 30, tzinfo=timezone.utc)}, source="/tests")
+
+    assert json.loads(event.to_json())["data"] == CATALOG[event.type]().dump(event.data)

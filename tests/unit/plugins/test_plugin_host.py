@@ -365,3 +365,32 @@ def test_the_harness_rejects_a_misspelt_hook_like_start_up_does():
 
     with pytest.raises(PluginError, match="crm_score_leed"):
         run_score_lead(Typo)
+
+
+def test_each_factor_is_validated_once_when_the_plugin_builds_it(monkeypatch):
+    import crm_plugins.host as host_module
+    import crm_plugins.types as types_module
+
+    checked = []
+
+    def counting(factor):
+        checked.append(factor.code)
+        return original(factor)
+
+    original = types_module.factor_problem
+    monkeypatch.setattr(types_module, "factor_problem", counting)
+    monkeypatch.setattr(host_module, "factor_problem", counting)
+    host = make_host(Fixed(10, "a"), Fixed(5, "b"), names=["first", "second"])
+
+    decision = host.score_lead(LEAD)
+
+    assert decision.score == 15
+    assert sorted(checked) == ["a", "b"]
+
+
+def test_a_forged_factor_is_still_checked_by_the_host():
+    host = make_host(Returning(forged_factor("x", 2.5, "float points")), names=["sloppy"])
+
+    decision = host.score_lead(LEAD)
+
+    assert decision.score == 0 and decision.degraded[0].plugin == "sloppy"
