@@ -124,6 +124,7 @@ class Settings:
     gateway_routes: str | None = None  # path of a route-table JSON replacing the registry's default table
     redis_url: str | None = None
     rate_limit: str | None = "600/minute"  # per API key, across the gateway; None disables
+    key_cache_seconds: float = 5.0  # how long the gateway trusts a cached API key (revocation is at once anyway)
 
     def replace(self, **changes) -> "Settings":
         """A copy with some values changed (tests use this)."""
@@ -203,4 +204,5 @@ def from_env(service: str, env: Mapping[str, str] | None = None, *, require_secr
         gateway_routes=env.get("CRM_GATEWAY_ROUTES") or None,
         redis_url=env.get("REDIS_URL") or None,
         rate_limit=_read(env, "CRM_RATE_LIMIT", _rate_limit, Settings.rate_limit),
+        key_cache_seconds=_read(env, "CRM_KEY_CACHE_SECONDS", _positive_float, Settings.key_cache_seconds),
     )

@@ -9,7 +9,7 @@ from flask import Flask, current_app, g, jsonify, request
 from services.common.problems import problem_response
 from services.common.runtime import Runtime, build_runtime
 from crm.registry import SUITE
-from services.common.settings import Settings
+from services.common.settings import Settings, web_concurrency
 from services.common.web import OPEN_PATHS, create_service_app
 
 from . import api, keys
@@ -28,12 +28,13 @@ OPENAPI_TIMEOUT = 5.0
 
 @dataclass
 class Gateway:
-    """What the gateway's views share: the route table, the proxy and the key store's runtime."""
+    """What the gateway's views share: the route table, the proxy, the key cache and the key store's runtime."""
 
     settings: Settings
     runtime: Runtime
     routes: RouteTable
     proxy: UpstreamProxy
+    key_cache: keys.KeyCache
 
     def serves(self, path: str, upstream: str) -> bool:
         """True when the route table sends `path` to `upstream`."""
@@ -62,9 +63,7 @@ def authenticate_request():
         return problem_response(401, "Unauthorized",
                                 "Send an API key as `Authorization: Bearer <key>` or `X-API-Key: <key>`.",
                                 headers={"WWW-Authenticate": 'Bearer realm="crm"'})
-    with _gateway().runtime.uow(correlation_id=g.request_id) as work:
-        principal = keys.authenticate(work.session, presented)
-        work.commit()
+    principal = _gateway().key_cache.authenticate(presented)
     if principal is None:
         return problem_response(401, "Unauthorized", "The API key is unknown or revoked.",
                                 headers={"WWW-Authenticate": 'Bearer realm="crm", error="invalid_token"'})
@@ -144,8 +143,10 @@ def create_app(settings: Settings | None = None, *, proxy: UpstreamProxy | None 
     routes = (RouteTable.load(settings.gateway_routes) if settings.gateway_routes
               else RouteTable.from_mapping(SUITE.route_map(), source="the suite registry"))
     runtime = build_runtime(settings, None, None)
+    _processes, threads = web_concurrency()
     gateway = Gateway(settings=settings, runtime=runtime, routes=routes,
-                      proxy=proxy or UpstreamProxy.from_settings(settings))
+                      proxy=proxy or UpstreamProxy.from_settings(settings, pool_size=threads),
+                      key_cache=keys.KeyCache(keys.SqlKeySource(runtime.engine), ttl=settings.key_cache_seconds))
     app = create_service_app("gateway", title="CRM Suite API", blueprints=[api.blp], settings=settings,
                              readiness={"database": runtime.check_database}, verify_identity=False,
                              extensions={"crm.runtime": runtime, "crm.gateway": gateway})

@@ -1,10 +1,11 @@
-"""The gateway's own table: API keys, stored as a public prefix plus a SHA-256 hash (never the key)."""
+"""The gateway's own tables: API keys, stored as a public prefix plus a SHA-256 hash (never the key), and the
+revision counter that lets every gateway process see a revocation at once."""
 from __future__ import annotations
 
 import uuid
 from datetime import datetime
 
-from sqlalchemy import String, types
+from sqlalchemy import BigInteger, CheckConstraint, Integer, String, types
 from sqlalchemy.orm import Mapped, mapped_column
 
 from services.common.db import SeqType, make_base, new_id, utcnow
@@ -33,3 +34,21 @@ class ApiKey(Base):
     def revoked(self) -> bool:
         """True once the key has been revoked."""
         return self.revoked_at is not None
+
+
+# The id of the one row of api_key_revisions.
+REVISION_ROW = 1
+
+
+class KeyRevision(Base):
+    """A counter bumped in the same transaction as every revocation (one row, id 1).
+
+    Each gateway process reads it once per request (a primary-key lookup) and trusts its cached keys only while
+    it still holds the value they were loaded at, so a revocation through any process takes effect at once.
+    """
+
+    __tablename__ = "api_key_revisions"
+    __table_args__ = (CheckConstraint("id = 1", name="ck_api_key_revisions_one_row"),)
+
+    id: Mapped[int] = mapped_column(Integer, primary_key=True, autoincrement=False)
+    version: Mapped[int] = mapped_column(BigInteger, default=0)

@@ -1,7 +1,7 @@
 """Forwarding to upstream services: pooled HTTP, identity token, timeouts and a circuit breaker."""
 from __future__ import annotations
 
-import http.cookiejar
+import json
 import logging
 import math
 import threading
@@ -9,8 +9,9 @@ import time
 from collections.abc import Callable, Mapping
 from urllib.parse import quote
 
-import requests
+import urllib3
 from flask import Response
+from urllib3.exceptions import HTTPError, NewConnectionError, ProtocolError, TimeoutError
 
 from services.common.identity import HEADER as IDENTITY_HEADER
 from services.common.identity import Principal, issue_token
@@ -26,6 +27,8 @@ FORWARDED_REQUEST_HEADERS = ("Content-Type", "Accept", "If-Match", "If-None-Matc
 FORWARDED_RESPONSE_HEADERS = ("Content-Type", "ETag", "Location", "Retry-After", "Link", "Allow")
 # The gateway's own principal when it fetches an upstream's OpenAPI document.
 GATEWAY_PRINCIPAL = Principal(key_id="gateway", kind="internal", name="gateway")
+# Connections kept alive per upstream when no size is given: gunicorn's default thread count of our web processes.
+DEFAULT_POOL_SIZE = 8
 
 
 class CircuitOpen(Exception):
@@ -90,32 +93,43 @@ class CircuitBreaker:
                 self._trial_started = None
 
 
-def _no_cookies_session() -> requests.Session:
-    session = requests.Session()
-    # The session is shared by every caller: never keep an upstream's cookie for the next one.
-    session.cookies.set_policy(http.cookiejar.DefaultCookiePolicy(allowed_domains=[]))
-    # Upstreams are internal: no proxy variables, no .netrc credentials from the environment.
-    session.trust_env = False
-    adapter = requests.adapters.HTTPAdapter(pool_connections=8, pool_maxsize=32)
-    session.mount("http://", adapter)
-    session.mount("https://", adapter)
-    return session
+IDEMPOTENT_METHODS = frozenset({"GET", "HEAD", "OPTIONS", "PUT", "DELETE"})
+
+
+def replayable(method: str, headers: Mapping[str, str]) -> bool:
+    """True when sending the request twice has the effect of sending it once."""
+    return method.upper() in IDEMPOTENT_METHODS or bool(headers.get("Idempotency-Key"))
+
+
+class UpstreamStatusError(Exception):
+    """An upstream answered a document request (readiness, OpenAPI) with an error status."""
+
+    def __init__(self, upstream: str, status_code: int):
+        super().__init__(f"{upstream} answered HTTP {status_code}")
+        self.status_code = status_code
+        self.response = self  # read as `exc.response.status_code` by the readiness report
 
 
 class UpstreamProxy:
-    """Forwards calls to upstreams by name, one circuit breaker per upstream."""
+    """Forwards calls to upstreams by name, one circuit breaker and one keep-alive connection pool per upstream.
+
+    The pools are urllib3's: no cookie jar, no proxy or .netrc settings from the environment, no redirects
+    followed, no retries (a retried POST could apply twice; the caller decides).
+    """
 
     def __init__(self, upstreams: Mapping[str, str], *, identity_secret: str, timeout: float = 10.0,
                  token_ttl: float = 60.0, failure_threshold: int = 5, open_seconds: float = 10.0,
-                 session: requests.Session | None = None):
+                 pool_size: int = DEFAULT_POOL_SIZE):
         self.upstreams = {name: url.rstrip("/") for name, url in upstreams.items() if url}
         self.identity_secret = identity_secret
         self.timeout = timeout
         self.token_ttl = token_ttl
-        self.session = session or _no_cookies_session()
+        self.pool_size = pool_size
         self._threshold = failure_threshold
         self._open_seconds = open_seconds
         self._breakers: dict[str, CircuitBreaker] = {}
+        self._timeout = urllib3.Timeout(connect=timeout, read=timeout)
+        self._pools: dict[str, tuple[urllib3.HTTPConnectionPool, str]] = {}
         self._lock = threading.Lock()
 
     @classmethod
@@ -128,10 +142,27 @@ class UpstreamProxy:
 
     def breaker(self, upstream: str) -> CircuitBreaker:
         """The circuit breaker of one upstream."""
-        with self._lock:
-            if upstream not in self._breakers:
-                self._breakers[upstream] = CircuitBreaker(self._threshold, self._open_seconds)
-            return self._breakers[upstream]
+        breaker = self._breakers.get(upstream)
+        if breaker is None:
+            with self._lock:
+                breaker = self._breakers.setdefault(upstream, CircuitBreaker(self._threshold, self._open_seconds))
+        return breaker
+
+    def _pool(self, base: str) -> tuple[urllib3.HTTPConnectionPool, str]:
+        """The connection pool of an upstream base URL and the URL's own path, which prefixes every request path.
+
+        Keyed by URL, so a changed URL gets a pool of its own.
+        """
+        found = self._pools.get(base)
+        if found is None:
+            with self._lock:
+                found = self._pools.get(base)
+                if found is None:
+                    # maxsize = the threads that may call at once; block=False opens (and then drops) an extra
+                    # connection rather than queueing a request when the parallel readiness probes add to them.
+                    pool = urllib3.connection_from_url(base, maxsize=self.pool_size, block=False, retries=False)
+                    found = self._pools[base] = (pool, urllib3.util.parse_url(base).path or "")
+        return found
 
     def identity_headers(self, principal: Principal, request_id: str | None) -> dict[str, str]:
         """The headers that tell an upstream who is calling."""
@@ -158,31 +189,54 @@ class UpstreamProxy:
                                     upstream=upstream, headers={"Retry-After": str(seconds)})
         outgoing = {name: headers[name] for name in FORWARDED_REQUEST_HEADERS if headers.get(name)}
         outgoing.update(self.identity_headers(principal, request_id))
-        url = base + quote(path, safe="/:@!$&'()*+,;=-._~")
-        if query_string:
-            url += "?" + query_string.decode("latin-1")
         try:
-            answer = self.session.request(method, url, data=body or None, headers=outgoing,
-                                          timeout=(self.timeout, self.timeout), allow_redirects=False)
-        except requests.Timeout:
+            pool, prefix = self._pool(base)
+            target = prefix + quote(path, safe="/:@!$&'()*+,;=-._~")
+            if query_string:
+                target += "?" + query_string.decode("latin-1")
+            answer = self._send(pool, method, target, body=body or None, headers=outgoing)
+        except TimeoutError as exc:
             breaker.record_failure()
+            # urllib3 files a refused or unresolvable connection under its timeouts too; it is unreachable.
+            if isinstance(exc, NewConnectionError):
+                return self._unreachable(upstream, exc)
             log.warning("upstream %s timed out", upstream, extra={"event": "gateway.upstream_timeout", "upstream": upstream})
             return problem_response(504, "Gateway Timeout",
                                     f"The {upstream} service did not answer within {self.timeout:g} s.", upstream=upstream)
-        except requests.RequestException as exc:
+        except (HTTPError, OSError) as exc:
             breaker.record_failure()
-            log.warning("upstream %s unreachable: %s", upstream, type(exc).__name__,
-                        extra={"event": "gateway.upstream_unreachable", "upstream": upstream})
-            return problem_response(502, "Bad Gateway", f"The {upstream} service is unreachable.", upstream=upstream)
+            return self._unreachable(upstream, exc)
         except Exception:
             breaker.record_failure()  # never leave a half-open trial unreported
             raise
         breaker.record_success()
         return self._translate(answer, base)
 
+    def _send(self, pool: urllib3.HTTPConnectionPool, method: str, target: str, *, body, headers):
+        """urlopen, once more on a fresh connection when a replayable request lost its connection unanswered.
+
+        A pooled keep-alive connection races the upstream's idle timer: gunicorn may close it just as we reuse
+        it, and the request dies unanswered (a 502 for a healthy upstream; it failed the purchases reliability
+        test). Only a request that is safe to send twice is sent again: an idempotent method (RFC 9110 §9.2.2)
+        or one carrying an Idempotency-Key. A timeout is never retried: the upstream may still be working.
+        """
+        for attempt in (1, 2):
+            try:
+                return pool.urlopen(method, target, body=body, headers=headers, timeout=self._timeout,
+                                    redirect=False, retries=False, assert_same_host=False)
+            except ProtocolError:
+                if attempt == 2 or not replayable(method, headers):
+                    raise
+
     @staticmethod
-    def _translate(answer: requests.Response, base: str) -> Response:
-        response = Response(answer.content, status=answer.status_code)
+    def _unreachable(upstream: str, exc: BaseException) -> Response:
+        log.warning("upstream %s unreachable: %s", upstream, type(exc).__name__,
+                    extra={"event": "gateway.upstream_unreachable", "upstream": upstream})
+        return problem_response(502, "Bad Gateway", f"The {upstream} service is unreachable.", upstream=upstream)
+
+    @staticmethod
+    def _translate(answer: urllib3.BaseHTTPResponse, base: str) -> Response:
+        response = Response(answer.data, status=answer.status)
         del response.headers["Content-Type"]
         for name in FORWARDED_RESPONSE_HEADERS:
             value = answer.headers.get(name)
@@ -199,10 +253,16 @@ class UpstreamProxy:
         if base is None:
             raise LookupError(f"no URL configured for {upstream}")
         headers = self.identity_headers(principal, None) if principal else {}
-        answer = self.session.get(base + path, headers=headers, timeout=(timeout, timeout), allow_redirects=False)
-        answer.raise_for_status()
-        return answer.json()
+        pool, prefix = self._pool(base)
+        answer = pool.urlopen("GET", prefix + path, headers=headers, timeout=urllib3.Timeout(connect=timeout, read=timeout),
+                              redirect=False, retries=False, assert_same_host=False)
+        if answer.status >= 400:
+            raise UpstreamStatusError(upstream, answer.status)
+        return json.loads(answer.data)
 
     def close(self) -> None:
         """Release pooled connections."""
-        self.session.close()
+        with self._lock:
+            pools, self._pools = list(self._pools.values()), {}
+        for pool, _prefix in pools:
+            pool.close()

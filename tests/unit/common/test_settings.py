@@ -76,3 +76,15 @@ def test_web_concurrency_names_a_bad_variable(variable):
     with pytest.raises(SettingsError) as info:
         web_concurrency({variable: "0"})
     assert info.value.variable == variable
+
+
+def test_the_gateway_key_cache_lasts_a_few_seconds_unless_set():
+    assert from_env("gateway", {"CRM_IDENTITY_SECRET": SECRET}).key_cache_seconds == 5.0
+    assert from_env("gateway", {"CRM_IDENTITY_SECRET": SECRET, "CRM_KEY_CACHE_SECONDS": "0.5"}).key_cache_seconds == 0.5
+
+
+@pytest.mark.parametrize("value", ["0", "-1", "soon"])
+def test_a_key_cache_time_that_is_not_a_positive_number_names_the_variable(value):
+    with pytest.raises(SettingsError) as info:
+        from_env("gateway", {"CRM_IDENTITY_SECRET": SECRET, "CRM_KEY_CACHE_SECONDS": value})
+    assert info.value.variable == "CRM_KEY_CACHE_SECONDS"

@@ -9,35 +9,11 @@ from datetime import timedelta
 
 import pytest
 
-from services.common.db import utcnow
 from services.common.problems import Unprocessable
 from services.gateway import keys
 from services.gateway.models import ApiKey
 
-
-class FakeSession:
-    """The slice of a SQLAlchemy session the key use cases touch, over a list of ApiKey rows."""
-
-    def __init__(self, rows=()):
-        self.rows = list(rows)
-        self.flushes = 0
-
-    def add(self, row):
-        self.rows.append(row)
-
-    def flush(self):
-        self.flushes += 1
-        for row in self.rows:
-            row.id = row.id or uuid.uuid4()
-
-    def scalar(self, stmt):
-        # The only lookups are by prefix (authenticate) or "is there any key" (ensure_admin_key).
-        params = list(stmt.compile().params.values())
-        wanted = next((p for p in params if isinstance(p, str)), None)
-        for row in self.rows:
-            if wanted is None or row.prefix == wanted:
-                return row if wanted is not None else 1
-        return None
+from .fakes import FakeClock, FakeKeySource, FakeSession, FakeWallClock
 
 
 def _random_part(plaintext: str) -> str:
@@ -117,12 +93,27 @@ def test_a_key_name_must_be_1_to_100_characters(name):
         keys.create_key(FakeSession(), name=name)
 
 
+def _cache(source, **kw):
+    return keys.KeyCache(source, ttl=5.0, clock=kw.pop("clock", FakeClock()), now=kw.pop("now", FakeWallClock()), **kw)
+
+
+class NoLookups:
+    """A KeySource that fails the test when asked anything."""
+
+    def revision(self):
+        raise AssertionError("looked up the revision")
+
+    def load(self, prefix):
+        raise AssertionError("looked up a key")
+
+    def record_use(self, key_id, now):
+        raise AssertionError("recorded a use")
+
+
 @pytest.mark.parametrize("presented", [None, "", "crm_internal_short", "Bearer crm_internal_xxxxxxxxxxxxxxxxx",
                                        "crm_robot_aaaaaaaaaaaaaaaaaaaa", "x" * 500])
 def test_strings_not_shaped_like_a_key_are_rejected_before_any_lookup(presented):
-    session = FakeSession()
-    session.scalar = None  # any lookup would fail the test
-    assert keys.authenticate(session, presented) is None
+    assert _cache(NoLookups()).authenticate(presented) is None
 
 
 def test_authentication_compares_hashes_in_constant_time_even_for_an_unknown_prefix(monkeypatch):
@@ -134,59 +125,79 @@ def test_authentication_compares_hashes_in_constant_time_even_for_an_unknown_pre
         return real_compare(a, b)
 
     monkeypatch.setattr(keys.hmac, "compare_digest", recording_compare)
-    session = FakeSession()
-    key, plaintext = keys.create_key(session, name="app", scopes=["leads:read"])
+    source = FakeKeySource()
+    key, plaintext = source.create("leads:read")
+    cache = _cache(source)
 
-    assert keys.authenticate(session, plaintext) is not None
+    assert cache.authenticate(plaintext) is not None
     assert calls[-1] == (key.key_hash.encode(), keys.hash_key(plaintext).encode())
+    calls.clear()
+    assert cache.authenticate(plaintext) is not None, "a cache hit"
+    assert len(calls) == 1, "a cached key is still compared, in constant time"
 
     unknown = keys.generate_key("internal")[0]
     calls.clear()
-    assert keys.authenticate(session, unknown) is None
+    assert cache.authenticate(unknown) is None
     assert len(calls) == 1, "an unknown prefix still costs one hash comparison"
 
 
 def test_a_key_with_a_known_prefix_but_wrong_secret_is_refused():
-    session = FakeSession()
-    _key, plaintext = keys.create_key(session, name="app")
+    source = FakeKeySource()
+    _key, plaintext = source.create()
     tampered = plaintext[:-1] + ("A" if plaintext[-1] != "A" else "B")
-    assert keys.authenticate(session, tampered) is None
+    cache = _cache(source)
+    assert cache.authenticate(tampered) is None
+    assert cache.authenticate(plaintext) is not None
+    assert cache.authenticate(tampered) is None, "a warm entry does not let a wrong secret through"
 
 
 def test_a_key_presented_as_another_kind_is_refused():
-    session = FakeSession()
-    _key, plaintext = keys.create_key(session, name="p", partner_id=uuid.uuid4())
-    assert keys.authenticate(session, plaintext.replace("crm_partner_", "crm_internal_", 1)) is None
+    source = FakeKeySource()
+    _key, plaintext = source.create(partner_id=uuid.uuid4())
+    assert _cache(source).authenticate(plaintext.replace("crm_partner_", "crm_internal_", 1)) is None
 
 
 def test_a_revoked_key_no_longer_authenticates():
-    session = FakeSession()
-    key, plaintext = keys.create_key(session, name="app")
-    key.revoked_at = utcnow()
-    assert keys.authenticate(session, plaintext) is None
+    source = FakeKeySource()
+    key, plaintext = source.create()
+    source.revoke(key, FakeWallClock()())
+    assert _cache(source).authenticate(plaintext) is None
 
 
 def test_authentication_yields_the_principal_of_the_key():
-    session = FakeSession()
+    source = FakeKeySource()
     partner = uuid.uuid4()
-    key, plaintext = keys.create_key(session, name="acme", partner_id=partner)
-    principal = keys.authenticate(session, plaintext)
+    key, plaintext = source.create(partner_id=partner, name="acme")
+    principal = _cache(source).authenticate(plaintext)
     assert principal.key_id == str(key.id)
     assert principal.kind == "partner" and principal.partner_id == str(partner)
     assert principal.scopes == frozenset() and principal.name == "acme"
 
 
-def test_last_used_is_recorded_at_most_once_a_minute():
-    session = FakeSession()
-    key, plaintext = keys.create_key(session, name="app")
-    t0 = utcnow()
-    keys.authenticate(session, plaintext, now=t0)
-    assert key.last_used_at == t0
-    keys.authenticate(session, plaintext, now=t0 + timedelta(seconds=30))
-    assert key.last_used_at == t0
-    later = t0 + timedelta(seconds=61)
-    keys.authenticate(session, plaintext, now=later)
-    assert key.last_used_at == later
+def test_last_used_is_recorded_at_most_once_a_minute_and_never_on_a_cache_hit():
+    source, clock, wall = FakeKeySource(), FakeClock(), FakeWallClock()
+    key, plaintext = source.create()
+    cache = _cache(source, clock=clock, now=wall)
+    t0 = wall()
+    cache.authenticate(plaintext)
+    assert key.last_used_at == t0 and source.uses == [t0]
+    for _ in range(20):  # hits, then reloads every 5 s for 30 s: the stored time is recent, nothing is written
+        clock.advance(1.5)
+        wall.advance(1.5)
+        cache.authenticate(plaintext)
+    assert source.uses == [t0]
+    clock.advance(31)
+    wall.advance(31)  # 61 s after the first use: the next reload finds it stale and records this use
+    cache.authenticate(plaintext)
+    assert key.last_used_at == t0 + timedelta(seconds=61)
+    assert len(source.uses) == 2
+
+
+def test_a_failed_attempt_does_not_count_as_a_use():
+    source = FakeKeySource()
+    key, plaintext = source.create()
+    _cache(source).authenticate(plaintext[:-1] + ("A" if plaintext[-1] != "A" else "B"))
+    assert key.last_used_at is None and source.uses == []
 
 
 def test_the_admin_key_is_created_only_when_there_is_no_key_at_all():
