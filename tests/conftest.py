@@ -65,6 +65,31 @@ def make_settings(request, shared_amqp_url, identity_secret):
     return make
 
 
+@pytest.fixture
+def service_app(make_database, make_settings):
+    """Factory: `service_app("leads", **env)` is that service's app on a fresh migrated PostgreSQL database.
+
+    Built through the suite registry, like every process. `database_url=` puts it on a database the test
+    made (and migrated) itself, e.g. to run a second app or a worker on the same data. Engines are disposed
+    after the test, so no connection outlives the database it points at.
+    """
+    from crm.registry import SUITE
+
+    apps = []
+
+    def make(name: str, *, database_url: str | None = None, **env):
+        if database_url is None:
+            database_url = make_database(name)
+            SUITE.migrate(name, database_url)
+        app = SUITE.create_app(name, make_settings(name, database_url, **env))
+        apps.append(app)
+        return app
+
+    yield make
+    for app in apps:
+        app.extensions["crm.runtime"].engine.dispose()
+
+
 def pytest_sessionfinish(session, exitstatus):
     """In CI (CRM_FAIL_ON_SKIP=1) a skipped test fails the run: every service it needs is on the machine."""
     import os

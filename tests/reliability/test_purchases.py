@@ -20,13 +20,28 @@ PURCHASES = 1000
 CLIENTS = 8
 
 
+def _field(response, name: str):
+    """One field of a 200 JSON answer; a response of another shape fails the test showing what came back.
+
+    (It once was a 502 problem: see test_upstream_keepalive.py.)
+    """
+    body = response.json() if response.headers.get("Content-Type", "").endswith("json") else None
+    assert response.status_code == 200 and isinstance(body, dict) and name in body, \
+        f"GET {response.url} -> {response.status_code} {response.headers.get('Content-Type')}: {response.text}"
+    return body[name]
+
+
+def _items(response) -> list:
+    return _field(response, "items")
+
+
 def _enrolled_contacts(c, n: int) -> list[tuple[str, str]]:
     out = []
     for _ in range(n):
         contact = c.post("/api/v1/contacts", json={"email": f"shopper-{uuid.uuid4().hex[:8]}@shop.example"})
         assert contact.status_code == 201, contact.text
         cid = contact.json()["id"]
-        member = wait_until(lambda: (c.get("/api/v1/loyalty/members", params={"contact_id": cid}).json()["items"] or [None])[0],
+        member = wait_until(lambda: (_items(c.get("/api/v1/loyalty/members", params={"contact_id": cid})) or [None])[0],
                             timeout=30, message="auto-enrolment")
         out.append((cid, member["id"]))
     return out
@@ -77,7 +92,7 @@ def test_1000_purchases_from_8_clients_with_the_contacts_worker_killed_give_exac
             suite.start("worker:contacts")
 
     def metrics_complete():
-        blocks = {cid: internal_client.get(f"/api/v1/contacts/{cid}").json()["purchases"] for cid, _ in people}
+        blocks = {cid: _field(internal_client.get(f"/api/v1/contacts/{cid}"), "purchases") for cid, _ in people}
         return blocks if sum(b["count"] for b in blocks.values()) >= PURCHASES else None
 
     blocks = wait_until(metrics_complete, timeout=180, message="every purchase reflected on the contacts")
@@ -98,8 +113,7 @@ def test_the_same_purchase_sent_5_times_earns_points_once(suite, internal_client
     assert statuses.count(201) == 1
     replays = [internal_client.post("/api/v1/loyalty/purchases", json=body, headers=key).status_code for _ in range(5)]
     assert set(replays) <= {200, 201}
-    member = internal_client.get(f"/api/v1/loyalty/members/{member_id}").json()
-    assert member["balance"] == 42
-    assert len(internal_client.get(f"/api/v1/loyalty/members/{member_id}/transactions").json()["items"]) == 1
-    wait_until(lambda: internal_client.get(f"/api/v1/contacts/{cid}").json()["purchases"]["count"] == 1,
+    assert _field(internal_client.get(f"/api/v1/loyalty/members/{member_id}"), "balance") == 42
+    assert len(_items(internal_client.get(f"/api/v1/loyalty/members/{member_id}/transactions"))) == 1
+    wait_until(lambda: _field(internal_client.get(f"/api/v1/contacts/{cid}"), "purchases")["count"] == 1,
                timeout=30, message="one purchase on the contact")

@@ -6,24 +6,19 @@ import json
 import pytest
 from sqlalchemy import func, select
 
-from crm.registry import SUITE
-from services.contacts.app import create_app
 from services.contacts.models import Contact, OutboxMessage
 from tests.support.auth import identity_headers
 
 
 @pytest.fixture
-def contacts_settings(make_database, make_settings):
-    url = make_database("contacts")
-    SUITE.migrate("contacts", url)
-    return make_settings("contacts", url)
+def app(service_app):
+    return service_app("contacts")
 
 
 @pytest.fixture
-def app(contacts_settings):
-    application = create_app(contacts_settings)
-    yield application
-    application.extensions["crm.runtime"].engine.dispose()
+def contacts_settings(app):
+    """The app's settings: a worker built from them shares its database and vhost."""
+    return app.extensions["crm.settings"]
 
 
 @pytest.fixture

@@ -5,7 +5,6 @@ import pytest
 
 from crm.registry import SUITE
 from services.gateway import keys
-from services.gateway.app import create_app
 
 from .upstream import EchoUpstream
 
@@ -23,23 +22,24 @@ def upstream():
         yield server
 
 
+def _upstream_env(upstream) -> dict[str, str]:
+    env = {f"CRM_{e.env_prefix}_URL": upstream.url for e in SUITE.upstreams}
+    env["CRM_UPSTREAM_TIMEOUT"] = "1"
+    return env
+
+
 @pytest.fixture
 def gateway_settings(make_settings, gateway_database, upstream):
     """Contacts and leads on the echo upstream; loyalty and partners too, so every route has a live server."""
     def make(**env):
-        base = {f"CRM_{svc.upper()}_URL": upstream.url for svc in ("contacts", "leads", "loyalty", "partners")}
-        base["CRM_UPSTREAM_TIMEOUT"] = "1"
-        base.update(env)
-        return make_settings("gateway", gateway_database, **base)
+        return make_settings("gateway", gateway_database, **{**_upstream_env(upstream), **env})
 
     return make
 
 
 @pytest.fixture
-def gateway(gateway_settings):
-    app = create_app(gateway_settings())
-    yield app
-    app.extensions["crm.runtime"].engine.dispose()
+def gateway(service_app, gateway_database, upstream):
+    return service_app("gateway", database_url=gateway_database, **_upstream_env(upstream))
 
 
 @pytest.fixture

@@ -9,9 +9,7 @@ from sqlalchemy import func, select
 
 from services.common.catalog import make_event
 from services.common.consumer import InboxDispatcher
-from crm.registry import SUITE
 from services.leads import handlers
-from services.leads.app import create_app
 from services.leads.models import Lead, LeadTouch, OutboxMessage
 from tests.support.auth import identity_headers
 
@@ -21,12 +19,8 @@ RW = identity_headers("leads:read", "leads:write")
 
 
 @pytest.fixture
-def leads(make_database, make_settings):
-    url = make_database("leads")
-    SUITE.migrate("leads", url)
-    app = create_app(make_settings("leads", url))
-    yield app
-    app.extensions["crm.runtime"].engine.dispose()
+def leads(service_app):
+    return service_app("leads")
 
 
 def _count(app, model, *where) -> int:

@@ -6,8 +6,6 @@ import uuid
 import pytest
 from sqlalchemy import func, select
 
-from crm.registry import SUITE
-from services.leads.app import create_app
 from services.leads.models import IdempotencyRecord, Lead, LeadTouch, OutboxMessage
 from tests.support.auth import identity_headers
 
@@ -21,12 +19,8 @@ def _rw(**extra) -> dict:
 
 
 @pytest.fixture
-def leads(make_database, make_settings):
-    url = make_database("leads")
-    SUITE.migrate("leads", url)
-    app = create_app(make_settings("leads", url))
-    yield app
-    app.extensions["crm.runtime"].engine.dispose()
+def leads(service_app):
+    return service_app("leads")
 
 
 def _count(app, model, *where) -> int:

@@ -12,7 +12,6 @@ from services.common.catalog import EXCHANGE, make_event
 from services.common.consumer import InboxDispatcher
 from crm.registry import SUITE
 from services.loyalty import handlers
-from services.loyalty.app import create_app
 from services.loyalty.models import Member, OutboxMessage
 from tests.integration.loyalty.support import count, events, purchase_body, rw
 from tests.support.suite import wait_until
@@ -73,9 +72,9 @@ def test_without_auto_enrolment_contact_created_enrols_nobody(loyalty):
     assert count(loyalty, Member) == 0 and events(loyalty, "crm.member.enrolled") == []
 
 
-def test_the_worker_enrols_a_contact_from_the_broker_and_publishes_the_enrolment(loyalty_url, make_settings, amqp_url):
-    settings = make_settings("loyalty", loyalty_url)
-    app = create_app(settings)
+def test_the_worker_enrols_a_contact_from_the_broker_and_publishes_the_enrolment(loyalty, amqp_url):
+    app = loyalty
+    settings = app.extensions["crm.settings"]
     worker = SUITE.create_worker("loyalty", settings)
     contact_id = uuid.uuid4()
     conn = pika.BlockingConnection(connection_parameters(amqp_url))
@@ -110,23 +109,18 @@ def test_the_worker_enrols_a_contact_from_the_broker_and_publishes_the_enrolment
     finally:
         worker.stop()
         conn.close()
-        app.extensions["crm.runtime"].engine.dispose()
         worker.runtime.engine.dispose()
 
 
-def test_the_migrations_and_a_purchase_work_on_sqlite_too(tmp_path, make_settings):
+def test_the_migrations_and_a_purchase_work_on_sqlite_too(tmp_path, service_app):
     url = f"sqlite:///{tmp_path / 'loyalty.db'}"
     SUITE.migrate("loyalty", url)
-    app = create_app(make_settings("loyalty", url))
-    client = app.test_client()
-    try:
-        bought = client.post("/api/v1/loyalty/purchases", headers=rw(), json=purchase_body(external_id="r-1"))
-        again = client.post("/api/v1/loyalty/purchases", headers=rw(), json=purchase_body(
-            bought.json["contact_id"], external_id="r-1"))
-        spent = client.post(f"/api/v1/loyalty/members/{bought.json['member_id']}/redemptions", headers=rw(),
-                            json={"points": 50})
+    client = service_app("loyalty", database_url=url).test_client()
+    bought = client.post("/api/v1/loyalty/purchases", headers=rw(), json=purchase_body(external_id="r-1"))
+    again = client.post("/api/v1/loyalty/purchases", headers=rw(), json=purchase_body(
+        bought.json["contact_id"], external_id="r-1"))
+    spent = client.post(f"/api/v1/loyalty/members/{bought.json['member_id']}/redemptions", headers=rw(),
+                        json={"points": 50})
 
-        assert (bought.status_code, again.status_code, spent.status_code) == (201, 200, 409)
-        assert bought.json["points"] == 42 and again.json == bought.json
-    finally:
-        app.extensions["crm.runtime"].engine.dispose()
+    assert (bought.status_code, again.status_code, spent.status_code) == (201, 200, 409)
+    assert bought.json["points"] == 42 and again.json == bought.json

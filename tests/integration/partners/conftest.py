@@ -7,8 +7,6 @@ from collections.abc import Mapping
 import pytest
 from sqlalchemy import func, select
 
-from crm.registry import SUITE
-from services.partners.app import create_app
 from services.partners.models import Contract, ContractTerms, OutboxMessage, Partner
 from tests.support.auth import identity_headers
 
@@ -43,17 +41,14 @@ TERMS = {
 
 
 @pytest.fixture
-def partners_settings(make_database, make_settings):
-    url = make_database("partners")
-    SUITE.migrate("partners", url)
-    return make_settings("partners", url)
+def app(service_app):
+    return service_app("partners")
 
 
 @pytest.fixture
-def app(partners_settings):
-    application = create_app(partners_settings)
-    yield application
-    application.extensions["crm.runtime"].engine.dispose()
+def partners_settings(app):
+    """The app's settings: a worker built from them shares its database and vhost."""
+    return app.extensions["crm.settings"]
 
 
 @pytest.fixture
