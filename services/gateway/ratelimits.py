@@ -3,12 +3,15 @@ from __future__ import annotations
 
 import logging
 import math
+import threading
 import time
+import weakref
 
 from flask import Flask, Response, g, request
 from flask_limiter import Limiter
 from flask_limiter.errors import RateLimitExceeded
 from flask_limiter.util import get_remote_address
+from limits.storage import MemoryStorage
 
 from services.common.problems import problem_response
 from services.common.settings import Settings
@@ -18,6 +21,45 @@ STRATEGY = "moving-window"
 DEFAULT_KEY_PREFIX = "crm-gateway"
 
 log = logging.getLogger("crm.gateway")
+
+
+class SweptMemoryStorage(MemoryStorage):
+    """limits' in-process storage with its expired entries swept by one long-lived thread.
+
+    The library's own memory storage starts a fresh 10 ms timer thread on nearly every counted request to drop
+    expired entries (9 % of the gateway's CPU under load). The sweep only frees memory: the moving window compares
+    timestamps itself. So one daemon thread sweeping once a second does the same job; it ends with the storage.
+    """
+
+    STORAGE_SCHEME = ["crm-memory"]
+    SWEEP_SECONDS = 1.0
+
+    def __init__(self, uri: str | None = None, wrap_exceptions: bool = False, **options):
+        super().__init__(uri, wrap_exceptions=wrap_exceptions, **options)
+        self._sweeper: threading.Thread | None = None
+        self._sweeper_lock = threading.Lock()
+
+    def _MemoryStorage__schedule_expiry(self) -> None:  # replaces the base class's per-call timer
+        if self._sweeper is None:
+            with self._sweeper_lock:
+                if self._sweeper is None:
+                    self._sweeper = threading.Thread(target=_sweep, args=(weakref.ref(self),),
+                                                     name="rate-limit-sweeper", daemon=True)
+                    self._sweeper.start()
+
+    def sweep(self) -> None:
+        """Drop the entries whose window has passed."""
+        self._MemoryStorage__expire_events()
+
+
+def _sweep(storage_ref: weakref.ref) -> None:
+    while True:
+        time.sleep(SweptMemoryStorage.SWEEP_SECONDS)
+        storage = storage_ref()
+        if storage is None:
+            return
+        storage.sweep()
+        del storage
 
 
 def limit_key() -> str:
@@ -47,7 +89,7 @@ def install_rate_limits(app: Flask, settings: Settings, *, key_prefix: str = DEF
         application_limits=[settings.rate_limit],  # one counter per key shared by every route
         application_limits_exempt_when=_exempt,
         strategy=STRATEGY,
-        storage_uri=settings.redis_url or "memory://",
+        storage_uri=settings.redis_url or "crm-memory://",
         key_prefix=key_prefix,
         # The gateway writes the headers itself (below): flask-limiter's own would put a Retry-After on every
         # response and overwrite the one an upstream or the circuit breaker sent.
