@@ -1,14 +1,16 @@
-"""Event consumer: manual acks after the handler's transaction, inbox idempotency, retries, DLQ."""
+"""Event consumer: batches of deliveries in one transaction, inbox idempotency, acks after commit, retries, DLQ."""
 from __future__ import annotations
 
 import logging
 import threading
 import time
+from collections import deque
+from collections.abc import Callable, Sequence
 from datetime import datetime, timezone
-from typing import Callable
 
 import pika
 from marshmallow import ValidationError
+from sqlalchemy import select
 from sqlalchemy.exc import IntegrityError
 
 from .broker import (ATTEMPT_HEADER, ERROR_HEADER, Bindings, connection_parameters, declare_topology, dlq_name,
@@ -19,20 +21,42 @@ from .uow import UnitOfWork
 log = logging.getLogger("crm.consumer")
 
 Handler = Callable[[UnitOfWork, Event], None]
+# What happened to one event of a batch: True handled, False a duplicate the inbox absorbed, or the failure.
+Outcome = bool | Exception
+
+# How long the idle loop waits for a delivery before it looks at the stop flag again.
+IDLE_WAIT = 0.5
+# How often a long batch lets pika run (heartbeats, buffering new deliveries) between two events.
+KEEPALIVE_EVERY = 1.0
+
+
+class NoHandler(LookupError):
+    """An event reached a service that has no handler for its type."""
+
+
+def handler_name(handler: Handler) -> str:
+    """The inbox key of a handler: its module and qualified name."""
+    return f"{handler.__module__}.{handler.__qualname__}"
 
 
 class InboxDispatcher:
-    """Runs a handler and records (event id, handler) in the inbox in one transaction."""
+    """Runs handlers and records (event id, handler) in the inbox in the same transaction."""
 
     def __init__(self, uow_factory: Callable[..., UnitOfWork], inbox_model, handlers: dict[str, Handler]):
         self._uow_factory = uow_factory
         self._inbox = inbox_model
         self.handlers = handlers
+        self._names = {event_type: handler_name(h) for event_type, h in handlers.items()}
+
+    def _handler(self, event: Event) -> tuple[Handler, str]:
+        try:
+            return self.handlers[event.type], self._names[event.type]
+        except KeyError:
+            raise NoHandler(f"no handler for {event.type}; handled here: {', '.join(sorted(self.handlers))}") from None
 
     def dispatch(self, event: Event) -> bool:
-        """Handle `event` once; returns False when the inbox shows it was handled before."""
-        handler = self.handlers[event.type]
-        name = f"{handler.__module__}.{handler.__qualname__}"
+        """Handle `event` once in its own transaction; returns False when the inbox shows it was handled before."""
+        handler, name = self._handler(event)
         uow = self._uow_factory(correlation_id=event.correlationid or str(event.id), causation_id=str(event.id))
         try:
             with uow:
@@ -50,23 +74,90 @@ class InboxDispatcher:
                     return False
             raise
 
+    def dispatch_batch(self, events: Sequence[Event], *, between: Callable[[], None] = lambda: None) -> list[Outcome]:
+        """Handle `events` in one transaction; one outcome per event, in order. Never raises for an event.
+
+        When anything in the shared transaction fails, it is rolled back and every event is handled again in a
+        transaction of its own, so a bad event fails alone and its neighbours commit. `between` runs between
+        two handlers (the consumer uses it to keep its connection's heartbeats going).
+        """
+        if len(events) > 1:
+            try:
+                return self._dispatch_together(events, between)
+            except Exception as exc:  # noqa: BLE001 — isolated below, event by event
+                log.info("batch of %d failed (%s: %s); handling its events one by one", len(events),
+                         type(exc).__name__, exc, extra={"event": "batch.split"})
+        outcomes: list[Outcome] = []
+        for event in events:
+            try:
+                outcomes.append(self.dispatch(event))
+            except Exception as exc:  # noqa: BLE001 — the consumer retries or dead-letters it
+                outcomes.append(exc)
+            between()
+        return outcomes
+
+    def _dispatch_together(self, events: Sequence[Event], between: Callable[[], None]) -> list[Outcome]:
+        inbox = self._inbox
+        keyed = [(event, *self._handler(event)) for event in events]
+        uow = self._uow_factory()
+        with uow:
+            session = uow.session
+            # One query for the whole batch: which (event, handler) pairs were handled before.
+            seen = set(session.execute(
+                select(inbox.event_id, inbox.handler).where(inbox.event_id.in_({e.id for e in events}))).all())
+            outcomes: list[Outcome] = []
+            fresh = []
+            for event, handler, name in keyed:
+                if (event.id, name) in seen:
+                    outcomes.append(False)  # handled before, or twice in this very batch
+                    continue
+                seen.add((event.id, name))
+                fresh.append((event, handler, name))
+                outcomes.append(True)
+            if fresh:
+                # Inbox rows first, all together: a concurrent consumer of the same event blocks here, not halfway.
+                session.add_all([inbox(event_id=e.id, handler=name, event_type=e.type) for e, _h, name in fresh])
+                session.flush()
+                for event, handler, _name in fresh:
+                    # Events a handler records are caused by (and correlated with) the event it handles.
+                    uow.correlation_id = event.correlationid or str(event.id)
+                    uow.causation_id = str(event.id)
+                    handler(uow, event)
+                    between()
+                uow.correlation_id = uow.causation_id = None
+                uow.commit()
+            return outcomes
+
 
 class Consumer:
-    """Consumes a service's quorum queue on a blocking pika connection and reconnects after failures."""
+    """Consumes a service's quorum queue on a blocking pika connection, in batches, and reconnects after failures.
+
+    A batch is up to `batch_size` deliveries, gathered for at most `batch_linger` seconds once the first one
+    is there. Its events are handled in one transaction; then failures are copied to their retry queue (or the
+    DLQ) with a confirm, and only then is the whole batch acked at once (`multiple=True`). A crash before that
+    ack redelivers the whole batch, and the inbox absorbs what was already committed.
+    """
 
     def __init__(self, service: str, amqp_url: str, dispatcher: InboxDispatcher, *, bindings: Bindings,
-                 retry_delays: tuple[float, ...], prefetch: int = 100):
+                 retry_delays: tuple[float, ...], prefetch: int = 500, batch_size: int = 200,
+                 batch_linger: float = 0.005):
         bound = set(bindings.get(service, ()))
         if bound != set(dispatcher.handlers):
             raise ValueError(f"{service}: the topology binds {sorted(bound)} but the handlers take "
                              f"{sorted(dispatcher.handlers)}; derive the bindings from the handlers")
+        if batch_size < 1 or prefetch < 1 or batch_linger < 0:
+            raise ValueError("batch_size and prefetch must be positive, batch_linger not negative")
         self.service = service
         self.bindings = bindings
         self.amqp_url = amqp_url
         self.dispatcher = dispatcher
         self.retry_delays = retry_delays
         self.prefetch = prefetch
+        # The broker never has more than `prefetch` deliveries unacked, so a larger batch could not fill.
+        self.batch_size = min(batch_size, prefetch)
+        self.batch_linger = batch_linger
         self.handled = 0
+        self.batches = 0
         self._stop = threading.Event()
 
     def run(self, stop: threading.Event | None = None) -> None:
@@ -90,50 +181,68 @@ class Consumer:
             declare_topology(channel, self.bindings, self.retry_delays)
             channel.confirm_delivery()
             channel.basic_qos(prefetch_count=self.prefetch)
+            # Deliveries are only buffered by the callback; they are handled below, outside pika's dispatch.
+            pending: deque = deque()
+            channel.basic_consume(queue_name(self.service),
+                                  on_message_callback=lambda _ch, method, props, body: pending.append((method, props, body)))
             log.info("consumer connected", extra={"event": "consumer.connected"})
-            for method, props, body in channel.consume(queue_name(self.service), inactivity_timeout=0.5):
-                if self._stop.is_set():
-                    break
-                if method is None:
+            keepalive = _KeepAlive(conn)
+            while not self._stop.is_set():
+                if not pending:
+                    # Returns as soon as a delivery is dispatched; pika services heartbeats meanwhile.
+                    conn.process_data_events(time_limit=IDLE_WAIT)
                     continue
-                self._on_message(channel, method, props, body)
-            channel.cancel()
+                if len(pending) < self.batch_size and self.batch_linger:
+                    deadline = time.monotonic() + self.batch_linger
+                    while len(pending) < self.batch_size and (left := deadline - time.monotonic()) > 0:
+                        conn.process_data_events(time_limit=left)
+                batch = [pending.popleft() for _ in range(min(self.batch_size, len(pending)))]
+                self._handle_batch(channel, batch, keepalive)
         finally:
             if conn.is_open:
-                conn.close()
+                conn.close()  # unacked deliveries go back to the queue
 
-    def _on_message(self, channel, method, props, body) -> None:
+    def _handle_batch(self, channel, batch: list, keepalive: "_KeepAlive") -> None:
         started = time.perf_counter()
-        try:
-            event = parse_event(body)
-        except (ValidationError, UnknownEventType) as exc:
-            # A malformed or unknown event can never succeed: park it at once.
-            self._dead_letter(channel, props, body, f"invalid event: {exc}")
-            channel.basic_ack(method.delivery_tag)
-            return
-        try:
-            fresh = self.dispatcher.dispatch(event)
-        except Exception as exc:  # noqa: BLE001 — any handler failure is retried, then dead-lettered
-            log.warning("handler failed for %s %s: %s", event.type, event.id, exc,
-                        extra={"event": "handler.failed", "correlation_id": event.correlationid})
-            self._retry_or_dead_letter(channel, props, body, exc)
-            channel.basic_ack(method.delivery_tag)
-            return
-        channel.basic_ack(method.delivery_tag)
-        self.handled += 1
-        log.info("handled %s", event.type, extra={
-            "event": "event.handled" if fresh else "event.duplicate", "event_type": event.type,
-            "event_id": str(event.id), "correlation_id": event.correlationid,
-            "duration_ms": round((time.perf_counter() - started) * 1000, 2)})
+        parsed = []
+        for method, props, body in batch:
+            try:
+                event = parse_event(body)
+            except (ValidationError, UnknownEventType) as exc:
+                # A malformed or unknown event can never succeed: park it at once.
+                self._dead_letter(channel, props, body, f"invalid event: {exc}")
+                continue
+            if event.type not in self.dispatcher.handlers:
+                # The bindings come from the handlers, so only a stale binding left on the broker gets here.
+                self._dead_letter(channel, props, body, f"{self.service} has no handler for {event.type} "
+                                                        f"(a binding the handlers do not take?)")
+                continue
+            parsed.append((event, props, body))
+        outcomes = self.dispatcher.dispatch_batch([p[0] for p in parsed], between=keepalive)
+        duration_ms = round((time.perf_counter() - started) * 1000, 2)
+        for (event, props, body), outcome in zip(parsed, outcomes):
+            if isinstance(outcome, Exception):
+                log.warning("handler failed for %s %s: %s", event.type, event.id, outcome,
+                            extra={"event": "handler.failed", "correlation_id": event.correlationid})
+                # The copy is confirmed before the batch is acked below, so a crash in between duplicates
+                # (harmless, the inbox absorbs it) and never loses the event.
+                self._retry_or_dead_letter(channel, props, body, outcome)
+                continue
+            log.info("handled %s", event.type, extra={
+                "event": "event.handled" if outcome else "event.duplicate", "event_type": event.type,
+                "event_id": str(event.id), "correlation_id": event.correlationid, "batch": len(batch),
+                "duration_ms": duration_ms})
+        # Deliveries arrive in tag order and every earlier one was acked with an earlier batch.
+        channel.basic_ack(batch[-1][0].delivery_tag, multiple=True)
+        self.handled += sum(1 for outcome in outcomes if not isinstance(outcome, Exception))
+        self.batches += 1
 
     def _retry_or_dead_letter(self, channel, props, body, exc: Exception) -> None:
         headers = dict(props.headers or {})
         attempt = int(headers.get(ATTEMPT_HEADER, 0))
         error = f"{type(exc).__name__}: {exc}"[:1000]
-        if attempt < len(self.retry_delays):
+        if attempt < len(self.retry_delays) and not isinstance(exc, NoHandler):
             headers.update({ATTEMPT_HEADER: attempt + 1, ERROR_HEADER: error})
-            # The copy is confirmed before the original is acked, so a crash in between duplicates
-            # (harmless, the inbox absorbs it) and never loses the event.
             channel.basic_publish("", retry_queue_name(self.service, self.retry_delays[attempt]), body,
                                   _copy_props(props, headers))
         else:
@@ -144,6 +253,24 @@ class Consumer:
         headers.update({ERROR_HEADER: error[:1000], "x-crm-dead-lettered-at": datetime.now(timezone.utc).isoformat()})
         channel.basic_publish("", dlq_name(self.service), body, _copy_props(props, headers))
         log.error("event dead-lettered: %s", error, extra={"event": "event.dead_lettered"})
+
+
+class _KeepAlive:
+    """Lets pika run now and then during a long batch, so heartbeats go out and the broker keeps us."""
+
+    def __init__(self, conn):
+        self._conn = conn
+        self._last = time.monotonic()
+
+    def __call__(self) -> None:
+        now = time.monotonic()
+        if now - self._last >= KEEPALIVE_EVERY and self._conn.is_open:
+            self._last = now
+            try:
+                # Only buffers new deliveries (the consume callback appends), never handles them re-entrantly.
+                self._conn.process_data_events(time_limit=0)
+            except Exception:  # noqa: BLE001 — the batch still commits; its ack fails and we reconnect
+                log.warning("consumer connection lost during a batch", exc_info=True)
 
 
 def _copy_props(props, headers: dict) -> pika.BasicProperties:

@@ -4,18 +4,24 @@ Rows are claimed with a lease (and `FOR UPDATE SKIP LOCKED` on PostgreSQL), so s
 side by side without publishing the same row twice in the normal case; a relay that crashes leaves its
 lease to expire and another relay re-publishes those rows. Delivery is at-least-once; consumers
 de-duplicate through their inbox.
+
+On PostgreSQL a unit of work that wrote outbox rows issues `NOTIFY crm_outbox` in its transaction, and the
+relay LISTENs on a connection of its own, so it publishes as soon as a commit lands; the poll every
+`poll_interval` remains the source of truth (a notification is lost while the listener reconnects).
 """
 from __future__ import annotations
 
 import logging
 import threading
 import uuid
-from dataclasses import dataclass
 from datetime import timedelta
+from operator import itemgetter
+from typing import NamedTuple
 
 import pika
 from pika.spec import Basic
-from sqlalchemy import select, update
+from sqlalchemy import func, select, update
+from sqlalchemy.engine import make_url
 
 from .broker import connection_parameters
 from .catalog import EXCHANGE
@@ -23,9 +29,18 @@ from .db import utcnow
 
 log = logging.getLogger("crm.outbox")
 
+# The channel a committing unit of work notifies. LISTEN/NOTIFY is scoped to one database, and each service
+# owns its database, so one name serves every service.
+OUTBOX_NOTIFY_CHANNEL = "crm_outbox"
+# How often the relay's loop looks at the stop flag when nothing else wakes it.
+STOP_CHECK_INTERVAL = 0.2
+# How many claimed batches may wait for their confirms while the next is published.
+BATCHES_IN_FLIGHT = 3
 
-@dataclass(frozen=True)
-class PendingMessage:
+
+class PendingMessage(NamedTuple):
+    """A claimed outbox row, published as stored (the payload is never parsed again)."""
+
     seq: int
     event_id: uuid.UUID
     event_type: str
@@ -62,10 +77,10 @@ class OutboxStore:
                 .returning(m.seq, m.event_id, m.event_type, m.payload)
                 .execution_options(synchronize_session=False)
             ).all()
-        return sorted((PendingMessage(*row) for row in rows), key=lambda p: p.seq)
+        return [PendingMessage._make(row) for row in sorted(rows, key=itemgetter(0))]
 
     def mark_published(self, seqs: list[int]) -> None:
-        """Record that the broker confirmed these rows."""
+        """Record that the broker confirmed these rows (one UPDATE)."""
         if not seqs:
             return
         m = self._model
@@ -89,46 +104,68 @@ class OutboxStore:
 
     def unpublished_count(self) -> int:
         """How many rows still wait for the broker's confirm."""
-        from sqlalchemy import func
-
         with self._session_factory() as session:
             return session.scalar(select(func.count()).select_from(self._model).where(self._model.published_at.is_(None)))
 
 
+def listen_dsn(database_url: str | None) -> str | None:
+    """The libpq address to LISTEN on for `database_url`, or None when it is not PostgreSQL (SQLite polls)."""
+    if not database_url or not database_url.startswith("postgresql"):
+        return None
+    return make_url(database_url).set(drivername="postgresql").render_as_string(hide_password=False)
+
+
 class OutboxRelay:
-    """Publishes claimed rows in batches on an asynchronous pika connection and marks them on confirm."""
+    """Publishes claimed rows in batches on an asynchronous pika connection and marks them on confirm.
+
+    Up to BATCHES_IN_FLIGHT batches are published before their confirms are in, so claiming the next batch
+    overlaps the broker's work on the last one; each delivery tag maps to its row's seq until confirmed.
+    """
 
     def __init__(self, store: OutboxStore, amqp_url: str, *, retry_delays: tuple[float, ...],
-                 batch_size: int = 200, poll_interval: float = 0.5):
+                 batch_size: int = 200, poll_interval: float = 0.5, database_url: str | None = None):
         self.store = store
         self.amqp_url = amqp_url
         self.retry_delays = retry_delays
         self.batch_size = batch_size
         self.poll_interval = poll_interval
+        self.listen_dsn = listen_dsn(database_url)
         self.published = 0
+        self.wakeups = 0  # notifications that woke the relay (tests and metrics read it)
         self._stop = threading.Event()
         self._conn = None
         self._channel = None
-        self._inflight: dict[int, int] = {}  # delivery tag -> outbox seq
+        self._inflight: dict[int, int] = {}  # delivery tag -> outbox seq, in tag order
         self._acked: list[int] = []
         self._nacked: list[int] = []
         self._next_tag = 0
+        self._timer = None
+        self._more = False  # the last claim was full: claim again as soon as the window allows
+        self._wake_pending = threading.Event()
 
     # -- lifecycle ---------------------------------------------------------------------------------
     def run(self, stop: threading.Event | None = None) -> None:
         """Run until `stop` is set, reconnecting with backoff after any broker failure."""
         self._stop = stop or self._stop
+        listener = None
+        if self.listen_dsn:
+            listener = threading.Thread(target=self._listen, name="outbox-listener", daemon=True)
+            listener.start()
         backoff = 0.5
-        while not self._stop.is_set():
-            try:
-                self._run_connection()
-                backoff = 0.5
-            except Exception:  # noqa: BLE001 — the loop must survive any broker or database failure
-                log.exception("outbox relay connection failed")
-            self._reset_inflight()
-            if not self._stop.is_set():
-                self._stop.wait(backoff)
-                backoff = min(backoff * 2, 10.0)
+        try:
+            while not self._stop.is_set():
+                try:
+                    self._run_connection()
+                    backoff = 0.5
+                except Exception:  # noqa: BLE001 — the loop must survive any broker or database failure
+                    log.exception("outbox relay connection failed")
+                self._reset_inflight()
+                if not self._stop.is_set():
+                    self._stop.wait(backoff)
+                    backoff = min(backoff * 2, 10.0)
+        finally:
+            if listener:
+                listener.join(5)
 
     def _run_connection(self) -> None:
         self._conn = pika.SelectConnection(
@@ -140,6 +177,7 @@ class OutboxRelay:
         try:
             self._conn.ioloop.start()
         finally:
+            self._timer = None
             if not self._conn.is_closed:
                 try:
                     self._conn.close()
@@ -148,13 +186,56 @@ class OutboxRelay:
                     pass
 
     def _reset_inflight(self) -> None:
+        acked = self._acked
         self._inflight.clear()
         self._acked, self._nacked = [], []
         self._next_tag = 0
+        self._more = False
+        self._wake_pending.clear()  # a wake-up queued on the closed loop never ran
         try:
+            # Confirmed rows are marked, so only the unconfirmed ones are published again.
+            self.store.mark_published(acked)
+            self.published += len(acked)
             self.store.release()
         except Exception:  # noqa: BLE001 — the lease will expire on its own
             log.warning("could not release outbox leases; they will expire")
+
+    # -- waking up -----------------------------------------------------------------------------------
+    def _listen(self) -> None:
+        """LISTEN for committed outbox rows on a connection of its own and wake the relay's loop."""
+        import psycopg
+
+        backoff = 0.5
+        while not self._stop.is_set():
+            try:
+                with psycopg.connect(self.listen_dsn, autocommit=True) as conn:
+                    conn.execute(f"LISTEN {OUTBOX_NOTIFY_CHANNEL}")
+                    backoff = 0.5
+                    self.wake()  # rows committed before LISTEN took effect
+                    while not self._stop.is_set():
+                        for _ in conn.notifies(timeout=STOP_CHECK_INTERVAL * 2):
+                            self.wakeups += 1
+                            self.wake()
+            except Exception:  # noqa: BLE001 — polling covers the gap; listen again after a pause
+                log.warning("outbox listener failed; polling until it is back", exc_info=True)
+                self._stop.wait(backoff)
+                backoff = min(backoff * 2, 10.0)
+
+    def wake(self) -> None:
+        """Ask the relay to claim now (thread-safe; a burst of calls makes one wake-up)."""
+        conn = self._conn
+        if conn is None or not conn.is_open or self._wake_pending.is_set():
+            return
+        self._wake_pending.set()
+        try:
+            conn.ioloop.add_callback_threadsafe(self._on_wake)
+        except Exception:  # noqa: BLE001 — the loop is closing; the next connection claims anyway
+            self._wake_pending.clear()
+
+    def _on_wake(self) -> None:
+        self._wake_pending.clear()
+        self._more = True
+        self._schedule(0)
 
     # -- channel set-up ------------------------------------------------------------------------------
     def _on_channel_open(self, channel) -> None:
@@ -166,18 +247,34 @@ class OutboxRelay:
 
     def _on_confirm_ok(self, _frame) -> None:
         log.info("outbox relay connected", extra={"event": "relay.connected"})
+        self._watch_stop()
         self._schedule(0)
 
-    def _schedule(self, delay: float) -> None:
-        self._conn.ioloop.call_later(delay, self._tick)
-
-    # -- publishing ----------------------------------------------------------------------------------
-    def _tick(self) -> None:
+    def _watch_stop(self) -> None:
+        # Independent of the poll interval, which may be long now that notifications wake the relay.
         if self._stop.is_set():
             if self._conn.is_open:
                 self._conn.close()
             return
-        if self._inflight or not self._channel or not self._channel.is_open:
+        self._conn.ioloop.call_later(STOP_CHECK_INTERVAL, self._watch_stop)
+
+    def _schedule(self, delay: float) -> None:
+        """(Re)arm the one claim timer: an earlier wake-up replaces a later poll."""
+        if self._timer is not None:
+            self._conn.ioloop.remove_timeout(self._timer)
+        self._timer = self._conn.ioloop.call_later(delay, self._on_timer)
+
+    def _on_timer(self) -> None:
+        self._timer = None
+        self._tick()
+
+    # -- publishing ----------------------------------------------------------------------------------
+    def _tick(self) -> None:
+        if self._stop.is_set() or not self._channel or not self._channel.is_open:
+            return
+        room = BATCHES_IN_FLIGHT * self.batch_size - len(self._inflight)
+        if room < self.batch_size:
+            self._more = True  # the confirms in flight will call us back
             return
         try:
             batch = self.store.claim(self.batch_size)
@@ -185,37 +282,50 @@ class OutboxRelay:
             log.exception("outbox claim failed")
             self._schedule(max(self.poll_interval, 1.0))
             return
-        if not batch:
-            self._schedule(self.poll_interval)
-            return
-        for msg in batch:
-            self._next_tag += 1
-            self._inflight[self._next_tag] = msg.seq
-            self._channel.basic_publish(
-                EXCHANGE, msg.event_type, msg.payload,
-                pika.BasicProperties(
-                    content_type="application/cloudevents+json", delivery_mode=2,
-                    message_id=str(msg.event_id), type=msg.event_type,
-                ),
-            )
+        publish = self._channel.basic_publish
+        inflight = self._inflight
+        tag = self._next_tag
+        for seq, event_id, event_type, payload in batch:
+            tag += 1
+            inflight[tag] = seq
+            publish(EXCHANGE, event_type, payload, pika.BasicProperties(
+                content_type="application/cloudevents+json", delivery_mode=2, message_id=str(event_id),
+                type=event_type))
+        self._next_tag = tag
+        self._more = len(batch) == self.batch_size
+        # A full batch means more may be waiting: claim again once pika has sent this one (call_later(0) lets
+        # the loop write and read first). Otherwise wait for a notification or the poll.
+        self._schedule(0 if self._more else self.poll_interval)
 
     def _on_confirm(self, frame) -> None:
         method = frame.method
-        tags = [t for t in self._inflight if t <= method.delivery_tag] if method.multiple else [method.delivery_tag]
         target = self._acked if isinstance(method, Basic.Ack) else self._nacked
-        for tag in tags:
-            seq = self._inflight.pop(tag, None)
+        inflight = self._inflight
+        if method.multiple:
+            # Tags were issued in increasing order and the dict keeps that order.
+            while inflight:
+                tag = next(iter(inflight))
+                if tag > method.delivery_tag:
+                    break
+                target.append(inflight.pop(tag))
+        else:
+            seq = inflight.pop(method.delivery_tag, None)
             if seq is not None:
                 target.append(seq)
-        if not self._inflight:
-            acked, nacked = self._acked, self._nacked
-            self._acked, self._nacked = [], []
-            try:
-                self.store.mark_published(acked)
-                self.store.release(nacked)
-            except Exception:  # noqa: BLE001 — rows stay leased and are re-published after expiry
-                log.exception("could not mark outbox rows published")
-            self.published += len(acked)
-            if nacked:
-                log.warning("broker nacked %d events; they will be re-published", len(nacked))
-            self._schedule(0)
+        if len(self._acked) >= self.batch_size or self._nacked or not inflight:
+            self._flush_confirmed()
+            if self._more:
+                self._schedule(0)
+
+    def _flush_confirmed(self) -> None:
+        acked, nacked = self._acked, self._nacked
+        self._acked, self._nacked = [], []
+        try:
+            self.store.mark_published(acked)
+            self.store.release(nacked)
+        except Exception:  # noqa: BLE001 — rows stay leased and are re-published after expiry
+            log.exception("could not mark outbox rows published")
+        self.published += len(acked)
+        if nacked:
+            log.warning("broker nacked %d events; they will be re-published", len(nacked))
+            self._more = True

@@ -42,6 +42,17 @@ def _positive_int(name: str, raw: str) -> int:
     return value
 
 
+def _linger(name: str, raw: str) -> float:
+    """Seconds a partial consumer batch waits for more deliveries: 0 (none) up to 1 (latency and heartbeats)."""
+    try:
+        value = float(raw)
+    except ValueError:
+        raise SettingsError(name, f"expected a number of seconds, got {raw!r}") from None
+    if not 0 <= value <= 1:
+        raise SettingsError(name, f"must be between 0 and 1 second, got {raw!r}")
+    return value
+
+
 def _port(name: str, raw: str) -> int:
     value = _positive_int(name, raw)
     if value > 65535:
@@ -114,7 +125,9 @@ class Settings:
     plugins_dir: str | None = None
     plugins_disabled: tuple[str, ...] = ()
     retry_delays: tuple[float, ...] = (1.0, 5.0, 30.0)
-    prefetch: int = 100
+    prefetch: int = 500
+    consumer_batch_size: int = 200  # deliveries handled in one transaction
+    consumer_batch_linger: float = 0.005  # seconds a partial batch waits for more deliveries
     relay_batch_size: int = 200
     relay_poll_interval: float = 0.5
     relay_lease_seconds: float = 15.0
@@ -183,6 +196,11 @@ def from_env(service: str, env: Mapping[str, str] | None = None, *, require_secr
         svc: _read(env, f"CRM_{svc.upper()}_URL", _url(("http", "https")), f"http://127.0.0.1:{port}")
         for svc, port in (upstreams or {}).items()
     }
+    prefetch = _read(env, "CRM_PREFETCH", _positive_int, Settings.prefetch)
+    consumer_batch_size = _read(env, "CRM_CONSUMER_BATCH_SIZE", _positive_int, min(Settings.consumer_batch_size, prefetch))
+    if consumer_batch_size > prefetch:
+        # The broker sends no more than `prefetch` unacked deliveries, so a larger batch could never fill.
+        raise SettingsError("CRM_CONSUMER_BATCH_SIZE", f"must not exceed CRM_PREFETCH ({prefetch}), got {consumer_batch_size}")
     return Settings(
         service=service,
         database_url=db_url,
@@ -194,7 +212,9 @@ def from_env(service: str, env: Mapping[str, str] | None = None, *, require_secr
         plugins_dir=env.get("CRM_PLUGINS_DIR") or None,
         plugins_disabled=_read(env, "CRM_PLUGINS_DISABLED", _names, ()),
         retry_delays=_read(env, "CRM_RETRY_DELAYS", _delays, (1.0, 5.0, 30.0)),
-        prefetch=_read(env, "CRM_PREFETCH", _positive_int, 100),
+        prefetch=prefetch,
+        consumer_batch_size=consumer_batch_size,
+        consumer_batch_linger=_read(env, "CRM_CONSUMER_BATCH_LINGER", _linger, Settings.consumer_batch_linger),
         relay_batch_size=_read(env, "CRM_RELAY_BATCH_SIZE", _positive_int, 200),
         relay_poll_interval=_read(env, "CRM_RELAY_POLL_INTERVAL", _positive_float, 0.5),
         relay_lease_seconds=_read(env, "CRM_RELAY_LEASE_SECONDS", _positive_float, 15.0),

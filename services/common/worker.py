@@ -23,10 +23,12 @@ class Worker:
         self.relay = OutboxRelay(
             OutboxStore(runtime.session_factory, runtime.outbox_model, lease_seconds=s.relay_lease_seconds),
             s.amqp_url, retry_delays=s.retry_delays, batch_size=s.relay_batch_size, poll_interval=s.relay_poll_interval,
+            database_url=s.database_url,
         )
         dispatcher = InboxDispatcher(lambda **kw: runtime.uow(**kw), runtime.inbox_model, handlers)
         self.consumer = Consumer(s.service, s.amqp_url, dispatcher, bindings=bindings, retry_delays=s.retry_delays,
-                                 prefetch=s.prefetch) \
+                                 prefetch=s.prefetch, batch_size=s.consumer_batch_size,
+                                 batch_linger=s.consumer_batch_linger) \
             if handlers else None
         self._threads: list[threading.Thread] = []
 

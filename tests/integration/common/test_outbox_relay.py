@@ -69,3 +69,29 @@ def test_rows_a_crashed_relay_left_leased_are_republished(make_database, make_se
         thread.join(10)
         observer.close()
     assert len({m["id"] for m in received}) == 10
+
+
+def test_a_commit_wakes_the_relay_through_notify_long_before_its_poll(make_database, make_settings, amqp_url):
+    runtime = runtime_on(make_settings("leads", make_database("relay")))
+    observer = Observer(amqp_url)
+    s = runtime.settings
+    # An hour between polls: within this test only a notification can make the relay look again.
+    relay = OutboxRelay(OutboxStore(runtime.session_factory, Outbox), s.amqp_url, retry_delays=s.retry_delays,
+                        batch_size=100, poll_interval=3600, database_url=s.database_url)
+    stop = threading.Event()
+    thread = threading.Thread(target=relay.run, args=(stop,))
+    thread.start()
+    try:
+        _record(runtime, 1)  # published by the first claim on connect, or by its own notification
+        wait_until(lambda: relay.published == 1, timeout=60, message="the first row published")
+        woken = relay.wakeups
+        _record(runtime, 3)
+        wait_until(lambda: relay.published == 4, timeout=60, message="rows of the later commit published")
+        assert relay.wakeups > woken
+        assert len({m["id"] for m in observer.drain(4, timeout=20)}) == 4
+    finally:
+        stop.set()
+        thread.join(10)
+        observer.close()
+    assert not thread.is_alive(), "the relay stops without waiting for its hour-long poll"
+

@@ -88,3 +88,32 @@ def test_a_key_cache_time_that_is_not_a_positive_number_names_the_variable(value
     with pytest.raises(SettingsError) as info:
         from_env("gateway", {"CRM_IDENTITY_SECRET": SECRET, "CRM_KEY_CACHE_SECONDS": value})
     assert info.value.variable == "CRM_KEY_CACHE_SECONDS"
+
+
+def test_consumer_batches_default_to_hundreds_and_a_few_milliseconds():
+    s = from_env("contacts", {"CRM_IDENTITY_SECRET": SECRET})
+    assert s.prefetch >= 100
+    assert 100 <= s.consumer_batch_size <= s.prefetch
+    assert 0 < s.consumer_batch_linger <= 0.05
+
+
+def test_consumer_batch_settings_are_read_and_validated():
+    env = {"CRM_IDENTITY_SECRET": SECRET, "CRM_PREFETCH": "300", "CRM_CONSUMER_BATCH_SIZE": "150",
+           "CRM_CONSUMER_BATCH_LINGER": "0"}
+    s = from_env("contacts", env)
+    assert (s.prefetch, s.consumer_batch_size, s.consumer_batch_linger) == (300, 150, 0.0)
+    assert from_env("contacts", {"CRM_IDENTITY_SECRET": SECRET, "CRM_PREFETCH": "50"}).consumer_batch_size == 50
+
+
+@pytest.mark.parametrize("variable, raw", [
+    ("CRM_CONSUMER_BATCH_SIZE", "0"),
+    ("CRM_CONSUMER_BATCH_SIZE", "many"),
+    ("CRM_CONSUMER_BATCH_SIZE", "1000"),  # more than the prefetch could ever deliver
+    ("CRM_CONSUMER_BATCH_LINGER", "-0.1"),
+    ("CRM_CONSUMER_BATCH_LINGER", "2"),
+    ("CRM_CONSUMER_BATCH_LINGER", "soon"),
+])
+def test_a_bad_consumer_batch_setting_names_its_variable(variable, raw):
+    with pytest.raises(SettingsError) as info:
+        from_env("contacts", {"CRM_IDENTITY_SECRET": SECRET, variable: raw})
+    assert info.value.variable == variable

@@ -1,0 +1,136 @@
+"""Relay and consumer logic that needs no broker or database: confirm bookkeeping, addresses, arguments."""
+from __future__ import annotations
+
+import pytest
+from pika.frame import Method
+from pika.spec import Basic
+
+from services.common.consumer import Consumer, InboxDispatcher
+from services.common.outbox import OutboxRelay, PendingMessage, listen_dsn
+
+
+class FakeStore:
+    """The OutboxStore interface, recording what the relay marks and releases."""
+
+    def __init__(self):
+        self.marked: list[list[int]] = []
+        self.released: list[list[int]] = []
+
+    def mark_published(self, seqs):
+        if seqs:
+            self.marked.append(list(seqs))
+
+    def release(self, seqs=None):
+        if seqs is None or seqs:
+            self.released.append(None if seqs is None else list(seqs))
+
+    def claim(self, limit):
+        return []
+
+
+class FakeIoloop:
+    """Records the callbacks the relay schedules instead of running them."""
+
+    def __init__(self):
+        self.scheduled: list[float] = []
+
+    def call_later(self, delay, callback):
+        self.scheduled.append(delay)
+        return len(self.scheduled)
+
+    def remove_timeout(self, handle):
+        pass
+
+
+class FakeConnection:
+    def __init__(self):
+        self.ioloop = FakeIoloop()
+        self.is_open = True
+
+
+def _relay(batch_size=3) -> OutboxRelay:
+    relay = OutboxRelay(FakeStore(), "amqp://localhost/", retry_delays=(1.0,), batch_size=batch_size)
+    relay._conn = FakeConnection()
+    return relay
+
+
+def _confirm(kind, tag, multiple=False):
+    return Method(1, kind(delivery_tag=tag, multiple=multiple))
+
+
+def test_a_multiple_ack_confirms_every_earlier_tag_and_marks_them_in_one_update():
+    relay = _relay(batch_size=10)
+    relay._inflight = {1: 101, 2: 102, 3: 103, 4: 104}
+    relay._on_confirm(_confirm(Basic.Ack, 3, multiple=True))
+    assert relay._inflight == {4: 104}
+    assert relay.store.marked == []  # not a full batch yet and more in flight: no UPDATE yet
+    relay._on_confirm(_confirm(Basic.Ack, 4))
+    assert relay.store.marked == [[101, 102, 103, 104]]
+    assert relay.published == 4
+
+
+def test_a_nacked_row_is_released_for_republishing_and_the_others_marked():
+    relay = _relay(batch_size=10)
+    relay._inflight = {7: 1, 8: 2, 9: 3}
+    relay._on_confirm(_confirm(Basic.Ack, 7))
+    relay._on_confirm(_confirm(Basic.Nack, 8))
+    assert relay.store.marked == [[1]]
+    assert relay.store.released == [[2]]
+    assert relay._inflight == {9: 3}
+    assert relay._conn.ioloop.scheduled == [0], "claims again at once to re-publish the nacked row"
+
+
+def test_confirms_for_unknown_tags_change_nothing():
+    relay = _relay()
+    relay._inflight = {5: 50}
+    relay._on_confirm(_confirm(Basic.Ack, 4))
+    assert relay._inflight == {5: 50}
+    assert relay.store.marked == []
+
+
+def test_a_lost_connection_marks_what_was_confirmed_and_releases_the_rest():
+    relay = _relay(batch_size=10)
+    relay._inflight = {1: 11, 2: 12}
+    relay._on_confirm(_confirm(Basic.Ack, 1))
+    relay._reset_inflight()
+    assert relay.store.marked == [[11]]
+    assert relay.store.released == [None]
+    assert relay._inflight == {} and relay._next_tag == 0
+
+
+def test_a_claimed_row_unpacks_as_published():
+    seq, event_id, event_type, payload = PendingMessage(1, "id", "crm.lead.created", "{}")
+    assert (seq, event_type, payload) == (1, "crm.lead.created", "{}")
+
+
+@pytest.mark.parametrize("url, expected", [
+    ("postgresql+psycopg://postgres:secret@db:5432/leads", "postgresql://postgres:secret@db:5432/leads"),
+    ("postgresql://postgres@127.0.0.1/leads", "postgresql://postgres@127.0.0.1/leads"),
+    ("sqlite:///var/leads.db", None),
+    (None, None),
+])
+def test_the_relay_listens_only_on_postgresql(url, expected):
+    assert listen_dsn(url) == expected
+
+
+def _handler(uow, event):
+    pass
+
+
+def test_a_batch_never_outgrows_the_prefetch():
+    dispatcher = InboxDispatcher(lambda **kw: None, object, {"crm.lead.converted": _handler})
+    consumer = Consumer("contacts", "amqp://localhost/", dispatcher, bindings={"contacts": ["crm.lead.converted"]},
+                        retry_delays=(1.0,), prefetch=50, batch_size=200, batch_linger=0.01)
+    assert consumer.batch_size == 50
+
+
+def test_an_event_without_a_handler_is_an_error_naming_the_type():
+    from services.common.catalog import make_event
+    from services.common.consumer import NoHandler
+
+    dispatcher = InboxDispatcher(lambda **kw: None, object, {"crm.lead.converted": _handler})
+    event = make_event("crm.lead.created", {"lead_id": "6b1f4a56-3d59-4c1e-8b0e-8d0a2f3c9e11",
+                                            "email": "a@example.com", "score": 1}, source="/tests")
+    outcomes = dispatcher.dispatch_batch([event])
+    assert isinstance(outcomes[0], NoHandler)
+    assert "crm.lead.created" in str(outcomes[0])
