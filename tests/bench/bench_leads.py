@@ -75,11 +75,12 @@ class LeadsInProcess:
         return len(ids) / (time.perf_counter() - start)
 
     def sample_payload(self) -> bytes:
-        with self.runtime.engine.connect() as conn:
-            from sqlalchemy import text
-
-            return conn.execute(text("SELECT payload FROM outbox WHERE event_type = 'crm.lead.converted' LIMIT 1")
-                                ).scalar_one().encode()
+        """The CloudEvents JSON of one crm.lead.converted, as the relay publishes it."""
+        lead_id = self.create_leads(1, f"sample-{uuid.uuid4().hex[:8]}")[0]
+        self.convert(lead_id)
+        with psycopg.connect(pg_url(self.runtime.settings.database_url)) as conn:
+            return conn.execute("SELECT payload FROM outbox WHERE event_type = 'crm.lead.converted' "
+                                "ORDER BY seq DESC LIMIT 1").fetchone()[0].encode()
 
     def outbox_times(self, ids: list[uuid.UUID]) -> dict[str, float]:
         """lead id -> when its crm.lead.converted row was written (epoch seconds)."""
