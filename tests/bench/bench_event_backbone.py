@@ -151,7 +151,7 @@ def main() -> None:
         bare = bare_consume_rate(amqp_url, N)
         print(f"bare pika consumer: {bare:,.0f} acks/s; end to end / bare = {rate / bare:.2f}", flush=True)
 
-        target = rate / 2
+        target = float(os.environ.get("BENCH_LATENCY_RATE") or rate / 2)
         total = int(target * LATENCY_SECONDS)
         per_tick = max(1, round(target / 100))  # a commit every ~10 ms
         stamps = []
