@@ -11,7 +11,7 @@ from collections.abc import Iterable
 from dataclasses import dataclass
 from datetime import timezone
 
-from sqlalchemy import func, select, true
+from sqlalchemy import bindparam, func, select, true
 
 from services.common.pagination import paginate
 from services.common.problems import Conflict, NotFound, Unprocessable
@@ -192,16 +192,18 @@ def enrol_contact_automatically(uow: UnitOfWork, contact_id: uuid.UUID) -> Membe
         return member
 
 
+# One round trip, built once: the member LEFT JOINed to its ledger sums per (kind, reversed kind).
+_LEDGER_SUMS = (select(LedgerEntry.kind, LedgerEntry.reversed_kind, func.sum(LedgerEntry.points).label("points"))
+                .where(LedgerEntry.member_id == bindparam("member_id"))
+                .group_by(LedgerEntry.kind, LedgerEntry.reversed_kind).subquery())
+_MEMBER_WITH_SUMS = (select(Member, _LEDGER_SUMS.c.kind, _LEDGER_SUMS.c.reversed_kind, _LEDGER_SUMS.c.points)
+                     .outerjoin(_LEDGER_SUMS, true()).where(Member.id == bindparam("member_id")))
+
+
 def get_member(uow: UnitOfWork, member_id: uuid.UUID) -> dict:
     """A member with its balance and lifetime points, derived from the ledger."""
-    # One round trip: the member LEFT JOINed to its ledger sums per (kind, reversed kind).
-    sums = (select(LedgerEntry.kind, LedgerEntry.reversed_kind, func.sum(LedgerEntry.points).label("points"))
-            .where(LedgerEntry.member_id == member_id)
-            .group_by(LedgerEntry.kind, LedgerEntry.reversed_kind).subquery())
-    stmt = (select(Member, sums.c.kind, sums.c.reversed_kind, sums.c.points)
-            .outerjoin(sums, true()).where(Member.id == member_id))
     with uow:
-        rows = uow.session.execute(stmt).all()
+        rows = uow.session.execute(_MEMBER_WITH_SUMS, {"member_id": member_id}).all()
         if not rows:
             raise NotFound(f"No loyalty member with id {member_id}.")
         totals = derive_totals((kind, rk, points) for _m, kind, rk, points in rows if kind is not None)
