@@ -21,6 +21,7 @@ from .uow import UnitOfWork
 log = logging.getLogger("crm.consumer")
 
 Handler = Callable[[UnitOfWork, Event], None]
+BatchHandler = Callable[[UnitOfWork, list[Event]], None]
 # What happened to one event of a batch: True handled, False a duplicate the inbox absorbed, or the failure.
 Outcome = bool | Exception
 
@@ -34,9 +35,30 @@ class NoHandler(LookupError):
     """An event reached a service that has no handler for its type."""
 
 
-def handler_name(handler: Handler) -> str:
-    """The inbox key of a handler: its module and qualified name."""
+def handler_name(handler: Handler | BatchHandler) -> str:
+    """The inbox key of a handler: its module and qualified name (unchanged by @handles_batches)."""
     return f"{handler.__module__}.{handler.__qualname__}"
+
+
+def handles_batches(handler: BatchHandler) -> BatchHandler:
+    """Mark `handler(uow, events)` as taking every fresh event of its type in a batch at once.
+
+    The dispatcher calls it once per batch with the events, in delivery order, whose inbox rows it just wrote
+    (a one-element list when a failed batch is redone event by event). Events it records must name their own
+    cause: pass `**event_cause(event)` to `uow.add_event` for the event that caused each.
+    """
+    handler.handles_batches = True
+    return handler
+
+
+def is_batch_handler(handler) -> bool:
+    """Whether `handler` was marked with @handles_batches."""
+    return getattr(handler, "handles_batches", False) is True
+
+
+def event_cause(event: Event) -> dict[str, str]:
+    """The correlation and causation ids of what a handler records because of `event` (add_event keywords)."""
+    return {"correlation_id": event.correlationid or str(event.id), "causation_id": str(event.id)}
 
 
 class InboxDispatcher:
@@ -57,14 +79,17 @@ class InboxDispatcher:
     def dispatch(self, event: Event) -> bool:
         """Handle `event` once in its own transaction; returns False when the inbox shows it was handled before."""
         handler, name = self._handler(event)
-        uow = self._uow_factory(correlation_id=event.correlationid or str(event.id), causation_id=str(event.id))
+        uow = self._uow_factory(**event_cause(event))
         try:
             with uow:
                 if uow.session.get(self._inbox, (event.id, name)) is not None:
                     return False
                 uow.session.add(self._inbox(event_id=event.id, handler=name, event_type=event.type))
                 uow.session.flush()
-                handler(uow, event)
+                if is_batch_handler(handler):
+                    handler(uow, [event])
+                else:
+                    handler(uow, event)
                 uow.commit()
                 return True
         except IntegrityError:
@@ -118,13 +143,21 @@ class InboxDispatcher:
                 # Inbox rows first, all together: a concurrent consumer of the same event blocks here, not halfway.
                 session.add_all([inbox(event_id=e.id, handler=name, event_type=e.type) for e, _h, name in fresh])
                 session.flush()
-                for event, handler, _name in fresh:
+                together: dict[str, tuple[BatchHandler, list[Event]]] = {}
+                for event, handler, name in fresh:
+                    if is_batch_handler(handler):
+                        together.setdefault(name, (handler, []))[1].append(event)
+                        continue
                     # Events a handler records are caused by (and correlated with) the event it handles.
-                    uow.correlation_id = event.correlationid or str(event.id)
-                    uow.causation_id = str(event.id)
+                    cause = event_cause(event)
+                    uow.correlation_id, uow.causation_id = cause["correlation_id"], cause["causation_id"]
                     handler(uow, event)
                     between()
+                # A batch handler names the cause of each event it records itself (event_cause).
                 uow.correlation_id = uow.causation_id = None
+                for handler, batch in together.values():
+                    handler(uow, batch)
+                    between()
                 uow.commit()
             return outcomes
 

@@ -57,12 +57,18 @@ class UnitOfWork:
             finally:
                 self.session = None
 
-    def add_event(self, event_type: str, data: dict, *, subject=None) -> Event:
-        """Validate an integration event and write it to the outbox in this transaction."""
+    def add_event(self, event_type: str, data: dict, *, subject=None, correlation_id: str | None = None,
+                  causation_id: str | None = None) -> Event:
+        """Validate an integration event and write it to the outbox in this transaction.
+
+        `correlation_id`/`causation_id` override the unit of work's own: a batch handler records events for
+        several causes in one transaction.
+        """
         if self.read_only:
             raise ReadOnlyUnitOfWork(f"a read-only unit of work cannot record {event_type}")
         event = make_event(event_type, data, source=self.source, subject=subject,
-                           correlationid=self.correlation_id, causationid=self.causation_id)
+                           correlationid=correlation_id or self.correlation_id,
+                           causationid=causation_id or self.causation_id)
         self.session.add(self._outbox_model(event_id=event.id, event_type=event.type, payload=event.to_json()))
         self.events.append(event)
         return event

@@ -2,14 +2,17 @@
 from __future__ import annotations
 
 from services.common.catalog import Event
+from services.common.consumer import event_cause, handles_batches
 from services.common.uow import UnitOfWork
 
 from . import service
 
 
-def on_lead_converted(uow: UnitOfWork, event: Event) -> None:
-    """A lead was converted: create its contact, or match the contact that has its e-mail."""
-    service.create_or_match_contact(uow, event.data)
+@handles_batches
+def on_lead_converted(uow: UnitOfWork, events: list[Event]) -> None:
+    """Leads were converted: create their contacts, or match the contacts that have their e-mails."""
+    service.create_or_match_contacts(uow, [event.data for event in events],
+                                     causes=[event_cause(event) for event in events])
 
 
 def on_purchase_recorded(uow: UnitOfWork, event: Event) -> None:

@@ -2,15 +2,16 @@
 from __future__ import annotations
 
 import uuid
-from collections.abc import Iterable, Mapping
+from collections.abc import Iterable, Mapping, Sequence
 from dataclasses import dataclass
 from datetime import datetime
 from decimal import Decimal
 
 from sqlalchemy import bindparam, func, or_, select
+from sqlalchemy.dialects.postgresql import insert as pg_insert
 from sqlalchemy.orm import Session
 
-from services.common.db import new_id
+from services.common.db import new_id, utcnow
 from services.common.emails import normalize_email
 from services.common.pagination import paginate
 from services.common.etags import NO_PRECONDITION, Precondition
@@ -134,11 +135,55 @@ def _duplicate(holder: Contact) -> Conflict:
     return Conflict(f"Contact {holder.id} already has this e-mail address.", existing_contact_id=str(holder.id))
 
 
-def _record_update(uow: UnitOfWork, contact: Contact, changed: Iterable[str]) -> None:
+def _record_update(uow: UnitOfWork, contact: Contact, changed: Iterable[str], **cause) -> None:
     contact.version += 1
     uow.add_event("crm.contact.updated",
                   {"contact_id": contact.id, "changed": sorted(changed), "version": contact.version},
-                  subject=contact.id)
+                  subject=contact.id, **cause)
+
+
+def _by_emails(session: Session, emails: Iterable[str]) -> dict[str, Contact]:
+    """The contacts holding these normalised e-mails, locked, in one round trip.
+
+    Sorted, so two workers locking overlapping sets take the locks in the same order. populate_existing: a
+    row re-read after a clash must show what the winner committed, not a stale copy in the session.
+    """
+    stmt = (select(Contact).where(Contact.email_normalized.in_(sorted(set(emails))))
+            .order_by(Contact.email_normalized).with_for_update().execution_options(populate_existing=True))
+    return {contact.email_normalized: contact for contact in session.scalars(stmt)}
+
+
+def _insert_new(session: Session, rows: list[dict]) -> tuple[dict[str, Contact], set[str]]:
+    """Insert contacts from `rows` (one per e-mail); returns the contact per e-mail and the e-mails already taken.
+
+    A taken e-mail (a concurrent worker created it first) maps to its holder, locked. On PostgreSQL one
+    INSERT ... ON CONFLICT DO NOTHING RETURNING for all rows; it waits for a concurrent insert of the same
+    e-mail to end, so the re-read that follows sees the winner. Elsewhere one savepoint per row.
+    """
+    if session.get_bind().dialect.name != "postgresql":
+        contacts, taken = {}, set()
+        for row in rows:
+            contact = Contact(**row)
+            holder = _insert_unless_taken(session, contact, lock=True)
+            contacts[row["email_normalized"]] = holder or contact
+            if holder is not None:
+                taken.add(row["email_normalized"])
+        return contacts, taken
+    now = utcnow()
+    # Sorted: two workers inserting overlapping e-mails wait for each other in the same order.
+    values = [{"created_at": now, "updated_at": now, "version": 1, **row}
+              for row in sorted(rows, key=lambda row: row["email_normalized"])]
+    stmt = (pg_insert(Contact).values(values).on_conflict_do_nothing(index_elements=["email_normalized"])
+            .returning(Contact))
+    contacts = {contact.email_normalized: contact for contact in session.scalars(stmt)}
+    taken = {row["email_normalized"] for row in rows} - set(contacts)
+    if taken:
+        holders = _by_emails(session, taken)
+        if len(holders) != len(taken):
+            # The winner is gone again (erased meanwhile): fail, and the retry inserts it.
+            raise LookupError(f"contacts for {sorted(taken - set(holders))} clashed but are not there")
+        contacts.update(holders)
+    return contacts, taken
 
 
 # -- use cases --------------------------------------------------------------------------------------------
@@ -170,33 +215,56 @@ def create_or_match_contact(uow: UnitOfWork, lead: Mapping) -> tuple[Contact, bo
     A match only fills the contact's empty fields. Either way `crm.contact.created` names the lead, so the
     leads service can link it; `matched` is true when the contact existed before, for another lead or none.
     """
-    lead_id = lead["lead_id"]
-    email = lead["email"].strip()
-    email_normalized = normalize_email(email)
-    offered = profile_from_lead(lead)
+    [result] = create_or_match_contacts(uow, [lead])
+    return result
+
+
+def create_or_match_contacts(uow: UnitOfWork, leads: Sequence[Mapping], *,
+                             causes: Sequence[Mapping] | None = None) -> list[tuple[Contact, bool]]:
+    """create_or_match_contact for many leads at once, in order; one (contact, matched) per lead.
+
+    The result is the same as converting the leads one after the other: a later lead with the e-mail of an
+    earlier one matches the contact the earlier one created. `causes[i]` (add_event keywords, see
+    consumer.event_cause) are the correlation and causation ids of the events recorded for `leads[i]`.
+    """
+    offers = []
+    for lead in leads:
+        email = lead["email"].strip()
+        offers.append((lead["lead_id"], email, normalize_email(email), profile_from_lead(lead)))
     with uow:
         session = uow.session
-        # Locked, so two leads matching one contact at once fill its gaps one after the other.
-        contact = _by_email(session, email_normalized, lock=True)
-        existed = contact is not None
-        if not existed:
-            fresh = Contact(id=new_id(), email=email, email_normalized=email_normalized, origin_lead_id=lead_id,
-                            **offered)
-            contact = _insert_unless_taken(session, fresh, lock=True)
-            existed = contact is not None
-            contact = contact or fresh
-        if existed:
-            gaps = gaps_to_fill(_values(contact), offered)
-            for name, value in gaps.items():
-                setattr(contact, name, value)
-            if gaps:
-                _record_update(uow, contact, gaps)
-        matched = existed and contact.origin_lead_id != lead_id
-        uow.add_event("crm.contact.created",
-                      {"contact_id": contact.id, "email": contact.email, "lead_id": lead_id, "matched": matched},
-                      subject=contact.id)
+        # Locked, so two workers matching one contact at once fill its gaps one after the other.
+        contacts = _by_emails(session, (norm for _l, _e, norm, _o in offers))
+        new_rows = {}
+        for lead_id, email, norm, offered in offers:
+            if norm not in contacts and norm not in new_rows:
+                new_rows[norm] = {"id": new_id(), "email": email, "email_normalized": norm,
+                                  "origin_lead_id": lead_id, **{name: offered.get(name) for name in PROFILE_FIELDS}}
+        created = set()
+        if new_rows:
+            inserted, taken = _insert_new(session, list(new_rows.values()))
+            contacts.update(inserted)
+            created = set(new_rows) - taken
+        results = []
+        for index, (lead_id, _email, norm, offered) in enumerate(offers):
+            cause = causes[index] if causes else {}
+            contact = contacts[norm]
+            # Only the first lead of a new e-mail created its contact; every later one finds it there.
+            existed = norm not in created
+            created.discard(norm)
+            if existed:
+                gaps = gaps_to_fill(_values(contact), offered)
+                for name, value in gaps.items():
+                    setattr(contact, name, value)
+                if gaps:
+                    _record_update(uow, contact, gaps, **cause)
+            matched = existed and contact.origin_lead_id != lead_id
+            uow.add_event("crm.contact.created",
+                          {"contact_id": contact.id, "email": contact.email, "lead_id": lead_id, "matched": matched},
+                          subject=contact.id, **cause)
+            results.append((contact, matched))
         uow.commit()
-        return contact, matched
+        return results
 
 
 def get_contact(uow: UnitOfWork, contact_id: uuid.UUID) -> Contact:
