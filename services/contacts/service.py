@@ -153,6 +153,10 @@ def _by_emails(session: Session, emails: Iterable[str]) -> dict[str, Contact]:
     return {contact.email_normalized: contact for contact in session.scalars(stmt)}
 
 
+# Executed with a list of rows: compiled once and cached (a multi-row .values() is compiled again each time).
+_INSERT_NEW = (pg_insert(Contact).on_conflict_do_nothing(index_elements=["email_normalized"]).returning(Contact))
+
+
 def _insert_new(session: Session, rows: list[dict]) -> tuple[dict[str, Contact], set[str]]:
     """Insert contacts from `rows` (one per e-mail); returns the contact per e-mail and the e-mails already taken.
 
@@ -173,9 +177,7 @@ def _insert_new(session: Session, rows: list[dict]) -> tuple[dict[str, Contact],
     # Sorted: two workers inserting overlapping e-mails wait for each other in the same order.
     values = [{"created_at": now, "updated_at": now, "version": 1, **row}
               for row in sorted(rows, key=lambda row: row["email_normalized"])]
-    stmt = (pg_insert(Contact).values(values).on_conflict_do_nothing(index_elements=["email_normalized"])
-            .returning(Contact))
-    contacts = {contact.email_normalized: contact for contact in session.scalars(stmt)}
+    contacts = {contact.email_normalized: contact for contact in session.scalars(_INSERT_NEW, values)}
     taken = {row["email_normalized"] for row in rows} - set(contacts)
     if taken:
         holders = _by_emails(session, taken)
