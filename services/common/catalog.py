@@ -210,6 +210,9 @@ class Event:
         )
 
 
+# Built once, like the data schemas below: a consumer parses every delivery with it.
+_ENVELOPE = EnvelopeSchema()
+
 # One instance per event type, built on first use: building a marshmallow schema costs more than loading
 # a small payload with it, and an instance holds no per-call state, so threads share it.
 _SCHEMAS: dict[str, Schema] = {}
@@ -249,7 +252,7 @@ def parse_event(body: bytes | str) -> Event:
         raw = json.loads(body)
     except (TypeError, ValueError) as exc:
         raise ValidationError(f"body is not JSON: {exc}") from None
-    envelope = EnvelopeSchema().load(raw)
+    envelope = _ENVELOPE.load(raw)
     data = _schema(envelope["type"]).load(envelope["data"])
     return Event(
         id=envelope["id"], type=envelope["type"], source=envelope["source"], time=envelope["time"],
