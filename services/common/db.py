@@ -123,19 +123,32 @@ def make_engine(url: str, *, pool_size: int = 10) -> Engine:
         event.listen(engine, "connect", _sqlite_pragmas)
         event.listen(engine, "begin", _sqlite_begin)
         return engine
-    return create_engine(url, pool_size=pool_size, max_overflow=pool_size, pool_recycle=POOL_RECYCLE_SECONDS)
+    engine = create_engine(url, pool_size=pool_size, max_overflow=pool_size, pool_recycle=POOL_RECYCLE_SECONDS)
+    event.listen(engine, "before_cursor_execute", _refuse_writes)
+    return engine
 
 
 def read_only_engine(engine: Engine) -> Engine:
     """The same engine and pool, for units of work that only read.
 
-    SQLite begins them without the write lock; PostgreSQL runs them as READ ONLY transactions, so a read
-    use case that writes by mistake fails instead of changing data.
+    SQLite begins them without the write lock. On PostgreSQL they run in autocommit: each SELECT is its own
+    snapshot and no BEGIN/ROLLBACK round trips surround it (a GET by id is one statement, so one round trip in
+    all). A read use case that writes by mistake is refused before the statement leaves (see `_refuse_writes`):
+    an ORM flush or an INSERT/UPDATE/DELETE construct raises instead of committing on its own.
     """
-    options = {READ_ONLY: True}
     if engine.dialect.name == "postgresql":
-        options["postgresql_readonly"] = True
-    return engine.execution_options(**options)
+        return engine.execution_options(**{READ_ONLY: True}, isolation_level="AUTOCOMMIT")
+    return engine.execution_options(**{READ_ONLY: True})
+
+
+class ReadOnlyUnitOfWork(RuntimeError):
+    """A use case tried to change state through a read-only unit of work (a programming error)."""
+
+
+def _refuse_writes(conn, _cursor, statement, _params, context, _executemany):
+    if conn.get_execution_options().get(READ_ONLY) and context is not None and (
+            context.isinsert or context.isupdate or context.isdelete):
+        raise ReadOnlyUnitOfWork(f"a read-only unit of work cannot write: {statement[:80]}")
 
 
 def make_session_factory(engine: Engine) -> sessionmaker:

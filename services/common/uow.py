@@ -9,12 +9,11 @@ from sqlalchemy.exc import IntegrityError
 from sqlalchemy.orm import Session, sessionmaker
 
 from .catalog import Event, make_event
+from .db import ReadOnlyUnitOfWork
+
+__all__ = ["ReadOnlyUnitOfWork", "UnitOfWork", "insert_or_reread"]
 
 T = TypeVar("T")
-
-
-class ReadOnlyUnitOfWork(RuntimeError):
-    """A use case tried to change state through a read-only unit of work (a programming error)."""
 
 
 class UnitOfWork:
@@ -24,7 +23,7 @@ class UnitOfWork:
     inbox row) joins the outer transaction, and only the outermost commit really commits.
 
     A `read_only` unit of work (GET views) takes its sessions from a read-only session factory: no write
-    lock on SQLite, a READ ONLY transaction on PostgreSQL. It records no events and cannot commit.
+    lock on SQLite, autocommit reads on PostgreSQL. It records no events, cannot commit and cannot write.
     """
 
     def __init__(self, session_factory: sessionmaker, outbox_model, *, source: str,

@@ -1,4 +1,4 @@
-"""Read paths on the real PostgreSQL: one query per GET by id, READ ONLY transactions, a pool that recovers."""
+"""Read paths on the real PostgreSQL: one query per GET by id, autocommit reads that refuse writes, a pool that recovers."""
 from __future__ import annotations
 
 import importlib
@@ -10,8 +10,9 @@ from urllib.parse import urlsplit
 
 import psycopg
 import pytest
-from sqlalchemy import event, insert
-from sqlalchemy.exc import DBAPIError
+from sqlalchemy import event, func, insert, select, text
+
+from services.common.uow import ReadOnlyUnitOfWork
 
 from crm.registry import SUITE
 from tests.support import infra
@@ -165,17 +166,37 @@ def test_a_read_only_unit_of_work_cannot_write_on_postgresql(service_app):
     app = service_app("contacts")
     runtime = app.extensions["crm.runtime"]
 
+    # Reads run in autocommit, so a write must be refused before it is sent: it would commit on its own.
     reader = runtime.uow(read_only=True)
-    with pytest.raises(DBAPIError, match="read-only transaction"):
+    with pytest.raises(ReadOnlyUnitOfWork):
         with reader:
             reader.session.execute(insert(Contact).values(id=uuid.uuid4(), email="x@y.example",
                                                           email_normalized="x@y.example"))
+    with pytest.raises(ReadOnlyUnitOfWork):
+        with reader:
+            reader.session.add(Contact(id=uuid.uuid4(), email="z@y.example", email_normalized="z@y.example"))
+            reader.session.flush()
 
     writer = runtime.uow()
-    with writer:  # the pooled connection went back without its read-only setting
+    with writer:  # the pooled connection went back without its read-only settings
+        assert not writer.session.connection().connection.dbapi_connection.autocommit
         writer.session.execute(insert(Contact).values(id=uuid.uuid4(), email="x@y.example",
                                                       email_normalized="x@y.example"))
-        writer.commit()
+        writer.rollback()
+    with runtime.session_factory() as check:
+        assert check.scalar(select(func.count()).select_from(Contact)) == 0, "nothing was written"
+
+
+def test_a_read_only_unit_of_work_opens_no_transaction_on_postgresql(service_app):
+    app = service_app("contacts")
+    runtime = app.extensions["crm.runtime"]
+    reader = runtime.uow(read_only=True)
+    with reader:
+        assert reader.session.execute(text("SELECT 1")).scalar() == 1
+        raw = reader.session.connection().connection.dbapi_connection
+        # No BEGIN went before the SELECT and no ROLLBACK follows: one round trip for a one-statement read.
+        assert raw.autocommit
+        assert raw.info.transaction_status == psycopg.pq.TransactionStatus.IDLE
 
 
 def test_the_pool_recovers_after_the_database_drops_every_connection(service_app):
