@@ -164,15 +164,22 @@ def convert_lead(uow: UnitOfWork, lead_id: uuid.UUID) -> Lead:
 
 def link_contact(uow: UnitOfWork, lead_id: uuid.UUID, contact_id: uuid.UUID) -> Lead | None:
     """Record the contact a converted lead became; unknown leads are ignored."""
+    [lead] = link_contacts(uow, [(lead_id, contact_id)])
+    return lead
+
+
+def link_contacts(uow: UnitOfWork, links: list[tuple[uuid.UUID, uuid.UUID]]) -> list[Lead | None]:
+    """link_contact for many (lead id, contact id) pairs, in order, with one read of their leads."""
     with uow:
-        lead = uow.session.scalar(select(Lead).where(Lead.id == lead_id))
-        if lead is None:
-            return None
-        if lead.status == "converted" and lead.contact_id == contact_id:
-            return lead
-        lead.contact_id = contact_id
-        lead.status = "converted"
-        lead.converted_at = lead.converted_at or utcnow()
-        lead.version += 1
+        stmt = select(Lead).where(Lead.id.in_({lead_id for lead_id, _contact_id in links}))
+        leads = {lead.id: lead for lead in uow.session.scalars(stmt)}
+        for lead_id, contact_id in links:
+            lead = leads.get(lead_id)
+            if lead is None or (lead.status == "converted" and lead.contact_id == contact_id):
+                continue
+            lead.contact_id = contact_id
+            lead.status = "converted"
+            lead.converted_at = lead.converted_at or utcnow()
+            lead.version += 1
         uow.commit()
-        return lead
+        return [leads.get(lead_id) for lead_id, _contact_id in links]

@@ -7,12 +7,14 @@ IMMEDIATE, which serialises writers already), so the balance it checks is the ba
 from __future__ import annotations
 
 import uuid
-from collections.abc import Iterable
+from collections.abc import Iterable, Mapping, Sequence
 from dataclasses import dataclass
 from datetime import timezone
 
 from sqlalchemy import bindparam, func, select, true
+from sqlalchemy.dialects.postgresql import insert as pg_insert
 
+from services.common.db import utcnow
 from services.common.pagination import paginate
 from services.common.problems import Conflict, NotFound, Unprocessable
 from services.common.uow import UnitOfWork, insert_or_reread
@@ -153,7 +155,7 @@ def update_program(uow: UnitOfWork, program_id: uuid.UUID, changes: dict) -> Pro
 
 # --- members --------------------------------------------------------------------------------------------------
 
-def _enrol(uow: UnitOfWork, program: Program, contact_id: uuid.UUID, via: str) -> tuple[Member, bool]:
+def _enrol(uow: UnitOfWork, program: Program, contact_id: uuid.UUID, via: str, **cause) -> tuple[Member, bool]:
     """The contact's membership of `program`, created (with crm.member.enrolled) when missing."""
     session = uow.session
     existing = _membership(session, program.id, contact_id)
@@ -165,8 +167,22 @@ def _enrol(uow: UnitOfWork, program: Program, contact_id: uuid.UUID, via: str) -
     if existing is not None:
         return existing, False
     uow.add_event("crm.member.enrolled", {"member_id": member.id, "contact_id": contact_id,
-                                          "program_id": program.id}, subject=member.id)
+                                          "program_id": program.id}, subject=member.id, **cause)
     return member, True
+
+
+def _memberships(session, program_id: uuid.UUID, contact_ids: Iterable[uuid.UUID]) -> dict[uuid.UUID, Member]:
+    """The memberships of `program_id` these contacts hold, by contact id, in one round trip."""
+    wanted = set(contact_ids)
+    if not wanted:
+        return {}
+    stmt = select(Member).where(Member.program_id == program_id, Member.contact_id.in_(wanted))
+    return {member.contact_id: member for member in session.scalars(stmt)}
+
+
+# Executed with a list of rows (compiled once); a clash with a concurrent enrolment skips the row.
+_ENROL_NEW = (pg_insert(Member).on_conflict_do_nothing(index_elements=["program_id", "contact_id"])
+              .returning(Member))
 
 
 def enrol_member(uow: UnitOfWork, contact_id: uuid.UUID, *, program_id: uuid.UUID | None = None) -> dict:
@@ -183,13 +199,42 @@ def enrol_member(uow: UnitOfWork, contact_id: uuid.UUID, *, program_id: uuid.UUI
 
 def enrol_contact_automatically(uow: UnitOfWork, contact_id: uuid.UUID) -> Member | None:
     """Enrol a new contact in the default program when it says so; an existing membership is left alone."""
+    [member] = enrol_contacts_automatically(uow, [contact_id])
+    return member
+
+
+def enrol_contacts_automatically(uow: UnitOfWork, contact_ids: Sequence[uuid.UUID], *,
+                                 causes: Sequence[Mapping] | None = None) -> list[Member | None]:
+    """enrol_contact_automatically for many contacts at once; one membership (or None) per contact id.
+
+    `causes[i]` (add_event keywords) are the correlation and causation ids of an enrolment of contact_ids[i].
+    """
     with uow:
-        program = _program(uow.session, None)
+        session = uow.session
+        program = _program(session, None)
         if not program.auto_enrol:
-            return None
-        member, _created = _enrol(uow, program, contact_id, "event")
+            return [None] * len(contact_ids)
+        members = _memberships(session, program.id, contact_ids)
+        causes_of = {}
+        for index, contact_id in enumerate(contact_ids):
+            if contact_id not in members:
+                causes_of.setdefault(contact_id, causes[index] if causes else {})
+        if causes_of and session.get_bind().dialect.name == "postgresql":
+            rows = [{"id": uuid.uuid4(), "program_id": program.id, "contact_id": contact_id, "enrolled_via": "event",
+                     "enrolled_at": utcnow()} for contact_id in sorted(causes_of)]
+            enrolled = {member.contact_id: member for member in session.scalars(_ENROL_NEW, rows)}
+            # A concurrent enrolment won for the rest: theirs is the membership, announced by them.
+            members.update(_memberships(session, program.id, causes_of.keys() - enrolled.keys()))
+            members.update(enrolled)
+            for contact_id, member in enrolled.items():
+                uow.add_event("crm.member.enrolled", {"member_id": member.id, "contact_id": contact_id,
+                                                      "program_id": program.id}, subject=member.id,
+                              **causes_of[contact_id])
+        elif causes_of:
+            for contact_id, cause in causes_of.items():
+                members[contact_id], _created = _enrol(uow, program, contact_id, "event", **cause)
         uow.commit()
-        return member
+        return [members.get(contact_id) for contact_id in contact_ids]
 
 
 # One round trip, built once: the member LEFT JOINed to its ledger sums per (kind, reversed kind).
