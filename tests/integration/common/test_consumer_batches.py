@@ -10,7 +10,7 @@ from sqlalchemy import func, select
 
 from services.common.broker import connection_parameters, declare_topology, queue_name
 from services.common.catalog import make_event
-from services.common.consumer import Consumer, InboxDispatcher, list_dead_letters
+from services.common.consumer import Consumer, InboxDispatcher, handles_batches, list_dead_letters
 from tests.support.suite import wait_until
 
 from .messaging import Counter, Inbox, publish_raw, runtime_on
@@ -40,6 +40,28 @@ class RecordingHandler:
             uow.session.add(Counter(name=email, value=1))
         else:
             row.value += 1
+
+
+class RecordingBatchHandler:
+    """The same counting as RecordingHandler, as a batch handler: remembers each call's e-mails."""
+
+    def __init__(self):
+        self.calls: list[list[str]] = []
+        self.__module__ = __name__
+        self.__qualname__ = "RecordingBatchHandler"
+        handles_batches(self)
+
+    def __call__(self, uow, events):
+        emails = [event.data["email"] for event in events]
+        self.calls.append(emails)
+        if POISON in emails:
+            raise RuntimeError("downstream refused")
+        for email in emails:
+            row = uow.session.get(Counter, email)
+            if row is None:
+                uow.session.add(Counter(name=email, value=1))
+            else:
+                row.value += 1
 
 
 class CrashBeforeFirstAck(InboxDispatcher):
@@ -94,8 +116,8 @@ def run_consumer(make_database, make_settings, amqp_url):
     started = []
     runtime = runtime_on(make_settings("contacts", make_database("batches")))
 
-    def start(dispatcher_class=InboxDispatcher):
-        handler = RecordingHandler()
+    def start(dispatcher_class=InboxDispatcher, handler_class=RecordingHandler):
+        handler = handler_class()
         dispatcher = dispatcher_class(lambda **kw: runtime.uow(**kw), Inbox, {"crm.lead.converted": handler})
         # A long linger only matters when the batch cannot fill: here it lets all queued deliveries arrive.
         consumer = Consumer("contacts", amqp_url, dispatcher, bindings=BINDINGS, retry_delays=RETRY_DELAYS,
@@ -134,6 +156,24 @@ def test_a_poison_event_in_the_middle_of_a_batch_alone_retries_and_dead_letters_
     assert len({uow for _, uow in first_try}) == 1
     # Then every event ran once more on its own, and the poison twice more from its retry queues.
     assert sum(1 for email, _ in handler.calls if email == POISON) == 2 + len(RETRY_DELAYS)
+
+
+def test_a_poison_event_fails_a_batch_handler_alone_and_its_neighbours_commit_once(run_consumer, amqp_url):
+    events = [_event(f"h{i}@example.com") for i in range(10)]
+    poison = _event(POISON)
+    events.insert(3, poison)
+    _publish_all(amqp_url, events)
+    runtime, handler, consumer = run_consumer(handler_class=RecordingBatchHandler)
+
+    letters = wait_until(lambda: list_dead_letters("contacts", amqp_url), timeout=60, message="poison in the DLQ")
+    assert [letter["message_id"] for letter in letters] == [str(poison.id)]
+    assert letters[0]["attempts"] == len(RETRY_DELAYS)
+    wait_until(lambda: _inbox_rows(runtime) == 10, timeout=30, message="the ten good events in the inbox")
+    assert all(_count(runtime, e.data["email"]) == 1 for e in events if e is not poison)
+    # One call for the whole batch first, then one single-event list per event, then the poison's retries.
+    assert handler.calls[0] == [e.data["email"] for e in events]
+    assert handler.calls[1:12] == [[e.data["email"]] for e in events]
+    assert handler.calls[12:] == [[POISON]] * len(RETRY_DELAYS)
 
 
 def test_a_batch_redelivered_after_a_crash_before_its_ack_is_absorbed_by_the_inbox(run_consumer, amqp_url):
