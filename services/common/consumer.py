@@ -10,7 +10,8 @@ from datetime import datetime, timezone
 
 import pika
 from marshmallow import ValidationError
-from sqlalchemy import select
+from sqlalchemy import insert, select
+from sqlalchemy.dialects.postgresql import insert as pg_insert
 from sqlalchemy.exc import IntegrityError
 
 from .broker import (ATTEMPT_HEADER, ERROR_HEADER, Bindings, connection_parameters, declare_topology, dlq_name,
@@ -121,28 +122,44 @@ class InboxDispatcher:
             between()
         return outcomes
 
-    def _dispatch_together(self, events: Sequence[Event], between: Callable[[], None]) -> list[Outcome]:
+    def _claim(self, session, keyed: list[tuple[Event, Handler, str]]) -> set[tuple]:
+        """Write the inbox rows of a batch; returns the (event id, handler) pairs not handled before.
+
+        Inbox rows first, all together: a concurrent consumer of the same event blocks here, not halfway. On
+        PostgreSQL one INSERT ... ON CONFLICT DO NOTHING RETURNING (it waits for a concurrent claim of the same
+        event and skips it once that commits); elsewhere one query for what was seen, then the insert.
+        """
         inbox = self._inbox
+        rows = {(event.id, name): {"event_id": event.id, "handler": name, "event_type": event.type}
+                for event, _handler, name in keyed}
+        if session.get_bind().dialect.name == "postgresql":
+            table = inbox.__table__
+            # Sorted: two consumers claiming overlapping redeliveries wait for each other in one order.
+            stmt = (pg_insert(table).on_conflict_do_nothing().returning(table.c.event_id, table.c.handler))
+            return {tuple(row) for row in session.execute(stmt, [rows[key] for key in sorted(rows, key=str)])}
+        seen = set(session.execute(
+            select(inbox.event_id, inbox.handler).where(inbox.event_id.in_({key[0] for key in rows}))).all())
+        fresh = [key for key in rows if key not in seen]
+        if fresh:
+            session.execute(insert(inbox.__table__), [rows[key] for key in fresh])
+        return set(fresh)
+
+    def _dispatch_together(self, events: Sequence[Event], between: Callable[[], None]) -> list[Outcome]:
         keyed = [(event, *self._handler(event)) for event in events]
         uow = self._uow_factory()
         with uow:
             session = uow.session
-            # One query for the whole batch: which (event, handler) pairs were handled before.
-            seen = set(session.execute(
-                select(inbox.event_id, inbox.handler).where(inbox.event_id.in_({e.id for e in events}))).all())
+            claimed = self._claim(session, keyed)
             outcomes: list[Outcome] = []
             fresh = []
             for event, handler, name in keyed:
-                if (event.id, name) in seen:
+                if (event.id, name) not in claimed:
                     outcomes.append(False)  # handled before, or twice in this very batch
                     continue
-                seen.add((event.id, name))
+                claimed.discard((event.id, name))
                 fresh.append((event, handler, name))
                 outcomes.append(True)
             if fresh:
-                # Inbox rows first, all together: a concurrent consumer of the same event blocks here, not halfway.
-                session.add_all([inbox(event_id=e.id, handler=name, event_type=e.type) for e, _h, name in fresh])
-                session.flush()
                 together: dict[str, tuple[BatchHandler, list[Event]]] = {}
                 for event, handler, name in fresh:
                     if is_batch_handler(handler):
