@@ -10,16 +10,14 @@ import time
 import pika
 
 
-class BarePublisher:
-    """Publish n messages to a quorum queue with publisher confirms, up to `window` unconfirmed at once."""
+class _BareClient:
+    """One SelectConnection running until its work is done or `timeout` passes; n messages per run."""
 
-    def __init__(self, params, queue: str, n: int, body: bytes, window: int = 1000):
-        self.queue, self.n, self.body, self.window = queue, n, body, window
-        self.sent = self.confirmed = self.nacked = 0
-        self.flags = bytearray(n + 1)
-        self.low = 1
-        self.t0 = self.t1 = None
-        self.props = pika.BasicProperties(delivery_mode=2, content_type="application/cloudevents+json")
+    n: int
+    t0: float | None
+    t1: float | None
+
+    def _connect(self, params) -> None:
         self.conn = pika.SelectConnection(params, on_open_callback=self._opened,
                                           on_open_error_callback=lambda *_: self.conn.ioloop.stop())
 
@@ -35,6 +33,22 @@ class BarePublisher:
 
     def _opened(self, conn):
         conn.channel(on_open_callback=self._channel)
+
+    def _channel(self, ch):
+        raise NotImplementedError
+
+
+class BarePublisher(_BareClient):
+    """Publish n messages to a quorum queue with publisher confirms, up to `window` unconfirmed at once."""
+
+    def __init__(self, params, queue: str, n: int, body: bytes, window: int = 1000):
+        self.queue, self.n, self.body, self.window = queue, n, body, window
+        self.sent = self.confirmed = self.nacked = 0
+        self.flags = bytearray(n + 1)
+        self.low = 1
+        self.t0 = self.t1 = None
+        self.props = pika.BasicProperties(delivery_mode=2, content_type="application/cloudevents+json")
+        self._connect(params)
 
     def _channel(self, ch):
         self.ch = ch
@@ -70,28 +84,14 @@ class BarePublisher:
             self._pump()
 
 
-class BareConsumer:
+class BareConsumer(_BareClient):
     """Consume and ack n messages one by one, with a prefetch like the service consumers'."""
 
     def __init__(self, params, queue: str, n: int, prefetch: int = 200):
         self.queue, self.n, self.prefetch = queue, n, prefetch
         self.count = 0
         self.t0 = self.t1 = None
-        self.conn = pika.SelectConnection(params, on_open_callback=self._opened,
-                                          on_open_error_callback=lambda *_: self.conn.ioloop.stop())
-
-    def run(self, timeout: float) -> float:
-        self.conn.ioloop.call_later(timeout, self._close)
-        self.conn.ioloop.start()
-        return self.n / (self.t1 - self.t0) if self.t1 else 0.0
-
-    def _close(self, *_):
-        if self.conn.is_open:
-            self.conn.close()
-        self.conn.ioloop.stop()
-
-    def _opened(self, conn):
-        conn.channel(on_open_callback=self._channel)
+        self._connect(params)
 
     def _channel(self, ch):
         self.ch = ch

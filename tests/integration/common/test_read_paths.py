@@ -1,7 +1,6 @@
 """Read paths on the real PostgreSQL: one query per GET by id, autocommit reads that refuse writes, a pool that recovers."""
 from __future__ import annotations
 
-import importlib
 import uuid
 from contextlib import contextmanager
 from datetime import date, datetime, timezone
@@ -14,7 +13,6 @@ from sqlalchemy import event, func, insert, select, text
 
 from services.common.uow import ReadOnlyUnitOfWork
 
-from crm.registry import SUITE
 from tests.support import infra
 from tests.support.auth import identity_headers
 
@@ -32,23 +30,6 @@ def statements(engine):
         yield sent
     finally:
         event.remove(engine, "before_cursor_execute", record)
-
-
-@pytest.fixture
-def service_app(make_database, make_settings):
-    """Factory: a migrated service app on its own PostgreSQL database."""
-    apps = []
-
-    def make(service: str):
-        url = make_database(service)
-        SUITE.migrate(service, url)
-        app = importlib.import_module(f"services.{service}.app").create_app(make_settings(service, url))
-        apps.append(app)
-        return app
-
-    yield make
-    for app in apps:
-        app.extensions["crm.runtime"].engine.dispose()
 
 
 def _terminate_connections(database_url: str) -> int:
