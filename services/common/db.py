@@ -5,7 +5,7 @@ import uuid
 from datetime import datetime, timezone
 from pathlib import Path
 
-from sqlalchemy import JSON, BigInteger, DateTime, Integer, String, Text, create_engine, event, types
+from sqlalchemy import JSON, BigInteger, DateTime, Index, Integer, String, Text, create_engine, event, text, types
 from sqlalchemy.engine import Engine
 from sqlalchemy.orm import DeclarativeBase, Mapped, mapped_column, sessionmaker
 
@@ -51,17 +51,25 @@ def make_base() -> type[DeclarativeBase]:
     return Base
 
 
+UNPUBLISHED_INDEX = "ix_outbox_unpublished"
+UNPUBLISHED = "published_at IS NULL"
+
+
 def messaging_models(Base):
     """Define the outbox and inbox tables on a service's base; returns (OutboxMessage, InboxEntry)."""
 
     class OutboxMessage(Base):
         __tablename__ = "outbox"
+        # The relay claims unpublished rows oldest first; published rows pile up until they are purged, so the
+        # index holds only the unpublished ones: a claim reads its batch, never the history before it.
+        __table_args__ = (Index(UNPUBLISHED_INDEX, "seq", postgresql_where=text(UNPUBLISHED),
+                                sqlite_where=text(UNPUBLISHED)),)
         seq: Mapped[int] = mapped_column(SeqType, primary_key=True, autoincrement=True)
         event_id: Mapped[uuid.UUID] = mapped_column(types.Uuid, unique=True)
         event_type: Mapped[str] = mapped_column(String(200))
         payload: Mapped[str] = mapped_column(Text)  # the CloudEvents JSON, exactly as it will be published
         created_at: Mapped[datetime] = mapped_column(default=utcnow)
-        published_at: Mapped[datetime | None] = mapped_column(default=None, index=True)
+        published_at: Mapped[datetime | None] = mapped_column(default=None)
         lease_owner: Mapped[str | None] = mapped_column(String(64), default=None)
         lease_until: Mapped[datetime | None] = mapped_column(default=None)
         attempts: Mapped[int] = mapped_column(Integer, default=0)

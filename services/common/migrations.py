@@ -3,10 +3,11 @@ from __future__ import annotations
 
 from pathlib import Path
 
-from alembic import command, context
+import sqlalchemy as sa
+from alembic import command, context, op
 from alembic.config import Config
 
-from .db import UTCDateTime, make_engine
+from .db import UNPUBLISHED, UNPUBLISHED_INDEX, UTCDateTime, make_engine
 
 
 def alembic_config(service: str, database_url: str, script_location: str | Path) -> Config:
@@ -48,3 +49,19 @@ def run_env(service: str, target_metadata) -> None:
                 context.run_migrations()
     finally:
         engine.dispose()
+
+
+def index_unpublished_outbox() -> None:
+    """Migration step shared by every service: replace the outbox's published_at index with a partial index of
+    the unpublished rows' seq, which is what the relay's claim reads."""
+    with op.batch_alter_table("outbox") as batch_op:
+        batch_op.drop_index("ix_outbox_published_at")
+    op.create_index(UNPUBLISHED_INDEX, "outbox", ["seq"], unique=False,
+                    postgresql_where=sa.text(UNPUBLISHED), sqlite_where=sa.text(UNPUBLISHED))
+
+
+def unindex_unpublished_outbox() -> None:
+    """The downgrade of `index_unpublished_outbox`."""
+    op.drop_index(UNPUBLISHED_INDEX, table_name="outbox")
+    with op.batch_alter_table("outbox") as batch_op:
+        batch_op.create_index("ix_outbox_published_at", ["published_at"], unique=False)
