@@ -36,6 +36,10 @@ OUTBOX_NOTIFY_CHANNEL = "crm_outbox"
 STOP_CHECK_INTERVAL = 0.2
 # How many claimed batches may wait for their confirms while the next is published.
 BATCHES_IN_FLIGHT = 3
+# Confirmed rows are marked published at the latest this long after their confirm, even while later batches
+# are still in flight: waiting for an empty window could wait forever under steady traffic, and a row left
+# unmarked past its lease would be published again.
+MARK_CONFIRMED_WITHIN = 0.01
 
 
 class PendingMessage(NamedTuple):
@@ -140,6 +144,7 @@ class OutboxRelay:
         self._nacked: list[int] = []
         self._next_tag = 0
         self._timer = None
+        self._mark_timer = None
         self._more = False  # the last claim was full: claim again as soon as the window allows
         self._wake_pending = threading.Event()
 
@@ -177,7 +182,7 @@ class OutboxRelay:
         try:
             self._conn.ioloop.start()
         finally:
-            self._timer = None
+            self._timer = self._mark_timer = None
             if not self._conn.is_closed:
                 try:
                     self._conn.close()
@@ -316,8 +321,20 @@ class OutboxRelay:
             self._flush_confirmed()
             if self._more:
                 self._schedule(0)
+        elif self._acked and self._mark_timer is None:
+            self._mark_timer = self._conn.ioloop.call_later(MARK_CONFIRMED_WITHIN, self._on_mark_timer)
+
+    def _on_mark_timer(self) -> None:
+        self._mark_timer = None
+        if self._acked or self._nacked:
+            self._flush_confirmed()
+            if self._more:
+                self._schedule(0)
 
     def _flush_confirmed(self) -> None:
+        if self._mark_timer is not None:
+            self._conn.ioloop.remove_timeout(self._mark_timer)
+            self._mark_timer = None
         acked, nacked = self._acked, self._nacked
         self._acked, self._nacked = [], []
         try:

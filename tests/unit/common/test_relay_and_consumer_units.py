@@ -33,13 +33,21 @@ class FakeIoloop:
 
     def __init__(self):
         self.scheduled: list[float] = []
+        self.pending: dict[int, object] = {}
 
     def call_later(self, delay, callback):
         self.scheduled.append(delay)
+        self.pending[len(self.scheduled)] = callback
         return len(self.scheduled)
 
     def remove_timeout(self, handle):
-        pass
+        self.pending.pop(handle, None)
+
+    def run_pending(self):
+        """Run the callbacks still scheduled, as the loop would once their delay passed."""
+        callbacks, self.pending = list(self.pending.values()), {}
+        for callback in callbacks:
+            callback()
 
 
 class FakeConnection:
@@ -77,7 +85,21 @@ def test_a_nacked_row_is_released_for_republishing_and_the_others_marked():
     assert relay.store.marked == [[1]]
     assert relay.store.released == [[2]]
     assert relay._inflight == {9: 3}
-    assert relay._conn.ioloop.scheduled == [0], "claims again at once to re-publish the nacked row"
+    assert relay._conn.ioloop.scheduled[-1] == 0, "claims again at once to re-publish the nacked row"
+
+
+def test_confirmed_rows_are_marked_soon_even_while_later_batches_stay_in_flight():
+    # Under steady traffic the window may never be empty; a confirmed row left unmarked until its lease expired
+    # would be published again (and, confirm after confirm, might never be marked at all).
+    relay = _relay(batch_size=10)
+    relay._inflight = {1: 101, 2: 102, 3: 103}
+    relay._on_confirm(_confirm(Basic.Ack, 1))
+    assert relay.store.marked == []
+    relay._inflight[4] = 104  # the next batch went out before the rest were confirmed
+    relay._on_confirm(_confirm(Basic.Ack, 2))
+    relay._conn.ioloop.run_pending()
+    assert relay.store.marked == [[101, 102]]
+    assert relay._inflight == {3: 103, 4: 104}
 
 
 def test_confirms_for_unknown_tags_change_nothing():
