@@ -1,7 +1,7 @@
 """What one process of a service holds: settings, engine, messaging tables and plugins."""
 from __future__ import annotations
 
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from typing import Any
 
 from sqlalchemy import text
@@ -23,8 +23,11 @@ class Runtime:
     outbox_model: Any
     inbox_model: Any
     plugins: Any = None
-    # Sessions for read-only units of work: the same pool, begun without SQLite's write lock.
-    read_session_factory: sessionmaker | None = None
+    # Sessions for read-only units of work: the same pool, derived from the engine (see read_only_engine).
+    read_session_factory: sessionmaker = field(init=False)
+
+    def __post_init__(self):
+        self.read_session_factory = make_session_factory(read_only_engine(self.engine))
 
     @property
     def source(self) -> str:
@@ -34,11 +37,7 @@ class Runtime:
     def uow(self, *, correlation_id: str | None = None, causation_id: str | None = None,
             read_only: bool = False) -> UnitOfWork:
         """A fresh unit of work on this service's database; `read_only` for use cases that only read."""
-        factory = self.session_factory
-        if read_only:
-            if self.read_session_factory is None:
-                self.read_session_factory = make_session_factory(read_only_engine(self.engine))
-            factory = self.read_session_factory
+        factory = self.read_session_factory if read_only else self.session_factory
         return UnitOfWork(factory, self.outbox_model, source=self.source, correlation_id=correlation_id,
                           causation_id=causation_id, read_only=read_only)
 
@@ -52,5 +51,4 @@ def build_runtime(settings: Settings, outbox_model, inbox_model, *, plugins: Any
     """Create the engine and session factory for one service process."""
     engine = make_engine(settings.database_url)
     return Runtime(settings=settings, engine=engine, session_factory=make_session_factory(engine),
-                   outbox_model=outbox_model, inbox_model=inbox_model, plugins=plugins,
-                   read_session_factory=make_session_factory(read_only_engine(engine)))
+                   outbox_model=outbox_model, inbox_model=inbox_model, plugins=plugins)
