@@ -36,6 +36,7 @@ sys.path.insert(0, str(Path(__file__).resolve().parents[2]))
 sys.path.insert(0, str(Path(__file__).resolve().parent))
 
 import pika  # noqa: E402
+import psutil  # noqa: E402
 import psycopg  # noqa: E402
 import requests  # noqa: E402
 
@@ -139,6 +140,53 @@ class Profiler:
                 p.kill()
 
 
+# -- CPU accounting -----------------------------------------------------------------------------------------
+class CpuMeter:
+    """CPU seconds (user + system) spent by each suite process, PostgreSQL, RabbitMQ and the bench itself.
+
+    Read at the start and the end of a measurement; the difference per handled event says where a pipeline's
+    time goes, and what the whole machine (2 cores) can give at best.
+    """
+
+    def __init__(self, suite):
+        self.suite = suite
+        self.start = self._read()
+
+    def _read(self) -> dict[str, float]:
+        groups: dict[str, float] = {}
+
+        def add(group, proc):
+            try:
+                t = proc.cpu_times()
+                groups[group] = groups.get(group, 0.0) + t.user + t.system
+            except psutil.Error:
+                pass
+
+        for name, popen in self.suite.procs.items():
+            if popen.poll() is not None:
+                continue
+            try:
+                root = psutil.Process(popen.pid)
+                for proc in (root, *root.children(recursive=True)):
+                    add(name, proc)
+            except psutil.Error:
+                pass
+        for proc in psutil.process_iter(["name"]):
+            name = proc.info["name"] or ""
+            if name.startswith("postgres"):
+                add("postgresql", proc)
+            elif name.startswith("beam"):
+                add("rabbitmq", proc)
+        add("bench (this process)", psutil.Process())
+        return groups
+
+    def per_event(self, events: int) -> dict[str, float]:
+        """Milliseconds of CPU per event by group, largest first (processes started since count from zero)."""
+        end = self._read()
+        ms = {g: 1000 * (end[g] - self.start.get(g, 0.0)) / max(events, 1) for g in end}
+        return dict(sorted(((g, v) for g, v in ms.items() if v >= 0.005), key=lambda kv: -kv[1]))
+
+
 # -- (a) one contact: gateway, direct, ceiling ---------------------------------------------------------------
 def phase_a(suite, key: str, contact_id: str) -> dict:
     path = f"/api/v1/contacts/{contact_id}"
@@ -234,6 +282,7 @@ def phase_c(suite, leads: LeadsInProcess, contacts_url: str) -> dict:
         now = time.perf_counter()
         if handled and first_at is None:
             first_at, first_n = now, handled
+            meter = CpuMeter(suite)
             if PROFILE_DIR:  # from the first handled event on: the steady state, not the start-up
                 profile = Profiler({"c-contacts-worker": suite.procs["worker:contacts"].pid}, 8)
         if handled >= EVENTS:
@@ -248,10 +297,15 @@ def phase_c(suite, leads: LeadsInProcess, contacts_url: str) -> dict:
     # Steady state: from the first handled event on, so the workers' start-up (imports, connections) is not
     # counted as event handling; the start-up is reported beside it.
     rate = (handled - first_n) / (done_at - first_at) if first_at and done_at > first_at else 0.0
+    cpu = meter.per_event(handled - first_n) if first_at else {}
+    if cpu:
+        log("(c) CPU per event (ms): " + ", ".join(f"{g} {v:.3f}" for g, v in cpu.items())
+            + f"; total {sum(cpu.values()):.3f} ms = at most {1000 * (os.cpu_count() or 1) / max(sum(cpu.values()), 1e-9):.0f} events/s "
+              f"on {os.cpu_count()} cores")
     log(f"(c) pipeline: {rate:.0f} events/s; first event handled {first_at - started:.1f} s after start"
         if first_at else "(c) nothing handled")
     return {"rate": rate, "handled": handled, "complete": handled >= EVENTS, "startup": (first_at - started) if first_at else None,
-            "commit_rate": commit_rate}
+            "commit_rate": commit_rate, "cpu": cpu}
 
 
 def bare_broker(amqp_url: str, body: bytes) -> dict:
