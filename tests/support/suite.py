@@ -19,10 +19,26 @@ SERVICES = SUITE.names
 WEB = tuple(e.name for e in SUITE.upstreams)
 
 
-class Suite:
-    """Every web process, worker and the gateway on free ports, each on its own database and vhost."""
+def replica_name(name: str, replica: int) -> str:
+    """The name of one replica of a process: the first keeps the plain name, the others are `name#<n>`."""
+    return name if replica == 1 else f"{name}#{replica}"
 
-    def __init__(self, workdir: Path, amqp_url: str, database_urls: dict[str, str], **env_overrides):
+
+def _own_port(argv: list[str], variable: str, port: int) -> list[str]:
+    """`argv` with the `<variable>=<port>` that `crm.processes.with_env` put on it replaced by `port`."""
+    return [f"{variable}={port}" if arg.startswith(variable + "=") else arg for arg in argv]
+
+
+class Suite:
+    """Every web process, worker and the gateway on free ports, each on its own database and vhost.
+
+    `replicas` runs more than one copy of a worker (`{"worker:contacts": 2}` adds `worker:contacts#2`, which
+    competes with `worker:contacts` for its queue and outbox). A web service is scaled inside its one gunicorn
+    with `CRM_WEB_PROCESSES` (the gateway knows one URL per upstream), so `replicas` takes workers only.
+    """
+
+    def __init__(self, workdir: Path, amqp_url: str, database_urls: dict[str, str], *,
+                 replicas: dict[str, int] | None = None, **env_overrides):
         self.workdir = workdir
         self.logdir = workdir / "logs"
         self.logdir.mkdir(parents=True, exist_ok=True)
@@ -45,6 +61,14 @@ class Suite:
             **env_overrides,
         }
         self.procs: dict[str, subprocess.Popen] = {}
+        self.replicas = dict(replicas or {})
+        for name, count in self.replicas.items():
+            if not name.startswith("worker:") or count < 1:
+                raise ValueError(f"replicas: {name}={count}; only workers (`worker:<svc>`) take replicas (>= 1); "
+                                 f"scale a web service with CRM_WEB_PROCESSES")
+        # Each further replica serves its /healthz and /metrics on a port of its own, kept across restarts.
+        self.replica_ports = {replica_name(name, n): free_port()
+                              for name, count in self.replicas.items() for n in range(2, count + 1)}
         self.gateway_url = f"http://127.0.0.1:{self.ports['gateway']}"
 
     # -- commands ----------------------------------------------------------------------------------------
@@ -54,8 +78,19 @@ class Suite:
                               capture_output=True, text=True, check=check, timeout=timeout)
 
     def processes(self) -> dict[str, list[str]]:
-        """`web:<svc>` / `worker:<svc>` -> argv: exactly what `crm run` starts (crm.processes)."""
-        return {f"{p.kind}:{p.service}": list(p.argv) for p in suite_processes(self.ports, self.env)}
+        """`web:<svc>` / `worker:<svc>` (and `worker:<svc>#<n>` replicas) -> argv: exactly what `crm run` starts
+        (crm.processes)."""
+        out = {}
+        for p in suite_processes(self.ports, self.env):
+            name = f"{p.kind}:{p.service}"
+            for replica in self.replicas_of(name):
+                port = self.replica_ports.get(replica)
+                out[replica] = list(p.argv) if port is None else _own_port(list(p.argv), "CRM_WORKER_PORT", port)
+        return out
+
+    def replicas_of(self, name: str) -> list[str]:
+        """Every replica of one process: `worker:contacts` -> [`worker:contacts`, `worker:contacts#2`]."""
+        return [replica_name(name, replica) for replica in range(1, self.replicas.get(name, 1) + 1)]
 
     def _command(self, name: str) -> list[str]:
         try:
@@ -64,7 +99,7 @@ class Suite:
             raise ValueError(f"no process {name!r}; expected one of {sorted(self.processes())}") from None
 
     def start(self, name: str) -> subprocess.Popen:
-        """Start one process: `web:<svc>` (including `web:gateway`) or `worker:<svc>`."""
+        """Start one process: `web:<svc>` (including `web:gateway`), `worker:<svc>` or a replica `worker:<svc>#<n>`."""
         log = open(self.logdir / f"{name.replace(':', '-')}.log", "ab")
         proc = subprocess.Popen(self._command(name), env=self.env, cwd=self.workdir, stdout=log, stderr=subprocess.STDOUT,
                                 start_new_session=True)
