@@ -39,7 +39,8 @@ def crm_score_lead(lead: LeadInput) -> ScoreFactor | Sequence[ScoreFactor] | Non
     the name of the plugin that gave it. If an implementation raises, or returns anything else (a dict, a
     float or boolean ``points``...), the host logs it with the plugin's name, drops that plugin's whole
     contribution and marks the decision as degraded; the other plugins still count and the request succeeds.
-    Implementations should be quick and side-effect free: they run inside the request that saves the lead.
+    The same happens to one that does not answer within the services' time budget (``CRM_PLUGIN_TIMEOUT_MS``).
+    Implementations should be quick and side-effect free: the request that saves the lead waits for them.
     """
 
 
@@ -68,8 +69,9 @@ def crm_loyalty_points(purchase: PurchaseInput, program: ProgramInput) -> PointA
     ledger entry with the name of the plugin that gave it. If an implementation raises, or returns anything
     else (a dict, float or boolean ``points``, more than 10**15 points...), the host logs it with the
     plugin's name, drops that plugin's whole contribution and marks the decision as degraded; the other
-    plugins still count and the purchase is still recorded. Implementations must be quick and side-effect
-    free: they run inside the transaction that records the purchase.
+    plugins still count and the purchase is still recorded. The same happens to one that does not answer
+    within the services' time budget (``CRM_PLUGIN_TIMEOUT_MS``). Implementations must be quick and
+    side-effect free: the transaction that records the purchase waits for them.
     """
 
 

@@ -14,6 +14,8 @@ import pluggy
 
 from . import hookspecs
 from .types import (
+    PLUGIN_ERROR,
+    PLUGIN_MALFORMED_RESULT,
     AppliedFactor,
     LeadInput,
     PluginFailure,
@@ -32,6 +34,10 @@ logger = logging.getLogger("crm.plugins")
 
 SCORE_LEAD = "crm_score_lead"
 LOYALTY_POINTS = "crm_loyalty_points"
+
+# Why a plugin was not loaded (the `code` of an entry in `PluginHost.errors`).
+LOAD_FAILED = "plugin_load_failed"  # importing or instantiating it raised
+NAME_TAKEN = "plugin_name_taken"  # another plugin was already registered under its name
 
 
 class PluginError(Exception):
@@ -95,10 +101,13 @@ class PluginHost:
         self._origins[name] = _Origin(source, origin)
         return True
 
-    def add_error(self, name: str, source: str, error: str) -> None:
-        """Record a plugin that could not be loaded (it is skipped, the process still starts)."""
-        logger.error("plugin %r (%s) not loaded: %s", name, source, error, extra={"plugin": name})
-        self.errors.append({"name": name, "source": source, "error": error})
+    def add_error(self, name: str, source: str, error: str, code: str = LOAD_FAILED) -> None:
+        """Record a plugin that could not be loaded (it is skipped, the process still starts).
+
+        `error` may quote the plugin's own exception: it is logged, and listings show only the `code`.
+        """
+        logger.error("plugin %r (%s) not loaded: %s", name, source, error, extra={"plugin": name, "code": code})
+        self.errors.append({"name": name, "source": source, "code": code, "error": error})
 
     def check(self) -> None:
         """Raise PluginError for a hook nobody specified (a misspelling) or one the host cannot call."""
@@ -136,8 +145,8 @@ class PluginHost:
         """Call each implementation of a contribute hook on its own; a bad one is dropped whole and reported."""
         factors: list[AppliedFactor] = []
         failures: list[PluginFailure] = []
-        for impl in getattr(self.pm.hook, hook).get_hookimpls():
-            result, failure = self._call(impl, hook, kwargs)
+        impls = getattr(self.pm.hook, hook).get_hookimpls()
+        for impl, (result, failure) in zip(impls, self._call_each(impls, hook, kwargs)):
             if failure:
                 failures.append(failure)
                 continue
@@ -159,19 +168,33 @@ class PluginHost:
             listed.append({"name": name, "source": where.source, "origin": where.origin, "hooks": hooks})
         return listed
 
+    def _call_each(self, impls, hook: str, kwargs: dict) -> list[tuple[object, PluginFailure | None]]:
+        """(result, failure) of each implementation, in order; here each is called on the caller's thread.
+
+        The services' host (`services.common.plugins`) overrides this to give every call a time budget.
+        """
+        return [self._call(impl, hook, kwargs) for impl in impls]
+
     def _call(self, impl, hook: str, kwargs: dict) -> tuple[object, PluginFailure | None]:
-        # An implementation may accept a subset of the spec's arguments, as with pluggy's own calls.
         try:
-            return impl.function(*(kwargs[arg] for arg in impl.argnames)), None
-        except Exception as exc:  # a plugin bug must not fail the request
-            logger.exception("plugin %r raised in %s", impl.plugin_name, hook,
-                             extra={"plugin": impl.plugin_name, "hook": hook})
-            return None, PluginFailure(impl.plugin_name, hook, f"{type(exc).__name__}: {exc}")
+            return impl.function(*arguments(impl, kwargs)), None
+        except Exception as exc:  # noqa: BLE001 - a plugin bug must not fail the request
+            return None, self._raised(impl.plugin_name, hook, exc)
+
+    def _raised(self, plugin: str, hook: str, exc: BaseException) -> PluginFailure:
+        # The exception's text goes to the log only: it may hold anything the plugin had at hand.
+        logger.error("plugin %r raised in %s", plugin, hook, exc_info=exc, extra={"plugin": plugin, "hook": hook})
+        return PluginFailure(plugin, hook, PLUGIN_ERROR, f"{type(exc).__name__}: {exc}")
 
     def _malformed(self, plugin: str, hook: str, problem: str) -> PluginFailure:
         logger.error("plugin %r returned a malformed result from %s: %s", plugin, hook, problem,
                      extra={"plugin": plugin, "hook": hook})
-        return PluginFailure(plugin, hook, f"malformed result: {problem}")
+        return PluginFailure(plugin, hook, PLUGIN_MALFORMED_RESULT, f"malformed result: {problem}")
+
+
+def arguments(impl, kwargs: dict) -> tuple:
+    """The positional arguments of one implementation (it may accept a subset of the spec's, as in pluggy)."""
+    return tuple(kwargs[arg] for arg in impl.argnames)
 
 
 def _contributions(result, item_type: type, problem_of) -> tuple[tuple, str | None]:

@@ -1,7 +1,7 @@
 """Plain, frozen values exchanged between the services and plugins (never ORM objects)."""
 from __future__ import annotations
 
-from dataclasses import asdict, dataclass
+from dataclasses import asdict, dataclass, field
 from datetime import datetime
 from decimal import Decimal
 
@@ -85,17 +85,30 @@ class AppliedFactor:
         return asdict(self)
 
 
+# Why a plugin's contribution is missing from a decision (`PluginFailure.code`).
+PLUGIN_ERROR = "plugin_error"  # the implementation raised
+PLUGIN_MALFORMED_RESULT = "plugin_malformed_result"  # it returned something the hook does not accept
+PLUGIN_TIMEOUT = "plugin_timeout"  # it did not answer within the time budget
+PLUGIN_UNAVAILABLE = "plugin_unavailable"  # not called: an earlier call past its budget has not returned yet
+FAILURE_CODES = (PLUGIN_ERROR, PLUGIN_MALFORMED_RESULT, PLUGIN_TIMEOUT, PLUGIN_UNAVAILABLE)
+
+
 @dataclass(frozen=True)
 class PluginFailure:
-    """A plugin whose contribution was dropped from a decision, and why."""
+    """A plugin whose contribution was dropped from a decision: the plugin, the hook and a code saying why.
+
+    `detail` (the exception, or what was malformed) is for the log and the author's test harness. It is not
+    part of `to_dict()` and the services never store or return it: an exception's text may carry anything.
+    """
 
     plugin: str
     hook: str
-    error: str
+    code: str
+    detail: str = field(default="", compare=False)
 
     def to_dict(self) -> dict:
-        """JSON-ready form."""
-        return asdict(self)
+        """JSON-ready form, without `detail`."""
+        return {"plugin": self.plugin, "hook": self.hook, "code": self.code}
 
 
 @dataclass(frozen=True)

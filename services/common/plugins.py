@@ -1,7 +1,8 @@
 """Plugin discovery for the services: built-ins, installed packages (entry points) and a directory of files.
 
 The host itself (isolation, decisions) lives in `crm_plugins.host` so the author's test harness applies the
-same rules; this module only decides what gets loaded.
+same rules; the services' host adds a time budget per call (`plugin_calls`). This module decides what gets
+loaded and what a listing of it shows.
 """
 from __future__ import annotations
 
@@ -13,9 +14,11 @@ from collections.abc import Iterable
 from pathlib import Path
 
 from crm_plugins import PROJECT_NAME
-from crm_plugins.host import PluginError, PluginHost, as_plugin
+from crm_plugins.host import NAME_TAKEN, PluginError, PluginHost, as_plugin
 
-__all__ = ["DEFAULT_PLUGINS", "PluginError", "PluginHost", "build_plugin_host"]
+from .plugin_calls import DEFAULT_TIMEOUT_MS, THREADS_PER_PLUGIN, BudgetedPluginHost
+
+__all__ = ["DEFAULT_PLUGINS", "PluginError", "PluginHost", "build_plugin_host", "plugin_listing"]
 
 # Built-in policies, registered exactly like third-party plugins under "builtin.<last module part>".
 DEFAULT_PLUGINS = ["crm_builtin.lead_scoring", "crm_builtin.loyalty_points"]
@@ -24,9 +27,14 @@ BUILTIN, ENTRY_POINT, DIRECTORY = "builtin", "entry_point", "directory"
 
 
 def build_plugin_host(plugins_dir: str | None = None, disabled: Iterable[str] = (), include_builtins: bool = True,
-                      include_entry_points: bool = True) -> PluginHost:
-    """Load every enabled plugin and check its hooks; raises PluginError for a misspelt or mis-typed hook."""
-    host = PluginHost()
+                      include_entry_points: bool = True, *, timeout_ms: int = DEFAULT_TIMEOUT_MS,
+                      threads_per_plugin: int = THREADS_PER_PLUGIN) -> BudgetedPluginHost:
+    """Load every enabled plugin and check its hooks; raises PluginError for a misspelt or mis-typed hook.
+
+    Each call into a plugin then gets `timeout_ms` (CRM_PLUGIN_TIMEOUT_MS) on a pool of up to
+    `threads_per_plugin` threads of that plugin's own.
+    """
+    host = BudgetedPluginHost(timeout=timeout_ms / 1000, threads_per_plugin=threads_per_plugin)
     for name in disabled:
         host.block(name)
     if include_builtins:
@@ -37,6 +45,13 @@ def build_plugin_host(plugins_dir: str | None = None, disabled: Iterable[str] = 
         _load_directory(host, Path(plugins_dir))
     host.check()
     return host
+
+
+def plugin_listing(host: PluginHost) -> dict:
+    """What `GET .../plugins` shows: the loaded plugins, and the ones that failed to load by name and code only
+    (the error text may quote a plugin's exception; it went to the log when it happened)."""
+    errors = [{"name": e["name"], "source": e["source"], "code": e["code"]} for e in host.errors]
+    return {"items": host.list_plugins(), "errors": errors}
 
 
 def _load_builtins(host: PluginHost) -> None:
@@ -56,7 +71,7 @@ def _load_entry_points(host: PluginHost) -> None:
         if host.is_blocked(ep.name):
             continue
         if host.pm.has_plugin(ep.name):
-            host.add_error(ep.name, ENTRY_POINT, f"name already taken; {dist} not loaded")
+            host.add_error(ep.name, ENTRY_POINT, f"name already taken; {dist} not loaded", NAME_TAKEN)
             continue
         try:
             plugin = as_plugin(ep.load())
@@ -74,7 +89,7 @@ def _load_directory(host: PluginHost, directory: Path) -> None:
         if name.startswith("_") or host.is_blocked(name):
             continue
         if host.pm.has_plugin(name):
-            host.add_error(name, DIRECTORY, f"name already taken; {path} not loaded")
+            host.add_error(name, DIRECTORY, f"name already taken; {path} not loaded", NAME_TAKEN)
             continue
         try:
             plugin = _module_plugin(_import_file(path))

@@ -44,8 +44,20 @@ class ScoreFactorSchema(Schema):
 
 
 class DegradedSchema(Schema):
-    """A plugin that failed or answered badly during a decision; the others still counted."""
+    """A plugin that failed, answered badly or too late during a decision; the others still counted.
+
+    Only the plugin's name and a code (`plugin_error`, `plugin_malformed_result`, `plugin_timeout`,
+    `plugin_unavailable`) go out: what a plugin raised may quote anything it had at hand, so it stays in the log.
+    """
 
     plugin = fields.String()
     hook = fields.String()
-    error = fields.String()
+    code = fields.Method("_code")
+
+    @staticmethod
+    def _code(row) -> str:
+        # Rows stored before the codes existed carry only an `error` text, which is never shown.
+        code = row.get("code")
+        if code:
+            return code
+        return "plugin_malformed_result" if str(row.get("error", "")).startswith("malformed result") else "plugin_error"

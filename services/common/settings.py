@@ -60,6 +60,14 @@ def _port(name: str, raw: str) -> int:
     return value
 
 
+def _plugin_timeout_ms(name: str, raw: str) -> int:
+    """Milliseconds one plugin call may take: 1 to 60000 (a request waits this long at most per hook)."""
+    value = _positive_int(name, raw)
+    if value > 60_000:
+        raise SettingsError(name, f"must be at most 60000 ms, got {raw!r}")
+    return value
+
+
 def _delays(name: str, raw: str) -> tuple[float, ...]:
     parts = [p.strip() for p in raw.split(",") if p.strip()]
     if not parts:
@@ -124,6 +132,7 @@ class Settings:
     log_level: str = "INFO"
     plugins_dir: str | None = None
     plugins_disabled: tuple[str, ...] = ()
+    plugin_timeout_ms: int = 200  # a plugin call past this is dropped from the decision (degraded)
     retry_delays: tuple[float, ...] = (1.0, 5.0, 30.0)
     prefetch: int = 500
     consumer_batch_size: int = 200  # deliveries handled in one transaction
@@ -211,6 +220,7 @@ def from_env(service: str, env: Mapping[str, str] | None = None, *, require_secr
         log_level=_read(env, "CRM_LOG_LEVEL", _log_level, "INFO"),
         plugins_dir=env.get("CRM_PLUGINS_DIR") or None,
         plugins_disabled=_read(env, "CRM_PLUGINS_DISABLED", _names, ()),
+        plugin_timeout_ms=_read(env, "CRM_PLUGIN_TIMEOUT_MS", _plugin_timeout_ms, Settings.plugin_timeout_ms),
         retry_delays=_read(env, "CRM_RETRY_DELAYS", _delays, (1.0, 5.0, 30.0)),
         prefetch=prefetch,
         consumer_batch_size=consumer_batch_size,

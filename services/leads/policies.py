@@ -22,4 +22,5 @@ def apply_score(plugins, lead: Lead) -> None:
     lead.score_factors = [
         {"plugin": f.plugin, "code": f.code, "points": f.points, "reason": f.reason} for f in decision.factors
     ]
-    lead.score_degraded = [{"plugin": d.plugin, "hook": d.hook, "error": d.error} for d in decision.degraded]
+    # Name and code only (to_dict leaves out the exception's text, which went to the log).
+    lead.score_degraded = [d.to_dict() for d in decision.degraded]

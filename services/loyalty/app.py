@@ -17,7 +17,8 @@ from .models import InboxEntry, OutboxMessage
 def build(settings: Settings | None = None) -> Runtime:
     """Engine, session factory, outbox/inbox models and the plugin host of one loyalty process."""
     settings = settings or from_env("loyalty")
-    plugins = build_plugin_host(plugins_dir=settings.plugins_dir, disabled=settings.plugins_disabled)
+    plugins = build_plugin_host(plugins_dir=settings.plugins_dir, disabled=settings.plugins_disabled,
+                                timeout_ms=settings.plugin_timeout_ms)
     return build_runtime(settings, OutboxMessage, InboxEntry, plugins=plugins)
 
 

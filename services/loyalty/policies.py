@@ -29,5 +29,6 @@ def award_points(plugins, purchase: Purchase, member: Member, program: Program) 
 def factor_rows(decision: PointsDecision) -> tuple[list[dict], list[dict]]:
     """The decision's factors and failures as JSON-ready rows for the ledger entry."""
     factors = [{"plugin": f.plugin, "code": f.code, "points": f.points, "reason": f.reason} for f in decision.factors]
-    degraded = [{"plugin": d.plugin, "hook": d.hook, "error": d.error} for d in decision.degraded]
+    # Name and code only (to_dict leaves out the exception's text, which went to the log).
+    degraded = [d.to_dict() for d in decision.degraded]
     return factors, degraded

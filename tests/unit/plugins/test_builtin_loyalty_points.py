@@ -134,7 +134,7 @@ def test_a_raising_plugin_is_reported_degraded_and_the_others_still_count(caplog
     assert decision.points == 7 and decision.is_degraded
     (failure,) = decision.degraded
     assert (failure.plugin, failure.hook) == ("buggy", "crm_loyalty_points")
-    assert "ZeroDivisionError: tier multiplier" in failure.error
+    assert failure.code == "plugin_error" and "ZeroDivisionError: tier multiplier" in failure.detail
     assert any(getattr(r, "plugin", None) == "buggy" for r in caplog.records)
 
 
@@ -155,7 +155,7 @@ def test_a_malformed_award_drops_that_plugins_whole_contribution(result, problem
     assert decision.points == 4
     assert [f.plugin for f in decision.factors] == ["steady"]
     (failure,) = decision.degraded
-    assert failure.plugin == "odd" and problem in failure.error
+    assert (failure.plugin, failure.code) == ("odd", "plugin_malformed_result") and problem in failure.detail
 
 
 def test_none_and_an_empty_list_mean_nothing_to_add():

@@ -92,8 +92,8 @@ def test_a_directory_module_of_plain_functions_is_loaded_under_its_file_name(tmp
 
     host = only_local(tmp_path)
 
-    assert host.list_plugins() == [{"name": "team_rules", "source": "directory",
-                                    "origin": str(tmp_path / "team_rules.py"), "hooks": ["crm_score_lead"]}]
+    assert host.list_plugins() == [{"name": "team_rules", "source": "directory", "origin": str(tmp_path / "team_rules.py"),
+                                    "hooks": ["crm_score_lead"], "available": True}]
     decision = host.score_lead(LEAD)
     assert [(f.plugin, f.code, f.points, f.reason) for f in decision.factors] == [
         ("team_rules", "from_functions", 7, "saw ada@engines.example")]
@@ -116,7 +116,7 @@ def test_a_directory_file_that_fails_to_import_is_reported_and_the_others_still_
     assert [p["name"] for p in host.list_plugins()] == ["team_rules"]
     (error,) = host.errors
     assert (error["name"], error["source"]) == ("broken", "directory")
-    assert "no_such_module_for_crm" in error["error"]
+    assert error["code"] == "plugin_load_failed" and "no_such_module_for_crm" in error["error"]
 
 
 def test_files_starting_with_an_underscore_are_not_plugins(tmp_path):
@@ -137,9 +137,9 @@ def test_the_builtin_policies_are_registered_as_ordinary_plugins():
 
     assert host.list_plugins() == [
         {"name": "builtin.lead_scoring", "source": "builtin", "origin": "crm_builtin.lead_scoring",
-         "hooks": ["crm_score_lead"]},
+         "hooks": ["crm_score_lead"], "available": True},
         {"name": "builtin.loyalty_points", "source": "builtin", "origin": "crm_builtin.loyalty_points",
-         "hooks": ["crm_loyalty_points"]},
+         "hooks": ["crm_loyalty_points"], "available": True},
     ]
     assert {f.plugin for f in host.score_lead(sample_lead()).factors} == {"builtin.lead_scoring"}
 
@@ -163,7 +163,8 @@ def test_a_directory_file_cannot_take_the_name_of_an_installed_plugin(tmp_path):
     host = build_plugin_host(str(tmp_path), include_builtins=False)
 
     assert [p["source"] for p in host.list_plugins() if p["name"] == "example_scoring"] == ["entry_point"]
-    assert [(e["name"], e["source"]) for e in host.errors] == [("example_scoring", "directory")]
+    assert [(e["name"], e["source"], e["code"]) for e in host.errors] == [
+        ("example_scoring", "directory", "plugin_name_taken")]
 
 
 def test_settings_from_the_environment_choose_the_directory_and_the_disabled_plugins(tmp_path):
@@ -210,8 +211,8 @@ def test_a_raising_plugin_is_reported_degraded_and_others_still_count(caplog):
     assert decision.score == 42
     assert [(f.plugin, f.code) for f in decision.factors] == [("steady", "fixed"), ("tiny", "small")]
     (failure,) = decision.degraded
-    assert (failure.plugin, failure.hook) == ("buggy", "crm_score_lead")
-    assert failure.error == "KeyError: 'company_size'"
+    assert (failure.plugin, failure.hook, failure.code) == ("buggy", "crm_score_lead", "plugin_error")
+    assert failure.detail == "KeyError: 'company_size'"
     assert decision.is_degraded
     assert any("buggy" in r.getMessage() and r.exc_info for r in caplog.records)
 
@@ -237,8 +238,8 @@ def test_a_malformed_result_is_reported_degraded_and_the_plugin_counts_for_nothi
     assert decision.score == 10
     assert {f.plugin for f in decision.factors} == {"steady"}
     (failure,) = decision.degraded
-    assert failure.plugin == "sloppy" and failure.error.startswith("malformed result")
-    assert complaint in failure.error
+    assert (failure.plugin, failure.code) == ("sloppy", "plugin_malformed_result")
+    assert complaint in failure.detail
     assert any("sloppy" in r.getMessage() for r in caplog.records)
 
 
@@ -251,7 +252,8 @@ def test_building_a_bad_factor_fails_inside_the_plugin_and_degrades_only_it():
     decision = run_score_lead(BoolPoints)
 
     assert decision.score == 0
-    assert decision.degraded[0].error.startswith("TypeError: invalid ScoreFactor: points must be an int")
+    assert decision.degraded[0].code == "plugin_error"
+    assert decision.degraded[0].detail.startswith("TypeError: invalid ScoreFactor: points must be an int")
 
 
 def test_returning_none_or_an_empty_list_contributes_nothing_and_is_not_a_failure():
@@ -280,7 +282,7 @@ def test_a_decision_serialises_to_json_with_its_factors_and_failures():
     assert json.loads(json.dumps(decision.to_dict())) == {
         "score": 5,
         "factors": [{"plugin": "steady", "code": "fixed", "points": 5, "reason": "always 5"}],
-        "degraded": [{"plugin": "buggy", "hook": "crm_score_lead", "error": "KeyError: 'company_size'"}],
+        "degraded": [{"plugin": "buggy", "hook": "crm_score_lead", "code": "plugin_error"}],  # no exception text
     }
 
 
