@@ -6,7 +6,7 @@ import sys
 from collections.abc import Mapping
 from dataclasses import dataclass
 
-from services.common.settings import web_concurrency
+from services.common.settings import SettingsError, web_concurrency
 
 from .registry import SUITE, Registry
 
@@ -43,5 +43,30 @@ def suite_processes(ports: Mapping[str, int], env: Mapping[str, str] | None = No
             name = entry.name if entry.name == registry.gateway else f"{entry.name}-web"
             procs.append(Process(name, entry.name, "web", gunicorn_argv(entry.wsgi_app, bind, env)))
     for entry in registry.workers:
-        procs.append(Process(f"{entry.name}-worker", entry.name, "worker", crm_argv("worker", entry.name)))
+        argv = crm_argv("worker", entry.name)
+        ops = worker_ops_env(entry.name, ports.get(entry.name, entry.port), env)
+        if ops:
+            # Every process gets the same environment (honcho, the test suite), so a worker's own variables
+            # ride on its command line; `env` replaces itself with the worker (no extra process).
+            argv = ("env", *(f"{k}={v}" for k, v in ops.items()), *argv)
+        procs.append(Process(f"{entry.name}-worker", entry.name, "worker", argv))
     return procs
+
+
+# A worker's ops port (/healthz, /readyz, /metrics) is its service's web port plus this, so every worker on one
+# host has its own.
+WORKER_PORT_OFFSET = 1000
+
+
+def worker_ops_env(service: str, web_port: int, env: Mapping[str, str]) -> dict[str, str]:
+    """CRM_WORKER_PORT (web port + 1000) and CRM_WORKER_HOST (loopback) for one worker, unless `env` sets them."""
+    ops = {}
+    if not env.get("CRM_WORKER_HOST"):
+        ops["CRM_WORKER_HOST"] = "127.0.0.1"  # like the upstream web processes: only the gateway is public
+    if not env.get("CRM_WORKER_PORT"):
+        port = web_port + WORKER_PORT_OFFSET
+        if port > 65535:
+            raise SettingsError("CRM_WORKER_PORT", f"{service}'s web port {web_port} + {WORKER_PORT_OFFSET} is "
+                                                   f"not a TCP port; choose a lower CRM_{service.upper()}_PORT")
+        ops["CRM_WORKER_PORT"] = str(port)
+    return ops

@@ -190,7 +190,7 @@ class Consumer:
 
     def __init__(self, service: str, amqp_url: str, dispatcher: InboxDispatcher, *, bindings: Bindings,
                  retry_delays: tuple[float, ...], prefetch: int = 500, batch_size: int = 200,
-                 batch_linger: float = 0.005):
+                 batch_linger: float = 0.005, metrics=None):
         bound = set(bindings.get(service, ()))
         if bound != set(dispatcher.handlers):
             raise ValueError(f"{service}: the topology binds {sorted(bound)} but the handlers take "
@@ -208,6 +208,8 @@ class Consumer:
         self.batch_linger = batch_linger
         self.handled = 0
         self.batches = 0
+        self.metrics = metrics  # a WorkerMetrics (services/common/worker_metrics.py), or None
+        self.connected = False  # consuming on an open connection (the worker's /readyz reads it)
         self._stop = threading.Event()
 
     def run(self, stop: threading.Event | None = None) -> None:
@@ -236,6 +238,7 @@ class Consumer:
             channel.basic_consume(queue_name(self.service),
                                   on_message_callback=lambda _ch, method, props, body: pending.append((method, props, body)))
             log.info("consumer connected", extra={"event": "consumer.connected"})
+            self.connected = True
             keepalive = _KeepAlive(conn)
             while not self._stop.is_set():
                 if not pending:
@@ -249,6 +252,7 @@ class Consumer:
                 batch = [pending.popleft() for _ in range(min(self.batch_size, len(pending)))]
                 self._handle_batch(channel, batch, keepalive)
         finally:
+            self.connected = False
             if conn.is_open:
                 conn.close()  # unacked deliveries go back to the queue
 
@@ -286,6 +290,8 @@ class Consumer:
         channel.basic_ack(batch[-1][0].delivery_tag, multiple=True)
         self.handled += sum(1 for outcome in outcomes if not isinstance(outcome, Exception))
         self.batches += 1
+        if self.metrics is not None:
+            self.metrics.consumer_batch(len(batch), [(p[0].type, o) for p, o in zip(parsed, outcomes)])
 
     def _retry_or_dead_letter(self, channel, props, body, exc: Exception) -> None:
         headers = dict(props.headers or {})
@@ -303,6 +309,8 @@ class Consumer:
         headers.update({ERROR_HEADER: error[:1000], "x-crm-dead-lettered-at": datetime.now(timezone.utc).isoformat()})
         channel.basic_publish("", dlq_name(self.service), body, _copy_props(props, headers))
         log.error("event dead-lettered: %s", error, extra={"event": "event.dead_lettered"})
+        if self.metrics is not None:
+            self.metrics.event_dead_lettered(props.type)
 
 
 class _KeepAlive:

@@ -127,7 +127,7 @@ class OutboxRelay:
     """
 
     def __init__(self, store: OutboxStore, amqp_url: str, *, retry_delays: tuple[float, ...],
-                 batch_size: int = 200, poll_interval: float = 0.5, database_url: str | None = None):
+                 batch_size: int = 200, poll_interval: float = 0.5, database_url: str | None = None, metrics=None):
         self.store = store
         self.amqp_url = amqp_url
         self.retry_delays = retry_delays
@@ -136,6 +136,8 @@ class OutboxRelay:
         self.listen_dsn = listen_dsn(database_url)
         self.published = 0
         self.wakeups = 0  # notifications that woke the relay (tests and metrics read it)
+        self.metrics = metrics  # a WorkerMetrics (services/common/worker_metrics.py), or None
+        self.connected = False  # publishing with confirms on an open channel (the worker's /readyz reads it)
         self._stop = threading.Event()
         self._conn = None
         self._channel = None
@@ -182,6 +184,7 @@ class OutboxRelay:
         try:
             self._conn.ioloop.start()
         finally:
+            self.connected = False
             self._timer = self._mark_timer = None
             if not self._conn.is_closed:
                 try:
@@ -201,6 +204,8 @@ class OutboxRelay:
             # Confirmed rows are marked, so only the unconfirmed ones are published again.
             self.store.mark_published(acked)
             self.published += len(acked)
+            if self.metrics is not None:
+                self.metrics.outbox_confirmed(len(acked), 0)
             self.store.release()
         except Exception:  # noqa: BLE001 — the lease will expire on its own
             log.warning("could not release outbox leases; they will expire")
@@ -252,6 +257,7 @@ class OutboxRelay:
 
     def _on_confirm_ok(self, _frame) -> None:
         log.info("outbox relay connected", extra={"event": "relay.connected"})
+        self.connected = True
         self._watch_stop()
         self._schedule(0)
 
@@ -287,6 +293,8 @@ class OutboxRelay:
             log.exception("outbox claim failed")
             self._schedule(max(self.poll_interval, 1.0))
             return
+        if self.metrics is not None:
+            self.metrics.relay_batch(len(batch))
         publish = self._channel.basic_publish
         inflight = self._inflight
         tag = self._next_tag
@@ -343,6 +351,8 @@ class OutboxRelay:
         except Exception:  # noqa: BLE001 — rows stay leased and are re-published after expiry
             log.exception("could not mark outbox rows published")
         self.published += len(acked)
+        if self.metrics is not None:
+            self.metrics.outbox_confirmed(len(acked), len(nacked))
         if nacked:
             log.warning("broker nacked %d events; they will be re-published", len(nacked))
             self._more = True

@@ -1,6 +1,7 @@
 """Process settings read from the environment and validated at start-up (twelve-factor)."""
 from __future__ import annotations
 
+import ipaddress
 import os
 import re
 from dataclasses import dataclass, field, fields
@@ -12,6 +13,10 @@ from limits import parse_many
 # Which services exist is the suite registry's business (crm/registry.py); the kit only checks the name's shape.
 _SERVICE_NAME = re.compile(r"^[a-z][a-z0-9_]{0,39}$")
 DEFAULT_GATEWAY_PORT = 8080
+# A plain `crm worker` serves its ops endpoints here, on every interface (a container's port); `crm run` gives
+# each worker its web port + 1000 on the loopback interface instead (crm/processes.py).
+DEFAULT_WORKER_HOST = "0.0.0.0"
+DEFAULT_WORKER_PORT = 9090
 
 
 class SettingsError(ValueError):
@@ -65,6 +70,28 @@ def _plugin_timeout_ms(name: str, raw: str) -> int:
     value = _positive_int(name, raw)
     if value > 60_000:
         raise SettingsError(name, f"must be at most 60000 ms, got {raw!r}")
+    return value
+
+
+_HOST_NAME = re.compile(r"^(?=.{1,253}$)[A-Za-z0-9]([A-Za-z0-9-]*[A-Za-z0-9])?(\.[A-Za-z0-9]([A-Za-z0-9-]*[A-Za-z0-9])?)*$")
+
+
+def _host(name: str, raw: str) -> str:
+    """An interface to listen on: an IP address (v4 or v6) or a host name; no scheme, port or spaces."""
+    try:
+        return str(ipaddress.ip_address(raw.strip("[]")))
+    except ValueError:
+        pass
+    if not _HOST_NAME.match(raw):
+        raise SettingsError(name, f"expected an IP address or host name to listen on, e.g. 0.0.0.0, got {raw!r}")
+    return raw
+
+
+def _retention_days(name: str, raw: str) -> int:
+    """Whole days; at least 1, since an inbox row must outlive every redelivery of its event (operations.md)."""
+    value = _positive_int(name, raw)
+    if value > 3650:
+        raise SettingsError(name, f"must be at most 3650 days, got {raw!r}")
     return value
 
 
@@ -147,6 +174,9 @@ class Settings:
     redis_url: str | None = None
     rate_limit: str | None = "600/minute"  # per API key, across the gateway; None disables
     key_cache_seconds: float = 5.0  # how long the gateway trusts a cached API key (revocation is at once anyway)
+    worker_host: str = DEFAULT_WORKER_HOST  # where a worker serves /healthz, /readyz and /metrics
+    worker_port: int = DEFAULT_WORKER_PORT
+    retention_days: int = 7  # published outbox rows, inbox rows and idempotency keys older than this are purged
 
     def replace(self, **changes) -> "Settings":
         """A copy with some values changed (tests use this)."""
@@ -235,4 +265,7 @@ def from_env(service: str, env: Mapping[str, str] | None = None, *, require_secr
         redis_url=env.get("REDIS_URL") or None,
         rate_limit=_read(env, "CRM_RATE_LIMIT", _rate_limit, Settings.rate_limit),
         key_cache_seconds=_read(env, "CRM_KEY_CACHE_SECONDS", _positive_float, Settings.key_cache_seconds),
+        worker_host=_read(env, "CRM_WORKER_HOST", _host, DEFAULT_WORKER_HOST),
+        worker_port=_read(env, "CRM_WORKER_PORT", _port, DEFAULT_WORKER_PORT),
+        retention_days=_read(env, "CRM_RETENTION_DAYS", _retention_days, Settings.retention_days),
     )
