@@ -20,6 +20,7 @@ import subprocess
 import threading
 from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 from pathlib import Path
+from typing import ClassVar
 from urllib.parse import urlsplit
 
 import click
@@ -595,10 +596,10 @@ def test_the_definitions_job_mounts_the_file_and_uses_the_operators_user(objects
 class _DefinitionsEndpoint(BaseHTTPRequestHandler):
     """Stands in for RabbitMQ's management API: records one POST, answers with `status`."""
 
-    status = 204
-    received: list = []
+    status: ClassVar[int] = 204
+    received: ClassVar[list] = []  # each test gets a subclass with a list of its own (the `endpoint` fixture)
 
-    def do_POST(self):  # noqa: N802 — the http.server naming
+    def do_POST(self):
         body = self.rfile.read(int(self.headers["Content-Length"]))
         self.received.append((self.path, self.headers["Authorization"], self.headers["Content-Type"], body))
         self.send_response(self.status)
