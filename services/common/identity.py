@@ -12,6 +12,9 @@ ISSUER = "crm-gateway"
 AUDIENCE = "crm-services"
 ALGORITHM = "HS256"
 HEADER = "X-CRM-Identity"
+# Reads the plugin listing of any service (what is loaded, what failed to load); `admin` holds it too. It
+# belongs to no service, so no service's `<svc>:*` grants it (`leads:*` does not).
+PLUGINS_READ = "plugins:read"
 
 
 @dataclass(frozen=True)

@@ -11,7 +11,8 @@ from flask.views import MethodView
 from flask_smorest import Blueprint
 
 from services.common.idempotency import HEADER_PARAMETER, idempotent
-from services.common.identity import requires
+from services.common.identity import PLUGINS_READ, requires
+from services.common.plugins import plugin_listing
 from services.common.web import read_uow, runtime, uow
 
 from . import service
@@ -75,9 +76,8 @@ class ConvertLead(MethodView):
 
 @plugins_blp.route("")
 class Plugins(MethodView):
-    @requires()
+    @requires(PLUGINS_READ)
     @plugins_blp.response(200)
     def get(self):
-        """The plugins this service loaded, with the hooks each implements and any load errors."""
-        host = runtime().plugins
-        return {"items": host.list_plugins(), "errors": list(getattr(host, "errors", []))}
+        """The plugins this service loaded, with the hooks each implements and any that failed to load."""
+        return plugin_listing(runtime().plugins)

@@ -11,8 +11,9 @@ from flask.views import MethodView
 from flask_smorest import Blueprint
 
 from services.common.idempotency import HEADER_PARAMETER, idempotent
-from services.common.identity import requires
+from services.common.identity import PLUGINS_READ, requires
 from services.common.pagination import PageArgs
+from services.common.plugins import plugin_listing
 from services.common.web import read_uow, runtime, uow
 
 from . import service
@@ -167,9 +168,8 @@ class Purchases(MethodView):
 
 @blp.route("/plugins")
 class Plugins(MethodView):
-    @requires()
+    @requires(PLUGINS_READ)
     @blp.response(200)
     def get(self):
-        """The plugins this service loaded, with the hooks each implements and any load errors."""
-        host = runtime().plugins
-        return {"items": host.list_plugins(), "errors": list(getattr(host, "errors", []))}
+        """The plugins this service loaded, with the hooks each implements and any that failed to load."""
+        return plugin_listing(runtime().plugins)
