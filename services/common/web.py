@@ -16,6 +16,7 @@ from .broker import ping
 from .identity import HEADER as IDENTITY_HEADER
 from .identity import InvalidIdentity, verify_token
 from .logs import configure_logging
+from . import swagger_ui
 from .problems import problem_response, register_problem_handlers
 from .uow import UnitOfWork
 
@@ -62,7 +63,7 @@ def create_service_app(
     app.config.update(
         API_TITLE=title, API_VERSION="v1", OPENAPI_VERSION="3.0.3",
         OPENAPI_URL_PREFIX="/api", OPENAPI_JSON_PATH="openapi.json",
-        OPENAPI_SWAGGER_UI_PATH="/docs", OPENAPI_SWAGGER_UI_URL="https://cdn.jsdelivr.net/npm/swagger-ui-dist/",
+        OPENAPI_SWAGGER_UI_PATH="/docs", **swagger_ui.CONFIG,  # the UI's files are served by the app itself
         MAX_CONTENT_LENGTH=1 << 20, JSON_SORT_KEYS=False,
     )
     app.json.sort_keys = False
@@ -115,6 +116,8 @@ def create_service_app(
                 "principal": principal.key_id if principal else None,
             })
         return response
+
+    swagger_ui.install(app)
 
     @app.get("/healthz")
     def healthz():

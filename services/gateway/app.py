@@ -6,6 +6,7 @@ from dataclasses import dataclass
 
 from flask import Flask, current_app, g, jsonify, request
 
+from services.common import swagger_ui
 from services.common.problems import problem_response
 from services.common.runtime import Runtime, build_runtime
 from crm.registry import SUITE
@@ -56,7 +57,7 @@ def _presented_key() -> str | None:
 
 def authenticate_request():
     """Turn the caller's API key into g.principal; partner keys reach only the partner portal."""
-    if request.path in PUBLIC_PATHS:
+    if request.path in PUBLIC_PATHS or request.path.startswith(swagger_ui.ASSETS_PATH):
         return None
     presented = _presented_key()
     if presented is None:
