@@ -3,7 +3,6 @@ from __future__ import annotations
 
 import json
 import os
-import secrets
 import shlex
 import sys
 from pathlib import Path
@@ -80,15 +79,113 @@ def dlq_replay(service: str, limit: int | None) -> None:
     click.echo(f"replayed {moved} dead letter(s) to crm.{service}", err=True)
 
 
-def _identity_secret(data_dir: Path) -> str:
-    """The secret from the environment, or one generated once and kept under the data dir."""
-    if os.environ.get("CRM_IDENTITY_SECRET"):
-        return os.environ["CRM_IDENTITY_SECRET"]
-    path = data_dir / "identity.secret"
-    if not path.exists():
-        path.write_text(secrets.token_urlsafe(48))
-        path.chmod(0o600)
-    return path.read_text().strip()
+@cli.command()
+@click.argument("service", type=click.Choice(tuple(e.name for e in SUITE.entries if e.web)))
+@click.option("--bind", default="0.0.0.0:8080", show_default=True, help="HOST:PORT to listen on.")
+def web(service: str, bind: str) -> None:
+    """Serve SERVICE's web process: the gateway on waitress, every other service on gunicorn."""
+    from .processes import GATEWAY_CHANNEL_TIMEOUT, GATEWAY_CONNECTION_LIMIT, gunicorn_argv
+
+    entry = SUITE.entry(service)
+    if service != SUITE.gateway:
+        argv = gunicorn_argv(entry.wsgi_app, bind, os.environ)
+        os.execv(argv[0], argv)
+    import signal
+
+    import waitress
+
+    from services.common.settings import web_concurrency
+
+    _settings(service)  # a configuration error ends here, before the port opens
+    _processes, threads = web_concurrency()
+    app = SUITE.create_app(service)
+
+    def stop(_signum, _frame):
+        raise SystemExit(0)  # waitress closes its sockets and lets running requests finish
+
+    signal.signal(signal.SIGTERM, stop)
+    waitress.serve(app, listen=bind, threads=threads, connection_limit=GATEWAY_CONNECTION_LIMIT,
+                   channel_timeout=GATEWAY_CHANNEL_TIMEOUT, asyncore_use_poll=True, ident="", _quiet=True)
+
+
+@cli.group()
+def identity() -> None:
+    """The Ed25519 key pair of identity tokens: the gateway signs with the private key, services verify."""
+
+
+def _write_new(path: Path, text: str, mode: int) -> None:
+    path.parent.mkdir(parents=True, exist_ok=True)
+    fd = os.open(path, os.O_WRONLY | os.O_CREAT | os.O_EXCL, mode)
+    with os.fdopen(fd, "w") as f:
+        f.write(text)
+
+
+def ensure_key_pair(private_path: Path, public_path: Path) -> bool:
+    """Write a new key pair unless one is there; True when written. A lone public key is an error (its private
+    half is lost, so every service would trust tokens nobody can sign); a lone private key gets its public half."""
+    from services.common.identity import IdentityKeyError, generate_keypair, load_private_key, public_pem
+
+    if private_path.exists():
+        try:
+            derived = public_pem(load_private_key(private_path.read_text()))
+        except (OSError, IdentityKeyError) as exc:
+            raise click.ClickException(f"{private_path}: {exc}") from None
+        if not public_path.exists():
+            _write_new(public_path, derived, 0o644)
+        elif public_path.read_text().strip() != derived.strip():
+            raise click.ClickException(f"{public_path} is not the public half of {private_path}")
+        return False
+    if public_path.exists():
+        raise click.ClickException(f"{public_path} exists without its private key {private_path}; "
+                                   "remove it to make a new pair")
+    private, public = generate_keypair()
+    _write_new(private_path, private, 0o600)
+    _write_new(public_path, public, 0o644)
+    return True
+
+
+@identity.command("init")
+@click.option("--private", "private_path", required=True, type=click.Path(dir_okay=False, path_type=Path),
+              help="Where the private key goes (give it to the gateway only).")
+@click.option("--public", "public_path", required=True, type=click.Path(dir_okay=False, path_type=Path),
+              help="Where the public key goes (every service reads it).")
+def identity_init(private_path: Path, public_path: Path) -> None:
+    """Write a new key pair, or keep the one already there (safe to run on every start)."""
+    written = ensure_key_pair(private_path, public_path)
+    click.echo(f"identity keys {'written' if written else 'kept'}: {private_path} (private), {public_path} (public)",
+               err=True)
+
+
+def _identity_env(env: dict[str, str], data_dir: Path) -> dict[str, str]:
+    """Move the private key out of the environment every process shares; returns the gateway's own variables.
+
+    Keys from the environment are used as given (an inline private key is written to a 0600 file first, so it
+    never shows on a command line); without any, a pair is made once under the data dir.
+    """
+    key_dir = data_dir / "identity"
+    private_file = env.pop("CRM_IDENTITY_PRIVATE_KEY_FILE", "")
+    inline = env.pop("CRM_IDENTITY_PRIVATE_KEY", "")
+    if inline:
+        private_file = str(key_dir / "private-from-env.pem")
+        Path(private_file).unlink(missing_ok=True)
+        _write_new(Path(private_file), inline, 0o600)
+    if not private_file:
+        private_file = str(key_dir / "private.pem")
+        if not (env.get("CRM_IDENTITY_PUBLIC_KEY") or env.get("CRM_IDENTITY_PUBLIC_KEY_FILE")):
+            ensure_key_pair(Path(private_file), key_dir / "public.pem")
+            env["CRM_IDENTITY_PUBLIC_KEY_FILE"] = str(key_dir / "public.pem")
+    if not (env.get("CRM_IDENTITY_PUBLIC_KEY") or env.get("CRM_IDENTITY_PUBLIC_KEY_FILE")):
+        from services.common.identity import IdentityKeyError, load_private_key, public_pem
+
+        try:
+            derived = public_pem(load_private_key(Path(private_file).read_text()))
+        except (OSError, IdentityKeyError) as exc:
+            raise click.ClickException(f"configuration error: CRM_IDENTITY_PRIVATE_KEY: {exc}") from None
+        public_file = key_dir / "public-derived.pem"
+        public_file.unlink(missing_ok=True)
+        _write_new(public_file, derived, 0o644)
+        env["CRM_IDENTITY_PUBLIC_KEY_FILE"] = str(public_file)
+    return {"CRM_IDENTITY_PRIVATE_KEY_FILE": private_file}
 
 
 def _port(name: str, default: int) -> int:
@@ -111,15 +208,20 @@ def run() -> None:
     data_dir.mkdir(parents=True, exist_ok=True)
     env = dict(os.environ)
     env["CRM_DATA_DIR"] = str(data_dir)
-    env["CRM_IDENTITY_SECRET"] = _identity_secret(data_dir)
+    gateway_env = _identity_env(env, data_dir)
     ports = {e.name: _port(f"CRM_{e.env_prefix}_PORT", e.port) for e in SUITE.entries if e.web}
     gateway_port = ports[SUITE.gateway]
     env["CRM_GATEWAY_PORT"] = str(gateway_port)
     for e in SUITE.upstreams:
         env.setdefault(f"CRM_{e.env_prefix}_URL", f"http://127.0.0.1:{ports[e.name]}")
+    os.environ.clear()
     os.environ.update(env)
+    try:  # the gateway's settings as its process will read them, before anything starts
+        SUITE.settings(SUITE.gateway, {**env, **gateway_env})
+    except SettingsError as exc:
+        raise click.ClickException(f"configuration error: {exc}") from None
 
-    settings = _settings("gateway")
+    settings = _settings("gateway", require_secret=False)
     try:
         ping(settings.amqp_url)
     except Exception as exc:  # noqa: BLE001 — any failure means we cannot run
@@ -132,12 +234,12 @@ def run() -> None:
         sys.exit(1)
 
     for service in MIGRATED:
-        SUITE.migrate(service, _settings(service).database_url)
+        SUITE.migrate(service, _settings(service, require_secret=service != SUITE.gateway).database_url)
     admin_key = _first_admin_key()
 
     host = os.environ.get("CRM_GATEWAY_HOST", "127.0.0.1")
     try:
-        processes = suite_processes(ports, env, host=host)
+        processes = suite_processes(ports, env, host=host, gateway_env=gateway_env)
     except SettingsError as exc:
         raise click.ClickException(f"configuration error: {exc}") from None
     manager = Manager()
@@ -156,7 +258,7 @@ def _first_admin_key() -> str | None:
     from services.gateway.keys import ensure_admin_key
     from services.common.db import make_engine, make_session_factory
 
-    engine = make_engine(_settings("gateway").database_url)
+    engine = make_engine(_settings("gateway", require_secret=False).database_url)
     try:
         with make_session_factory(engine)() as session:
             key = ensure_admin_key(session)

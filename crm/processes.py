@@ -27,28 +27,52 @@ def gunicorn_argv(app: str, bind: str, env: Mapping[str, str]) -> tuple[str, ...
             "--threads", str(threads), "--bind", bind, "--graceful-timeout", "10", "--keep-alive", "75", app)
 
 
+# The gateway is the one web process exposed to clients, so it runs on waitress, which reads every request in
+# full on its I/O thread before a worker thread sees it: a slow client (slowloris) holds a socket and a buffer,
+# never a thread. Up to this many connections; past it new ones wait in the listen backlog.
+GATEWAY_CONNECTION_LIMIT = 1000
+GATEWAY_CHANNEL_TIMEOUT = 60  # seconds a connection may stay silent before it is closed
+
+
+def web_argv(entry, bind: str, env: Mapping[str, str], registry: Registry = SUITE) -> tuple[str, ...]:
+    """The command line of one web process: `crm web gateway` for the gateway, gunicorn for the others."""
+    if entry.name == registry.gateway:
+        return crm_argv("web", entry.name, "--bind", bind)
+    return gunicorn_argv(entry.wsgi_app, bind, env)
+
+
 def crm_argv(*args: str) -> tuple[str, ...]:
     """The `crm` command run with this interpreter."""
     return (sys.executable, "-m", "crm", *args)
 
 
+def with_env(own: Mapping[str, str], argv: tuple[str, ...]) -> tuple[str, ...]:
+    """`argv` run with some variables of its own: every process of a suite gets the same environment (honcho,
+    the test suite), so what only one process may see rides on its command line (`env` replaces itself)."""
+    return ("env", *(f"{k}={v}" for k, v in own.items()), *argv) if own else argv
+
+
 def suite_processes(ports: Mapping[str, int], env: Mapping[str, str] | None = None, *, host: str = "127.0.0.1",
-                    registry: Registry = SUITE) -> list[Process]:
-    """Every web process (the gateway on `host`, upstreams on loopback), then every worker."""
+                    registry: Registry = SUITE, gateway_env: Mapping[str, str] | None = None) -> list[Process]:
+    """Every web process (the gateway on `host`, upstreams on loopback), then every worker.
+
+    `gateway_env` is given to the gateway alone: the identity private key's file, which no other process may
+    hold (the settings of every other process refuse it).
+    """
     env = os.environ if env is None else env
     procs = []
     for entry in registry.entries:
         if entry.web:
             bind = f"{host if entry.name == registry.gateway else '127.0.0.1'}:{ports[entry.name]}"
             name = entry.name if entry.name == registry.gateway else f"{entry.name}-web"
-            procs.append(Process(name, entry.name, "web", gunicorn_argv(entry.wsgi_app, bind, env)))
+            argv = web_argv(entry, bind, env, registry)
+            if entry.name == registry.gateway:
+                argv = with_env(gateway_env or {}, argv)
+            procs.append(Process(name, entry.name, "web", argv))
     for entry in registry.workers:
         argv = crm_argv("worker", entry.name)
         ops = worker_ops_env(entry.name, ports.get(entry.name, entry.port), env)
-        if ops:
-            # Every process gets the same environment (honcho, the test suite), so a worker's own variables
-            # ride on its command line; `env` replaces itself with the worker (no extra process).
-            argv = ("env", *(f"{k}={v}" for k, v in ops.items()), *argv)
+        argv = with_env(ops, argv)  # its own ops port
         procs.append(Process(f"{entry.name}-worker", entry.name, "worker", argv))
     return procs
 

@@ -124,8 +124,9 @@ class Registry:
         from services.common.settings import from_env
 
         self.entry(name)
-        upstreams = self.upstream_ports() if name == self.gateway else None
-        return from_env(name, env, upstreams=upstreams, **options)
+        gateway = name == self.gateway
+        return from_env(name, env, upstreams=self.upstream_ports() if gateway else None, signs_identity=gateway,
+                        **options)
 
     def app_module(self, name: str):
         return importlib.import_module(self.entry(name).app_module)

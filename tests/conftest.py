@@ -38,12 +38,7 @@ def make_database():
 
 
 @pytest.fixture
-def identity_secret() -> str:
-    return infra.IDENTITY_SECRET
-
-
-@pytest.fixture
-def make_settings(request, shared_amqp_url, identity_secret):
+def make_settings(request, shared_amqp_url):
     """Factory: settings for one service on a given database, with fast retries.
 
     A test that asks for `amqp_url` (it publishes or consumes) gets its own vhost; every other test only
@@ -56,9 +51,14 @@ def make_settings(request, shared_amqp_url, identity_secret):
     def make(service: str, database_url: str, **env):
         base = {
             f"{service.upper()}_DATABASE_URL": database_url, "AMQP_URL": amqp_url,
-            "CRM_IDENTITY_SECRET": identity_secret, "CRM_RETRY_DELAYS": "0.2,0.5",
+            "CRM_RETRY_DELAYS": "0.2,0.5",
             "CRM_RELAY_POLL_INTERVAL": "0.05", "CRM_RELAY_LEASE_SECONDS": "3", "CRM_LOG_LEVEL": "WARNING",
         }
+        # The gateway signs identity tokens, every other service only verifies them.
+        if service == SUITE.gateway:
+            base["CRM_IDENTITY_PRIVATE_KEY"] = infra.IDENTITY_PRIVATE_KEY
+        else:
+            base["CRM_IDENTITY_PUBLIC_KEY"] = infra.IDENTITY_PUBLIC_KEY
         base.update({k: str(v) for k, v in env.items()})
         return SUITE.settings(service, base)
 

@@ -10,6 +10,8 @@ from typing import Callable, Mapping
 
 from limits import parse_many
 
+from .identity import MAX_TOKEN_TTL, IdentityKeyError, load_private_key, load_public_key, public_pem
+
 # Which services exist is the suite registry's business (crm/registry.py); the kit only checks the name's shape.
 _SERVICE_NAME = re.compile(r"^[a-z][a-z0-9_]{0,39}$")
 DEFAULT_GATEWAY_PORT = 8080
@@ -65,14 +67,6 @@ def _port(name: str, raw: str) -> int:
     return value
 
 
-def _plugin_timeout_ms(name: str, raw: str) -> int:
-    """Milliseconds one plugin call may take: 1 to 60000 (a request waits this long at most per hook)."""
-    value = _positive_int(name, raw)
-    if value > 60_000:
-        raise SettingsError(name, f"must be at most 60000 ms, got {raw!r}")
-    return value
-
-
 _HOST_NAME = re.compile(r"^(?=.{1,253}$)[A-Za-z0-9]([A-Za-z0-9-]*[A-Za-z0-9])?(\.[A-Za-z0-9]([A-Za-z0-9-]*[A-Za-z0-9])?)*$")
 
 
@@ -92,6 +86,14 @@ def _retention_days(name: str, raw: str) -> int:
     value = _positive_int(name, raw)
     if value > 3650:
         raise SettingsError(name, f"must be at most 3650 days, got {raw!r}")
+    return value
+
+
+def _plugin_timeout_ms(name: str, raw: str) -> int:
+    """Milliseconds one plugin call may take: 1 to 60000 (a request waits this long at most per hook)."""
+    value = _positive_int(name, raw)
+    if value > 60_000:
+        raise SettingsError(name, f"must be at most 60000 ms, got {raw!r}")
     return value
 
 
@@ -140,10 +142,36 @@ def _rate_limit(name: str, raw: str) -> str | None:
     return value
 
 
-def _secret(name: str, raw: str) -> str:
-    if len(raw) < 32:
-        raise SettingsError(name, "must be at least 32 characters (use `python -c 'import secrets; print(secrets.token_urlsafe(32))'`)")
-    return raw
+def _token_ttl(name: str, raw: str) -> float:
+    value = _positive_float(name, raw)
+    if value > MAX_TOKEN_TTL:
+        raise SettingsError(name, f"must be at most {MAX_TOKEN_TTL:g} seconds, got {raw!r}")
+    return value
+
+
+def _identity_key(env: Mapping[str, str], name: str, load) -> str:
+    """The PEM text of NAME, or of the file NAME_FILE names (not both), checked with `load`; "" when unset."""
+    inline, path = env.get(name) or "", env.get(f"{name}_FILE") or ""
+    if inline and path:
+        raise SettingsError(name, f"set {name} or {name}_FILE, not both")
+    if path:
+        name = f"{name}_FILE"
+        try:
+            inline = Path(path).read_text()
+        except OSError as exc:
+            raise SettingsError(name, f"cannot read {path}: {exc.strerror or exc}") from None
+    if inline:
+        try:
+            load(inline)
+        except IdentityKeyError as exc:
+            raise SettingsError(name, str(exc)) from None
+    return inline
+
+
+_KEY_PAIR_HINT = "`crm identity init` writes a key pair"
+# Each key is given inline or as a file (read by `_identity_key`): the gateway's private key, everyone's public.
+IDENTITY_KEY_VARIABLES = ("CRM_IDENTITY_PRIVATE_KEY", "CRM_IDENTITY_PRIVATE_KEY_FILE",
+                          "CRM_IDENTITY_PUBLIC_KEY", "CRM_IDENTITY_PUBLIC_KEY_FILE")
 
 
 @dataclass(frozen=True)
@@ -154,8 +182,9 @@ class Settings:
     database_url: str
     amqp_url: str = "amqp://guest:guest@127.0.0.1:5672/%2F"
     data_dir: Path = Path("var")
-    identity_secret: str = ""
-    identity_token_ttl: float = 60.0
+    identity_private_key: str = ""  # PEM, the gateway's only: it signs identity tokens
+    identity_public_key: str = ""  # PEM: services verify identity tokens with it
+    identity_token_ttl: float = MAX_TOKEN_TTL
     log_level: str = "INFO"
     plugins_dir: str | None = None
     plugins_disabled: tuple[str, ...] = ()
@@ -209,12 +238,42 @@ def _read(env: Mapping[str, str], name: str, parse, default):
     return parse(name, raw)
 
 
+def _identity_keys(env: Mapping[str, str], *, require: bool, signs: bool) -> tuple[str, str]:
+    """(private PEM, public PEM) of one process: the gateway signs, every other process only verifies."""
+    if env.get("CRM_IDENTITY_SECRET"):
+        raise SettingsError("CRM_IDENTITY_SECRET", "is no longer read: identity tokens are signed with an Ed25519 "
+                            "key; give the gateway CRM_IDENTITY_PRIVATE_KEY(_FILE) and every service "
+                            f"CRM_IDENTITY_PUBLIC_KEY(_FILE) ({_KEY_PAIR_HINT})")
+    public = _identity_key(env, "CRM_IDENTITY_PUBLIC_KEY", load_public_key)
+    if not signs:
+        # A process that serves requests refuses the private key; an admin command (require=False) ignores it.
+        if require and (env.get("CRM_IDENTITY_PRIVATE_KEY") or env.get("CRM_IDENTITY_PRIVATE_KEY_FILE")):
+            raise SettingsError("CRM_IDENTITY_PRIVATE_KEY", "is for the gateway only: a service that holds it could "
+                                "mint identity tokens; give services only CRM_IDENTITY_PUBLIC_KEY(_FILE)")
+        if require and not public:
+            raise SettingsError("CRM_IDENTITY_PUBLIC_KEY", "is required: services verify the gateway's identity "
+                                f"tokens with it (set it or CRM_IDENTITY_PUBLIC_KEY_FILE; {_KEY_PAIR_HINT})")
+        return "", public
+    private = _identity_key(env, "CRM_IDENTITY_PRIVATE_KEY", load_private_key)
+    if require and not private:
+        raise SettingsError("CRM_IDENTITY_PRIVATE_KEY", "is required: the gateway signs identity tokens with it "
+                            f"(set it or CRM_IDENTITY_PRIVATE_KEY_FILE; {_KEY_PAIR_HINT})")
+    if private:
+        derived = public_pem(load_private_key(private))
+        if public and load_public_key(public) != load_public_key(derived):
+            raise SettingsError("CRM_IDENTITY_PUBLIC_KEY", "is not the public half of CRM_IDENTITY_PRIVATE_KEY")
+        public = derived
+    return private, public
+
+
 def from_env(service: str, env: Mapping[str, str] | None = None, *, require_secret: bool = True,
-             upstreams: Mapping[str, int] | None = None) -> Settings:
+             upstreams: Mapping[str, int] | None = None, signs_identity: bool = False) -> Settings:
     """Build and validate the settings of one process; raises SettingsError naming the bad variable.
 
     `upstreams` (name -> default port, from the suite registry) is given for the gateway: each becomes a
-    CRM_<NAME>_URL setting defaulting to that port on the loopback interface.
+    CRM_<NAME>_URL setting defaulting to that port on the loopback interface. `signs_identity` marks the
+    gateway: it needs the identity private key, and every other process refuses to start with it.
+    `require_secret=False` (CLI commands that serve no requests) lets the keys be absent.
     """
     env = os.environ if env is None else env
     if not _SERVICE_NAME.match(service or ""):
@@ -227,9 +286,7 @@ def from_env(service: str, env: Mapping[str, str] | None = None, *, require_secr
         _url(("sqlite", "postgresql", "postgresql+psycopg"))(db_name, db_url)
     else:
         db_url = f"sqlite:///{(data_dir / f'{service}.db').resolve()}"
-    secret = _read(env, "CRM_IDENTITY_SECRET", _secret, "")
-    if require_secret and not secret:
-        raise SettingsError("CRM_IDENTITY_SECRET", "is required: the gateway signs identity tokens with it and services verify them")
+    private_key, public_key = _identity_keys(env, require=require_secret, signs=signs_identity)
     gateway_port = _read(env, "CRM_GATEWAY_PORT", _port, DEFAULT_GATEWAY_PORT)
     upstream_urls = {
         svc: _read(env, f"CRM_{svc.upper()}_URL", _url(("http", "https")), f"http://127.0.0.1:{port}")
@@ -245,8 +302,9 @@ def from_env(service: str, env: Mapping[str, str] | None = None, *, require_secr
         database_url=db_url,
         amqp_url=_read(env, "AMQP_URL", _url(("amqp", "amqps")), Settings.amqp_url),
         data_dir=data_dir,
-        identity_secret=secret,
-        identity_token_ttl=_read(env, "CRM_IDENTITY_TOKEN_TTL", _positive_float, 60.0),
+        identity_private_key=private_key,
+        identity_public_key=public_key,
+        identity_token_ttl=_read(env, "CRM_IDENTITY_TOKEN_TTL", _token_ttl, MAX_TOKEN_TTL),
         log_level=_read(env, "CRM_LOG_LEVEL", _log_level, "INFO"),
         plugins_dir=env.get("CRM_PLUGINS_DIR") or None,
         plugins_disabled=_read(env, "CRM_PLUGINS_DISABLED", _names, ()),

@@ -14,7 +14,7 @@ from prometheus_client import CONTENT_TYPE_LATEST, CollectorRegistry, Counter, H
 
 from .broker import ping
 from .identity import HEADER as IDENTITY_HEADER
-from .identity import InvalidIdentity, verify_token
+from .identity import InvalidIdentity, TokenVerifier
 from .logs import configure_logging
 from . import swagger_ui
 from .problems import problem_response, register_problem_handlers
@@ -77,6 +77,7 @@ def create_service_app(
     app.extensions.update(extensions or {})
     app.extensions["crm.settings"] = settings
     metrics = _Metrics(name)
+    verifier = TokenVerifier(settings.identity_public_key, service=name) if verify_identity else None
 
     @app.before_request
     def _begin():
@@ -90,7 +91,7 @@ def create_service_app(
             if not token:
                 return problem_response(401, "Unauthorized", "Call this service through the gateway with an API key.")
             try:
-                g.principal, _rid = verify_token(token, settings.identity_secret)
+                g.principal = verifier.verify(token)
             except InvalidIdentity:
                 return problem_response(401, "Unauthorized", "The identity token is invalid or expired.")
         if request.method in _BODY_METHODS and (request.content_length or request.headers.get("Transfer-Encoding")):

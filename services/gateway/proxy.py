@@ -14,7 +14,7 @@ from flask import Response
 from urllib3.exceptions import HTTPError, NewConnectionError, ProtocolError, TimeoutError
 
 from services.common.identity import HEADER as IDENTITY_HEADER
-from services.common.identity import Principal, issue_token
+from services.common.identity import MAX_TOKEN_TTL, Principal, TokenSigner
 from services.common.problems import problem_response
 
 log = logging.getLogger("crm.gateway")
@@ -117,13 +117,12 @@ class UpstreamProxy:
     followed, no retries (a retried POST could apply twice; the caller decides).
     """
 
-    def __init__(self, upstreams: Mapping[str, str], *, identity_secret: str, timeout: float = 10.0,
-                 token_ttl: float = 60.0, failure_threshold: int = 5, open_seconds: float = 10.0,
+    def __init__(self, upstreams: Mapping[str, str], *, identity_key: str, timeout: float = 10.0,
+                 token_ttl: float = MAX_TOKEN_TTL, failure_threshold: int = 5, open_seconds: float = 10.0,
                  pool_size: int = DEFAULT_POOL_SIZE):
         self.upstreams = {name: url.rstrip("/") for name, url in upstreams.items() if url}
-        self.identity_secret = identity_secret
+        self.signer = TokenSigner(identity_key, ttl=token_ttl)
         self.timeout = timeout
-        self.token_ttl = token_ttl
         self.pool_size = pool_size
         self._threshold = failure_threshold
         self._open_seconds = open_seconds
@@ -134,8 +133,8 @@ class UpstreamProxy:
 
     @classmethod
     def from_settings(cls, settings, **overrides) -> UpstreamProxy:
-        """A proxy for the upstreams, secret and timeouts of `settings`."""
-        options = {"identity_secret": settings.identity_secret, "timeout": settings.upstream_timeout,
+        """A proxy for the upstreams, signing key and timeouts of `settings`."""
+        options = {"identity_key": settings.identity_private_key, "timeout": settings.upstream_timeout,
                    "token_ttl": settings.identity_token_ttl}
         options.update(overrides)
         return cls(settings.upstreams, **options)
@@ -164,10 +163,9 @@ class UpstreamProxy:
                     found = self._pools[base] = (pool, urllib3.util.parse_url(base).path or "")
         return found
 
-    def identity_headers(self, principal: Principal, request_id: str | None) -> dict[str, str]:
-        """The headers that tell an upstream who is calling."""
-        token = issue_token(principal, self.identity_secret, request_id=request_id, ttl=self.token_ttl)
-        headers = {IDENTITY_HEADER: token}
+    def identity_headers(self, upstream: str, principal: Principal, request_id: str | None) -> dict[str, str]:
+        """The headers that tell an upstream who is calling (a token for that upstream only) and the request id."""
+        headers = {IDENTITY_HEADER: self.signer.token_for(principal, upstream)}
         if request_id:
             headers["X-Request-ID"] = request_id
         return headers
@@ -188,7 +186,7 @@ class UpstreamProxy:
                                     f"The {upstream} service is failing; the gateway stopped calling it for a while.",
                                     upstream=upstream, headers={"Retry-After": str(seconds)})
         outgoing = {name: headers[name] for name in FORWARDED_REQUEST_HEADERS if headers.get(name)}
-        outgoing.update(self.identity_headers(principal, request_id))
+        outgoing.update(self.identity_headers(upstream, principal, request_id))
         try:
             pool, prefix = self._pool(base)
             target = prefix + quote(path, safe="/:@!$&'()*+,;=-._~")
@@ -252,7 +250,7 @@ class UpstreamProxy:
         base = self.upstreams.get(upstream)
         if base is None:
             raise LookupError(f"no URL configured for {upstream}")
-        headers = self.identity_headers(principal, None) if principal else {}
+        headers = self.identity_headers(upstream, principal, None) if principal else {}
         pool, prefix = self._pool(base)
         answer = pool.urlopen("GET", prefix + path, headers=headers, timeout=urllib3.Timeout(connect=timeout, read=timeout),
                               redirect=False, retries=False, assert_same_host=False)

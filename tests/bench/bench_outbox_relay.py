@@ -84,7 +84,7 @@ def main():
     vhost, amqp_url = infra.create_vhost()
     url = infra.create_database("bench")
     try:
-        env = {"LEADS_DATABASE_URL": url, "AMQP_URL": amqp_url, "CRM_IDENTITY_SECRET": infra.IDENTITY_SECRET}
+        env = {"LEADS_DATABASE_URL": url, "AMQP_URL": amqp_url, "CRM_IDENTITY_PUBLIC_KEY": infra.IDENTITY_PUBLIC_KEY}
         runtime = runtime_on(from_env("leads", env))
         _drain_queue(amqp_url)
         results = {"relay (batched async confirms)": [], "baseline (blocking confirm per row)": []}

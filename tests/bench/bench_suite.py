@@ -59,7 +59,7 @@ PHASE_B_BUDGET_S = 240.0  # the whole rate search of (b) stops after this, whate
 DRAIN_BOUND_S = float(os.environ.get("BENCH_DRAIN_BOUND", "900"))  # (c) reports a partial figure after this
 # What the Suite sets beyond wiring (addresses, databases, secret) are test conveniences a user of `crm run`
 # does not get; the bench removes them so the figures are the ones a user would see.
-WIRING = ("CRM_DATA_DIR", "CRM_IDENTITY_SECRET", "AMQP_URL", "CRM_GATEWAY_PORT", "CRM_RATE_LIMIT")
+WIRING = ("CRM_DATA_DIR", "CRM_IDENTITY_PUBLIC_KEY", "AMQP_URL", "CRM_GATEWAY_PORT", "CRM_RATE_LIMIT")
 
 
 def log(message: str) -> None:
@@ -86,10 +86,10 @@ def as_crm_run(suite) -> list[str]:
 
 def mint_identity(suite) -> dict[str, str]:
     """The headers the gateway would send upstream for the bench key: a token signed with the suite's secret."""
-    from services.common.identity import HEADER, Principal, issue_token
+    from services.common.identity import HEADER, Principal, audience, issue_token
 
     principal = Principal(key_id="bench", kind="internal", scopes=frozenset(SCOPES.split(",")), name="bench")
-    token = issue_token(principal, suite.env["CRM_IDENTITY_SECRET"], request_id="bench-direct", ttl=30)
+    token = issue_token(principal, infra.IDENTITY_PRIVATE_KEY, audiences=audience("contacts"), ttl=30)
     return {HEADER: token, "X-Request-ID": "bench-direct"}
 
 

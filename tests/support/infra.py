@@ -9,9 +9,13 @@ from urllib.parse import quote, urlsplit, urlunsplit
 
 import psycopg
 
+from services.common.identity import generate_keypair
+
 DEFAULT_TEST_DATABASE_URL = "postgresql://postgres@127.0.0.1:5432/test"
 DEFAULT_TEST_AMQP_URL = "amqp://guest:guest@127.0.0.1:5672/%2F"
-IDENTITY_SECRET = "test-identity-secret-0123456789abcdef-0123456789"
+# One identity key pair per test run: the gateway (and tests minting tokens as it would) sign with the private
+# key; every service gets only the public key.
+IDENTITY_PRIVATE_KEY, IDENTITY_PUBLIC_KEY = generate_keypair()
 
 
 def admin_database_url() -> str:

@@ -12,7 +12,7 @@ import requests
 
 from crm.processes import crm_argv, suite_processes
 from crm.registry import SUITE
-from tests.support.infra import IDENTITY_SECRET, free_port
+from tests.support.infra import IDENTITY_PRIVATE_KEY, IDENTITY_PUBLIC_KEY, free_port
 
 # Everything derives from the suite registry: the services with a database, and the processes `crm run` starts.
 SERVICES = SUITE.names
@@ -46,7 +46,7 @@ class Suite:
         self.env = {
             **os.environ,
             "CRM_DATA_DIR": str(workdir / "var"),
-            "CRM_IDENTITY_SECRET": IDENTITY_SECRET,
+            "CRM_IDENTITY_PUBLIC_KEY": IDENTITY_PUBLIC_KEY,
             "AMQP_URL": amqp_url,
             "CRM_RETRY_DELAYS": "0.3,0.6",
             "CRM_RELAY_POLL_INTERVAL": "0.05",
@@ -60,6 +60,11 @@ class Suite:
             **{f"{svc.upper()}_DATABASE_URL": url for svc, url in database_urls.items()},
             **env_overrides,
         }
+        # The private key goes to the gateway alone, as `crm run` gives it (every other process refuses it).
+        private_key_file = workdir / "identity-private.pem"
+        private_key_file.write_text(IDENTITY_PRIVATE_KEY)
+        private_key_file.chmod(0o600)
+        self.gateway_env = {"CRM_IDENTITY_PRIVATE_KEY_FILE": str(private_key_file)}
         self.procs: dict[str, subprocess.Popen] = {}
         self.replicas = dict(replicas or {})
         for name, count in self.replicas.items():
@@ -81,7 +86,7 @@ class Suite:
         """`web:<svc>` / `worker:<svc>` (and `worker:<svc>#<n>` replicas) -> argv: exactly what `crm run` starts
         (crm.processes)."""
         out = {}
-        for p in suite_processes(self.ports, self.env):
+        for p in suite_processes(self.ports, self.env, gateway_env=self.gateway_env):
             name = f"{p.kind}:{p.service}"
             for replica in self.replicas_of(name):
                 port = self.replica_ports.get(replica)

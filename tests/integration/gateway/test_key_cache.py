@@ -61,7 +61,7 @@ def test_a_key_revoked_with_the_cli_is_refused_by_a_warm_gateway_at_once(two_gat
     _warm(client, key)
     result = CliRunner().invoke(keys_cli, ["revoke", _key_id(client, admin, key)],
                                 env={"GATEWAY_DATABASE_URL": gateway_database, "DATABASE_URL": None,
-                                     "CRM_IDENTITY_SECRET": None})
+                                     "CRM_IDENTITY_PRIVATE_KEY": None})
     assert result.exit_code == 0, result.output
     assert client.get("/api/v1/leads", headers={"X-API-Key": key}).status_code == 401
 

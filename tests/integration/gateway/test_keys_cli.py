@@ -16,7 +16,7 @@ def run(gateway_database):
     def invoke(*args: str, database_url: str = gateway_database):
         runner = CliRunner()
         return runner.invoke(keys, list(args), env={"GATEWAY_DATABASE_URL": database_url, "DATABASE_URL": None,
-                                                    "CRM_IDENTITY_SECRET": None})
+                                                    "CRM_IDENTITY_PRIVATE_KEY": None})
     return invoke
 
 

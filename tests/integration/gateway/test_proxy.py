@@ -9,7 +9,7 @@ import pytest
 from services.common.identity import HEADER, Principal, issue_token, verify_token
 from services.gateway.app import create_app
 from services.gateway.proxy import UpstreamProxy
-from tests.support.infra import IDENTITY_SECRET, free_port
+from tests.support.infra import IDENTITY_PRIVATE_KEY, IDENTITY_PUBLIC_KEY, free_port
 
 pytestmark = pytest.mark.integration
 
@@ -42,31 +42,31 @@ def test_the_upstream_gets_a_valid_identity_token_for_the_callers_key(client, ma
     key = make_key("leads:read", "contacts:*", name="crm-app")
     client.get("/api/v1/contacts/7", headers={"X-API-Key": key, "X-Request-ID": "trace-9"})
     token = upstream.received[-1]["headers"][IDENTITY]
-    principal, request_id = verify_token(token, IDENTITY_SECRET)
+    principal, _expires = verify_token(token, IDENTITY_PUBLIC_KEY, service="contacts")
     listed = next(k for k in _list_keys(gateway) if k.name == "crm-app")
     assert principal.key_id == str(listed.id)
     assert principal.kind == "internal"
     assert principal.scopes == frozenset({"leads:read", "contacts:*"})
     assert principal.name == "crm-app"
-    assert request_id == "trace-9"
+    assert upstream.received[-1]["headers"]["x-request-id"] == "trace-9"
 
 
 def test_a_partner_identity_carries_its_partner_id(client, make_key, upstream):
     partner = uuid.uuid4()
     key = make_key(partner_id=partner)
     client.get("/api/v1/partner-portal/terms", headers={"X-API-Key": key})
-    principal, _ = verify_token(upstream.received[-1]["headers"][IDENTITY], IDENTITY_SECRET)
+    principal, _ = verify_token(upstream.received[-1]["headers"][IDENTITY], IDENTITY_PUBLIC_KEY, service="partners")
     assert principal.kind == "partner" and principal.partner_id == str(partner)
 
 
 def test_a_forged_identity_header_and_the_callers_credentials_are_not_passed_on(client, make_key, upstream):
     key = make_key("leads:read")
     forged = issue_token(Principal(key_id="attacker", kind="internal", scopes=frozenset({"admin"})),
-                         IDENTITY_SECRET, request_id=None)
+                         IDENTITY_PRIVATE_KEY, audiences="crm-leads")
     client.get("/api/v1/leads", headers={"Authorization": f"Bearer {key}", "X-API-Key": key, HEADER: forged})
     headers = upstream.received[-1]["headers"]
     assert headers[IDENTITY] != forged
-    principal, _ = verify_token(headers[IDENTITY], IDENTITY_SECRET)
+    principal, _ = verify_token(headers[IDENTITY], IDENTITY_PUBLIC_KEY, service="leads")
     assert principal.key_id != "attacker" and "admin" not in principal.scopes
     assert "authorization" not in headers and "x-api-key" not in headers
     assert key not in str(headers)

@@ -4,12 +4,13 @@ from __future__ import annotations
 import json
 from pathlib import Path
 
+import jwt
 import pytest
 
 from crm.registry import SUITE
 from services.common.identity import HEADER, verify_token
 from services.gateway.app import create_app
-from tests.support.infra import IDENTITY_SECRET, free_port
+from tests.support.infra import IDENTITY_PUBLIC_KEY, free_port
 
 pytestmark = pytest.mark.integration
 
@@ -67,7 +68,10 @@ def test_the_openapi_document_merges_the_gateways_and_the_upstreams_specs(client
     assert "echo" in {t["name"] for t in spec["tags"]}
     fetches = [r for r in upstream.received if r["path"] == "/api/openapi.json"]
     assert fetches, "the upstream spec was fetched"
-    principal, _ = verify_token(fetches[-1]["headers"][HEADER.lower()], IDENTITY_SECRET)
+    token = fetches[-1]["headers"][HEADER.lower()]
+    meant_for = jwt.decode(token, options={"verify_signature": False})["aud"]  # the upstream that fetched last
+    assert meant_for in {f"crm-{e.name}" for e in SUITE.upstreams}
+    principal, _ = verify_token(token, IDENTITY_PUBLIC_KEY, service=meant_for.removeprefix("crm-"))
     assert principal.key_id == "gateway"
 
 

@@ -20,6 +20,7 @@ import pytest
 from crm.cli import cli
 from crm.registry import SUITE
 from services.common import settings as settings_module
+from services.common.identity import generate_keypair
 
 from .conftest import DOCKERFILE, REPO_ROOT, interpolate, load_compose
 
@@ -152,7 +153,9 @@ def test_every_command_names_a_real_entry_point(crm_services, name):
 def test_web_containers_serve_their_own_service_and_workers_run_their_own(crm_services):
     for name, svc in crm_services.items():
         args = argv(svc)
-        if name.endswith("-web"):
+        if name == "gateway-web":
+            assert args == ["crm", "web", "gateway"], "the gateway runs on the buffering server of `crm web`"
+        elif name.endswith("-web"):
             assert f"services.{name.removesuffix('-web')}.wsgi:app" in args, name
         elif name.endswith("-worker"):
             assert args == ["crm", "worker", name.removesuffix("-worker")], name
@@ -163,7 +166,7 @@ def test_web_containers_serve_their_own_service_and_workers_run_their_own(crm_se
 
 def test_the_settings_regex_finds_the_variables_the_processes_need():
     names = settings_variables()
-    assert {"AMQP_URL", "REDIS_URL", "DATABASE_URL", "CRM_IDENTITY_SECRET", "CRM_RETRY_DELAYS"} <= names
+    assert {"AMQP_URL", "REDIS_URL", "DATABASE_URL", "CRM_IDENTITY_PUBLIC_KEY", "CRM_RETRY_DELAYS"} <= names
     assert {f"{svc.upper()}_DATABASE_URL" for svc in SERVICES} <= names
     assert {f"CRM_{svc.upper()}_URL" for svc in UPSTREAMS} <= names
 
@@ -185,11 +188,32 @@ def test_third_party_containers_set_only_documented_variables(services):
         assert not unknown, f"{name} sets variables its image does not document: {sorted(unknown)}"
 
 
-def test_every_process_starts_with_valid_settings_on_postgresql(crm_services, services):
+def _own_service(container: str) -> str | None:
+    name = container.removesuffix("-web").removesuffix("-worker")
+    return name if name in SERVICES and container != name else None
+
+
+def _with_key_files(svc: dict, tmp_path: Path) -> dict[str, str]:
+    """The container's environment with its identity key files made real: each must lie on a volume it mounts."""
+    env = environment(svc)
+    private, public = generate_keypair()
+    mounts = {m.split(":")[1] for m in svc.get("volumes", [])}
+    for variable, pem in (("CRM_IDENTITY_PRIVATE_KEY_FILE", private), ("CRM_IDENTITY_PUBLIC_KEY_FILE", public)):
+        if variable in env:
+            assert str(Path(env[variable]).parent) in mounts, f"{variable}={env[variable]} is on no mounted volume"
+            local = tmp_path / f"{variable}.pem"
+            local.write_text(pem)
+            env[variable] = str(local)
+    return env
+
+
+def test_every_process_starts_with_valid_settings_on_postgresql(crm_services, services, tmp_path):
     for name, svc in crm_services.items():
-        env = environment(svc)
+        env = _with_key_files(svc, tmp_path)
+        own = _own_service(name)
         for service in SERVICES:  # migrate and any admin command may touch every database
-            settings = SUITE.settings(service, env)  # raises SettingsError naming the variable
+            # Only a process's own service must find its identity key; admin commands need none.
+            settings = SUITE.settings(service, env, require_secret=service == own)  # raises naming the variable
             url = urlsplit(settings.database_url)
             assert url.scheme.startswith("postgresql"), f"{name}: {service} would fall back to {settings.database_url}"
             assert url.hostname in services and url.path == f"/crm_{service}", f"{name}: {service} -> {url.geturl()}"
@@ -197,16 +221,32 @@ def test_every_process_starts_with_valid_settings_on_postgresql(crm_services, se
         assert settings.redis_url and urlsplit(settings.redis_url).hostname in services, name
 
 
-def test_the_gateway_reaches_every_upstream_on_its_web_container(crm_services):
-    settings = SUITE.settings("gateway", environment(crm_services["gateway-web"]))
+def test_the_gateway_reaches_every_upstream_on_its_web_container(crm_services, tmp_path):
+    settings = SUITE.settings("gateway", _with_key_files(crm_services["gateway-web"], tmp_path))
     for svc in UPSTREAMS:
         url = urlsplit(settings.upstreams[svc])
         assert (url.hostname, url.port) == (f"{svc}-web", 8080), f"CRM_{svc.upper()}_URL -> {url.geturl()}"
 
 
-def test_every_crm_container_shares_one_identity_secret(crm_services):
-    secrets = {environment(svc).get("CRM_IDENTITY_SECRET") for svc in crm_services.values()}
-    assert len(secrets) == 1 and None not in secrets
+def test_no_container_has_a_built_in_identity_key_and_only_the_gateway_holds_the_private_one(crm_services):
+    for name, svc in crm_services.items():
+        env = environment(svc)
+        assert not {"CRM_IDENTITY_SECRET", "CRM_IDENTITY_PRIVATE_KEY", "CRM_IDENTITY_PUBLIC_KEY"} & set(env), \
+            f"{name}: keys come from the identity volumes, never from the compose file"
+        volumes = {m.split(":")[0] for m in svc.get("volumes", [])}
+        holds_private = "CRM_IDENTITY_PRIVATE_KEY_FILE" in env or "identity-private" in volumes
+        assert holds_private == (name in ("gateway-web", "identity-keys")), f"{name} and the private key"
+        if name != "identity-keys":
+            assert env.get("CRM_IDENTITY_PUBLIC_KEY_FILE") == "/identity/public/public.pem", name
+            assert "identity-public:/identity/public:ro" in svc.get("volumes", []), name
+
+
+def test_the_identity_keys_are_written_where_the_processes_read_them(crm_services):
+    init = argv(crm_services["identity-keys"])
+    assert init[:3] == ["crm", "identity", "init"]
+    assert init[init.index("--private") + 1] == environment(crm_services["gateway-web"])["CRM_IDENTITY_PRIVATE_KEY_FILE"]
+    assert init[init.index("--public") + 1] == environment(crm_services["contacts-web"])["CRM_IDENTITY_PUBLIC_KEY_FILE"]
+    assert crm_services["identity-keys"].get("restart") == "no"
 
 
 def test_postgres_init_creates_one_database_per_service(services):
@@ -224,7 +264,8 @@ def test_every_dependency_exists_and_names_its_condition(services):
         for target, spec in depends_on(svc).items():
             assert target in services, f"{name} depends on {target}, which does not exist"
             assert spec and "condition" in spec, f"{name} -> {target}: give a condition"
-            expected = "service_completed_successfully" if target == "migrate" else "service_healthy"
+            expected = ("service_completed_successfully" if target in ("migrate", "identity-keys")
+                        else "service_healthy")
             assert spec["condition"] == expected, f"{name} -> {target}: {spec['condition']}"
             if expected == "service_healthy":
                 assert "healthcheck" in services[target], f"{name} waits for {target}, which has no health check"
@@ -232,10 +273,12 @@ def test_every_dependency_exists_and_names_its_condition(services):
 
 def test_web_and_worker_containers_wait_for_the_migration_and_the_broker(crm_services):
     for name, svc in crm_services.items():
-        if name == "migrate":
-            assert "postgres" in depends_on(svc)
+        if name == "identity-keys":
             continue
-        assert {"migrate", "rabbitmq", "postgres"} <= set(depends_on(svc)), name
+        if name == "migrate":
+            assert {"postgres", "identity-keys"} <= set(depends_on(svc))
+            continue
+        assert {"identity-keys", "migrate", "rabbitmq", "postgres"} <= set(depends_on(svc)), name
 
 
 def test_infrastructure_and_web_containers_have_health_checks(services):
@@ -255,7 +298,7 @@ def test_web_health_checks_probe_healthz_with_python_because_the_image_has_no_cu
 
 def test_long_running_crm_containers_restart_and_the_migration_does_not(crm_services):
     for name, svc in crm_services.items():
-        assert svc.get("restart") == ("no" if name == "migrate" else "unless-stopped"), name
+        assert svc.get("restart") == ("no" if name in ("migrate", "identity-keys") else "unless-stopped"), name
 
 
 # -- ports and scaling --------------------------------------------------------------------------------------

@@ -100,7 +100,7 @@ def test_the_default_command_serves_the_gateway(dockerfile):
     cmd = [a for k, a in stages(dockerfile)[-1] if k == "CMD"]
     assert len(cmd) == 1
     args = json.loads(cmd[0])
-    assert args[0] == "gunicorn" and args[-1] == "services.gateway.wsgi:app"
+    assert args == ["crm", "web", "gateway"]
 
 
 def test_the_build_context_leaves_out_local_state():

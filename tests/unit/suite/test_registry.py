@@ -13,10 +13,11 @@ import pytest
 from crm.processes import suite_processes
 from crm.registry import SUITE, Registry, ServiceEntry
 from services.common.broker import declare_topology
+from services.common.identity import generate_keypair
 from services.gateway.routes import RouteTable
 
 REPO_ROOT = Path(__file__).resolve().parents[3]
-SECRET = "x" * 40
+PRIVATE, PUBLIC = generate_keypair()
 
 # A complete service package, as small as it gets: an app with one view and a worker, one handler, one table.
 WIDGETS_PACKAGE = {
@@ -128,9 +129,9 @@ def test_adding_a_service_is_one_registry_entry_plus_its_package(widgets, tmp_pa
     # The default route table and the gateway's upstreams.
     table = RouteTable.from_mapping(widgets.route_map())
     assert table.match("/api/v1/widgets/7").upstream == "widgets"
-    gateway = widgets.settings("gateway", {"CRM_IDENTITY_SECRET": SECRET})
+    gateway = widgets.settings("gateway", {"CRM_IDENTITY_PRIVATE_KEY": PRIVATE})
     assert gateway.upstreams["widgets"] == "http://127.0.0.1:8090"
-    configured = widgets.settings("gateway", {"CRM_IDENTITY_SECRET": SECRET, "CRM_WIDGETS_URL": "http://w:1"})
+    configured = widgets.settings("gateway", {"CRM_IDENTITY_PRIVATE_KEY": PRIVATE, "CRM_WIDGETS_URL": "http://w:1"})
     assert configured.upstreams["widgets"] == "http://w:1"
 
     # The processes `crm run` and the test suite start.
@@ -140,7 +141,7 @@ def test_adding_a_service_is_one_registry_entry_plus_its_package(widgets, tmp_pa
     assert names["widgets-worker"].argv[-2:] == ("worker", "widgets")
 
     # Its database: settings, migrations, the app and the worker.
-    env = {"CRM_IDENTITY_SECRET": SECRET, "CRM_DATA_DIR": str(tmp_path / "var")}
+    env = {"CRM_IDENTITY_PUBLIC_KEY": PUBLIC, "CRM_DATA_DIR": str(tmp_path / "var")}
     settings = widgets.settings("widgets", env)
     assert settings.database_url.endswith("widgets.db")
     widgets.migrate("widgets", settings.database_url)
@@ -161,7 +162,7 @@ def test_every_worker_declares_the_whole_suite_topology():
     for entry in SUITE.workers:
         if SUITE.handlers(entry.name):
             worker = SUITE.create_worker(entry.name, SUITE.settings(entry.name, {
-                "CRM_IDENTITY_SECRET": SECRET, "DATABASE_URL": "sqlite://"}))
+                "CRM_IDENTITY_PUBLIC_KEY": PUBLIC, "DATABASE_URL": "sqlite://"}))
             assert worker.consumer.bindings == SUITE.bindings()
             worker.runtime.engine.dispose()
 
