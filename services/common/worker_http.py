@@ -29,8 +29,8 @@ class _Server(ThreadingMixIn, WSGIServer):
 
 
 class _QuietHandler(WSGIRequestHandler):
-    def log_message(self, format, *args):  # noqa: A002 — probes every few seconds would flood the log
-        pass
+    def log_message(self, format, *args):
+        pass  # probes every few seconds would flood the log
 
 
 def _server_class(host: str) -> type[_Server]:
@@ -91,8 +91,10 @@ class OpsServer:
         if path not in ("/healthz", "/readyz", "/metrics"):
             return _problem(start_response, 404, "Not Found", "This port serves /healthz, /readyz and /metrics.", path)
         if environ.get("REQUEST_METHOD") not in ("GET", "HEAD"):
-            start = lambda status, headers: start_response(status, [*headers, ("Allow", "GET, HEAD")])  # noqa: E731
-            return _problem(start, 405, "Method Not Allowed", f"{path} answers GET only.", path)
+            def with_allow(status, headers):
+                return start_response(status, [*headers, ("Allow", "GET, HEAD")])
+
+            return _problem(with_allow, 405, "Method Not Allowed", f"{path} answers GET only.", path)
         if path == "/metrics":
             return self._metrics_app(environ, start_response)
         if path == "/healthz":

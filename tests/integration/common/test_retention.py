@@ -8,7 +8,13 @@ from datetime import timedelta
 import pytest
 from sqlalchemy import func, insert, select
 
-from services.common.db import make_base, make_engine, make_session_factory, messaging_models, utcnow
+from services.common.db import (
+    make_base,
+    make_engine,
+    make_session_factory,
+    messaging_models,
+    utcnow,
+)
 from services.common.idempotency import COMPLETED, IN_FLIGHT, idempotency_model
 from services.common.retention import RetentionPurge
 from services.common.runtime import Runtime

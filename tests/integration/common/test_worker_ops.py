@@ -188,9 +188,9 @@ def test_crm_worker_serves_its_port_and_keeps_working_when_the_port_is_taken(mak
     procs = []
 
     def start(log_name: str) -> subprocess.Popen:
-        log = open(tmp_path / log_name, "wb")
-        proc = subprocess.Popen([sys.executable, "-m", "crm", "worker", "contacts"], env=env, stdout=log,
-                                stderr=subprocess.STDOUT, start_new_session=True)
+        with open(tmp_path / log_name, "wb") as log:  # the child keeps its own copy of the descriptor
+            proc = subprocess.Popen([sys.executable, "-m", "crm", "worker", "contacts"], env=env, stdout=log,
+                                    stderr=subprocess.STDOUT, start_new_session=True)
         procs.append(proc)
         return proc
 

@@ -14,8 +14,7 @@ from crm.registry import SUITE
 from services.common.outbox import OutboxRelay
 from services.common.settings import SettingsError, from_env
 from services.common.worker_http import OpsServer
-from services.common.worker_metrics import WorkerMetrics
-
+from services.common.worker_metrics import QueueDepths, WorkerMetrics
 
 
 def _settings(env: dict):
@@ -126,7 +125,7 @@ class _Store:
 class _Conn:
     is_open = True
 
-    class ioloop:  # noqa: N801 — the attribute pika's connection has
+    class ioloop:  # the attribute pika's connection has
         @staticmethod
         def call_later(delay, callback):
             return 1
@@ -145,6 +144,31 @@ def test_the_relay_reports_confirmed_and_refused_rows():
     relay._on_confirm(Method(1, Basic.Nack(delivery_tag=3)))
     assert _sample(metrics, "crm_worker_outbox_published_total") == 2
     assert _sample(metrics, "crm_worker_outbox_nacked_total") == 1
+
+
+class CountingDepths(QueueDepths):
+    """Queue depths read from a fake broker that counts the reads (a passive declare each, in production)."""
+
+    def __init__(self, **kw):
+        super().__init__("contacts", "amqp://localhost/", **kw)
+        self.reads = 0
+
+    def _read(self):
+        self.reads += 1
+        return {"crm.contacts": 7, "crm.contacts.dlq": None}
+
+
+def test_queue_depths_are_read_once_per_cache_period_and_an_unreadable_queue_has_no_sample():
+    cached = CountingDepths(cache_seconds=3600)
+    assert cached.depths() == cached.depths() == {"crm.contacts": 7, "crm.contacts.dlq": None}
+    assert cached.reads == 1
+    uncached = CountingDepths(cache_seconds=0)
+    uncached.depths()
+    uncached.depths()
+    assert uncached.reads == 2
+    families = {f.name: f for f in cached.collect()}
+    assert set(families) == {"crm_worker_queue_ready_messages"}
+    assert families["crm_worker_queue_ready_messages"].samples[0].value == 7
 
 
 # -- responses ----------------------------------------------------------------------------------------------
