@@ -39,6 +39,16 @@ def _positive_float(name: str, raw: str) -> float:
     return value
 
 
+def _non_negative_int(name: str, raw: str) -> int:
+    try:
+        value = int(raw)
+    except ValueError:
+        raise SettingsError(name, f"expected a whole number, got {raw!r}") from None
+    if value < 0:
+        raise SettingsError(name, f"must be 0 or more, got {raw!r}")
+    return value
+
+
 def _positive_int(name: str, raw: str) -> int:
     try:
         value = int(raw)
@@ -202,6 +212,11 @@ class Settings:
     gateway_routes: str | None = None  # path of a route-table JSON replacing the registry's default table
     redis_url: str | None = None
     rate_limit: str | None = "600/minute"  # per API key, across the gateway; None disables
+    # Before authentication, per client address: calls with a missing, unknown or revoked key, and the public
+    # documents that fan out to every upstream (/readyz, /api/openapi.json). None disables.
+    rate_limit_failed_auth: str | None = "30/minute"
+    rate_limit_public: str | None = "120/minute"
+    proxy_hops: int = 0  # trusted proxies in front of the gateway whose X-Forwarded-For names the client
     key_cache_seconds: float = 5.0  # how long the gateway trusts a cached API key (revocation is at once anyway)
     worker_host: str = DEFAULT_WORKER_HOST  # where a worker serves /healthz, /readyz and /metrics
     worker_port: int = DEFAULT_WORKER_PORT
@@ -322,6 +337,9 @@ def from_env(service: str, env: Mapping[str, str] | None = None, *, require_secr
         gateway_routes=env.get("CRM_GATEWAY_ROUTES") or None,
         redis_url=env.get("REDIS_URL") or None,
         rate_limit=_read(env, "CRM_RATE_LIMIT", _rate_limit, Settings.rate_limit),
+        rate_limit_failed_auth=_read(env, "CRM_RATE_LIMIT_FAILED_AUTH", _rate_limit, Settings.rate_limit_failed_auth),
+        rate_limit_public=_read(env, "CRM_RATE_LIMIT_PUBLIC", _rate_limit, Settings.rate_limit_public),
+        proxy_hops=_read(env, "CRM_PROXY_HOPS", _non_negative_int, 0),
         key_cache_seconds=_read(env, "CRM_KEY_CACHE_SECONDS", _positive_float, Settings.key_cache_seconds),
         worker_host=_read(env, "CRM_WORKER_HOST", _host, DEFAULT_WORKER_HOST),
         worker_port=_read(env, "CRM_WORKER_PORT", _port, DEFAULT_WORKER_PORT),

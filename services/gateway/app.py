@@ -5,6 +5,7 @@ import logging
 from dataclasses import dataclass
 
 from flask import Flask, current_app, g, jsonify, request
+from werkzeug.middleware.proxy_fix import ProxyFix
 
 from services.common import swagger_ui
 from services.common.problems import problem_response
@@ -16,7 +17,7 @@ from services.common.web import OPEN_PATHS, create_service_app
 from . import api, keys
 from .aggregate import merge_openapi, probe_all
 from .proxy import GATEWAY_PRINCIPAL, UpstreamProxy
-from .ratelimits import DEFAULT_KEY_PREFIX, install_rate_limits
+from .ratelimits import DEFAULT_KEY_PREFIX, AddressLimits, install_rate_limits, too_many
 from .routes import PARTNER_PORTAL, RouteTable, under
 
 log = logging.getLogger("crm.gateway")
@@ -36,6 +37,7 @@ class Gateway:
     routes: RouteTable
     proxy: UpstreamProxy
     key_cache: keys.KeyCache
+    address_limits: AddressLimits
 
     def serves(self, path: str, upstream: str) -> bool:
         """True when the route table sends `path` to `upstream`."""
@@ -56,16 +58,31 @@ def _presented_key() -> str | None:
 
 
 def authenticate_request():
-    """Turn the caller's API key into g.principal; partner keys reach only the partner portal."""
+    """Turn the caller's API key into g.principal; partner keys reach only the partner portal.
+
+    Per client address, before any key is looked up: the public documents that fan out to every upstream are
+    limited, and an address that failed to authenticate too often is refused whatever it sends next.
+    """
+    address_limits = _gateway().address_limits
+    if request.path in address_limits.PUBLIC_PATHS:
+        seconds = address_limits.public_exceeded(request.path, request.remote_addr or "?")
+        if seconds is not None:
+            return too_many(f"Too many calls to {request.path} from this address; retry in {seconds} s.", seconds)
     if request.path in PUBLIC_PATHS or request.path.startswith(swagger_ui.ASSETS_PATH):
         return None
+    address = request.remote_addr or "?"
+    seconds = address_limits.failures_exceeded(address)
+    if seconds is not None:
+        return too_many(f"Too many calls without a valid API key from this address; retry in {seconds} s.", seconds)
     presented = _presented_key()
     if presented is None:
+        address_limits.record_failure(address)
         return problem_response(401, "Unauthorized",
                                 "Send an API key as `Authorization: Bearer <key>` or `X-API-Key: <key>`.",
                                 headers={"WWW-Authenticate": 'Bearer realm="crm"'})
     principal = _gateway().key_cache.authenticate(presented)
     if principal is None:
+        address_limits.record_failure(address)
         return problem_response(401, "Unauthorized", "The API key is unknown or revoked.",
                                 headers={"WWW-Authenticate": 'Bearer realm="crm", error="invalid_token"'})
     g.principal = principal
@@ -147,7 +164,8 @@ def create_app(settings: Settings | None = None, *, proxy: UpstreamProxy | None 
     _processes, threads = web_concurrency()
     gateway = Gateway(settings=settings, runtime=runtime, routes=routes,
                       proxy=proxy or UpstreamProxy.from_settings(settings, pool_size=threads),
-                      key_cache=keys.KeyCache(keys.SqlKeySource(runtime.engine), ttl=settings.key_cache_seconds))
+                      key_cache=keys.KeyCache(keys.SqlKeySource(runtime.engine), ttl=settings.key_cache_seconds),
+                      address_limits=AddressLimits(settings, key_prefix=rate_limit_prefix))
     app = create_service_app("gateway", title="CRM Suite API", blueprints=[api.blp], settings=settings,
                              readiness={"database": runtime.check_database}, verify_identity=False,
                              extensions={"crm.runtime": runtime, "crm.gateway": gateway})
@@ -156,6 +174,10 @@ def create_app(settings: Settings | None = None, *, proxy: UpstreamProxy | None 
     # After authentication, so the limit is counted per key (g.principal).
     install_rate_limits(app, settings, key_prefix=rate_limit_prefix)
     app.add_url_rule("/api/v1/<path:rest>", "proxy", forward_request, methods=PROXY_METHODS)
+    if settings.proxy_hops:
+        # Behind N trusted proxies (an ingress, a load balancer) the client is the Nth address from the right of
+        # X-Forwarded-For; without this every client would share the proxy's address and its limits.
+        app.wsgi_app = ProxyFix(app.wsgi_app, x_for=settings.proxy_hops)
     # The kit's /readyz probes one check after another and names no culprit; the gateway's probes in parallel.
     app.view_functions["readyz"] = aggregated_readiness
     spec_endpoint = "api-docs.openapi_json"

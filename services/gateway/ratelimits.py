@@ -11,7 +11,9 @@ from flask import Flask, Response, g, request
 from flask_limiter import Limiter
 from flask_limiter.errors import RateLimitExceeded
 from flask_limiter.util import get_remote_address
-from limits.storage import MemoryStorage
+from limits import parse_many
+from limits.storage import MemoryStorage, storage_from_string
+from limits.strategies import MovingWindowRateLimiter
 
 from services.common.problems import problem_response
 from services.common.settings import Settings
@@ -62,6 +64,68 @@ def _sweep(storage_ref: weakref.ref) -> None:
         del storage
 
 
+class AddressLimits:
+    """Limits per client address that apply before any key is looked up (issue 7 §2).
+
+    - Failed authentication (no key, an unknown or a revoked one): past `failed` such calls from one address, every
+      call from it is refused with 429 until the window allows again, whatever key it sends. Guessing keys and
+      flooding the key lookup (an unknown key is never cached: each costs a database read) stop here.
+    - The public documents that fan out to every upstream (/readyz, /api/openapi.json): `public` per address and
+      document.
+    Counted in the same storage as the per-key limit (Redis when configured, so gateway replicas share it); a
+    storage outage lets calls through, as for the per-key limit.
+    """
+
+    PUBLIC_PATHS = ("/readyz", "/api/openapi.json")
+
+    def __init__(self, settings: Settings, *, key_prefix: str = DEFAULT_KEY_PREFIX):
+        self.failed = parse_many(settings.rate_limit_failed_auth) if settings.rate_limit_failed_auth else []
+        self.public = parse_many(settings.rate_limit_public) if settings.rate_limit_public else []
+        self.prefix = key_prefix
+        self.strategy = None
+        if self.failed or self.public:
+            storage = storage_from_string(settings.redis_url or "crm-memory://")
+            self.strategy = MovingWindowRateLimiter(storage)
+
+    def _retry_after(self, limit, *identifiers) -> int:
+        try:
+            reset_at, _remaining = self.strategy.get_window_stats(limit, self.prefix, *identifiers)
+            return _seconds_until(reset_at)
+        except Exception:  # noqa: BLE001 — the storage went away meanwhile
+            return 1
+
+    def _guarded(self, default, call):
+        try:
+            return call()
+        except Exception:  # noqa: BLE001 — a storage outage must not take the API down
+            log.warning("address rate limit storage unavailable", exc_info=True,
+                        extra={"event": "ratelimit.storage_error"})
+            return default
+
+    def failures_exceeded(self, address: str) -> int | None:
+        """Seconds to wait when `address` used up its failed authentications, else None."""
+        for limit in self.failed:
+            if not self._guarded(True, lambda: self.strategy.test(limit, self.prefix, "failed-auth", address)):
+                return self._retry_after(limit, "failed-auth", address)
+        return None
+
+    def record_failure(self, address: str) -> None:
+        for limit in self.failed:
+            self._guarded(True, lambda: self.strategy.hit(limit, self.prefix, "failed-auth", address))
+
+    def public_exceeded(self, path: str, address: str) -> int | None:
+        """Count one call to a public document (each its own count); seconds to wait when over, else None."""
+        for limit in self.public:
+            if not self._guarded(True, lambda: self.strategy.hit(limit, self.prefix, "public", path, address)):
+                return self._retry_after(limit, "public", path, address)
+        return None
+
+
+def too_many(detail: str, seconds: int) -> Response:
+    return problem_response(429, "Too Many Requests", detail, headers={"Retry-After": str(seconds)},
+                            retry_after=seconds)
+
+
 def limit_key() -> str:
     """The caller's API key id; the remote address for a request no key authenticated (it is refused anyway)."""
     principal = getattr(g, "principal", None)
@@ -109,9 +173,7 @@ def install_rate_limits(app: Flask, settings: Settings, *, key_prefix: str = DEF
     @app.errorhandler(RateLimitExceeded)
     def _too_many_requests(exc: RateLimitExceeded):
         seconds = retry_after()
-        return problem_response(429, "Too Many Requests",
-                                f"This API key exceeded its rate limit of {exc.limit.limit}; retry in {seconds} s.",
-                                headers={"Retry-After": str(seconds)}, retry_after=seconds)
+        return too_many(f"This API key exceeded its rate limit of {exc.limit.limit}; retry in {seconds} s.", seconds)
 
     @app.after_request
     def _rate_limit_headers(response: Response) -> Response:

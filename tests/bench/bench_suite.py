@@ -59,7 +59,8 @@ PHASE_B_BUDGET_S = 240.0  # the whole rate search of (b) stops after this, whate
 DRAIN_BOUND_S = float(os.environ.get("BENCH_DRAIN_BOUND", "900"))  # (c) reports a partial figure after this
 # What the Suite sets beyond wiring (addresses, databases, secret) are test conveniences a user of `crm run`
 # does not get; the bench removes them so the figures are the ones a user would see.
-WIRING = ("CRM_DATA_DIR", "CRM_IDENTITY_PUBLIC_KEY", "AMQP_URL", "CRM_GATEWAY_PORT", "CRM_RATE_LIMIT")
+WIRING = ("CRM_DATA_DIR", "CRM_IDENTITY_PUBLIC_KEY", "AMQP_URL", "CRM_GATEWAY_PORT", "CRM_RATE_LIMIT",
+          "CRM_RATE_LIMIT_PUBLIC", "CRM_RATE_LIMIT_FAILED_AUTH")
 
 
 def log(message: str) -> None:

@@ -54,6 +54,9 @@ class Suite:
             "CRM_UPSTREAM_TIMEOUT": "5",
             # The fault tests send thousands of calls with one key in seconds; the limit has its own tests.
             "CRM_RATE_LIMIT": "off",
+            # wait_ready polls /readyz five times a second; the address limits have their own tests.
+            "CRM_RATE_LIMIT_PUBLIC": "off",
+            "CRM_RATE_LIMIT_FAILED_AUTH": "off",
             "CRM_LOG_LEVEL": "INFO",
             "CRM_GATEWAY_PORT": str(self.ports["gateway"]),
             **{f"CRM_{e.env_prefix}_URL": f"http://127.0.0.1:{self.ports[e.name]}" for e in SUITE.upstreams},

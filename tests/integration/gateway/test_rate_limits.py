@@ -47,7 +47,7 @@ def test_the_limit_is_per_key_and_covers_the_admin_api(limited, make_key_on):
     assert client.get("/api/v1/leads", headers={"X-API-Key": second}).status_code == 200
 
 
-def test_health_metrics_and_docs_are_never_limited(limited, make_key_on):
+def test_health_metrics_and_docs_are_not_counted_against_the_key(limited, make_key_on):
     client, key = limited.test_client(), make_key_on(limited, "leads:read")
     for _ in range(4):
         client.get("/api/v1/leads", headers={"X-API-Key": key})
@@ -89,3 +89,76 @@ def test_gateways_on_one_redis_share_the_count(gateway_settings, make_key_on):
         for k in store.scan_iter(match=f"*{prefix}*"):
             store.delete(k)
         store.close()
+
+
+# -- before authentication, per client address ---------------------------------------------------------------
+
+@pytest.fixture
+def strict(gateway_settings):
+    app = create_app(gateway_settings(CRM_RATE_LIMIT="100/minute", CRM_RATE_LIMIT_FAILED_AUTH="3/minute",
+                                      CRM_RATE_LIMIT_PUBLIC="2/minute"))
+    yield app
+    app.extensions["crm.runtime"].engine.dispose()
+
+
+def _from(address: str) -> dict:
+    return {"environ_base": {"REMOTE_ADDR": address}}
+
+
+def test_an_address_that_keeps_failing_to_authenticate_is_refused_before_its_key_is_read(strict, make_key_on):
+    client, good = strict.test_client(), make_key_on(strict, "leads:read")
+    attempts = [client.get("/api/v1/leads", headers={"X-API-Key": "crm_internal_guess"}, **_from("10.0.0.1")),
+                client.get("/api/v1/leads", **_from("10.0.0.1")),  # no key at all counts too
+                client.get("/api/v1/leads", headers={"X-API-Key": "crm_internal_guess2"}, **_from("10.0.0.1"))]
+    assert [r.status_code for r in attempts] == [401, 401, 401]
+    cache = strict.extensions["crm.gateway"].key_cache
+    loads = []
+    original = cache._load
+    cache._load = lambda prefix: loads.append(prefix) or original(prefix)
+    refused = client.get("/api/v1/leads", headers={"X-API-Key": good}, **_from("10.0.0.1"))
+    assert refused.status_code == 429
+    assert refused.mimetype == "application/problem+json"
+    assert 1 <= int(refused.headers["Retry-After"]) <= 60
+    assert loads == [], "the refused call never reached the key lookup"
+    # Another address is not affected, and a good key from it is served.
+    assert client.get("/api/v1/leads", headers={"X-API-Key": good}, **_from("10.0.0.2")).status_code == 200
+
+
+def test_successful_calls_do_not_count_as_failures(strict, make_key_on):
+    client, good = strict.test_client(), make_key_on(strict, "leads:read")
+    for _ in range(6):
+        assert client.get("/api/v1/leads", headers={"X-API-Key": good}, **_from("10.0.0.3")).status_code == 200
+
+
+def test_the_public_documents_are_limited_per_address_and_health_is_not(strict):
+    client = strict.test_client()
+    for path in ("/readyz", "/api/openapi.json"):
+        assert [client.get(path, **_from("10.0.0.4")).status_code for _ in range(2)] == [200, 200], path
+        refused = client.get(path, **_from("10.0.0.4"))
+        assert refused.status_code == 429 and refused.mimetype == "application/problem+json", path
+        assert client.get(path, **_from("10.0.0.5")).status_code == 200, path
+    assert all(client.get("/healthz", **_from("10.0.0.4")).status_code == 200 for _ in range(5))
+
+
+def test_behind_a_trusted_proxy_the_forwarded_client_address_is_limited(gateway_settings):
+    app = create_app(gateway_settings(CRM_RATE_LIMIT_FAILED_AUTH="2/minute", CRM_PROXY_HOPS="1"))
+    try:
+        client = app.test_client()
+        proxy = _from("10.9.9.9")
+        for _ in range(2):
+            assert client.get("/api/v1/leads", headers={"X-Forwarded-For": "203.0.113.7"}, **proxy).status_code == 401
+        assert client.get("/api/v1/leads", headers={"X-Forwarded-For": "203.0.113.7"}, **proxy).status_code == 429
+        # Another client behind the same proxy is still heard.
+        assert client.get("/api/v1/leads", headers={"X-Forwarded-For": "203.0.113.8"}, **proxy).status_code == 401
+    finally:
+        app.extensions["crm.runtime"].engine.dispose()
+
+
+def test_off_disables_the_address_limits(gateway_settings):
+    app = create_app(gateway_settings(CRM_RATE_LIMIT_FAILED_AUTH="off", CRM_RATE_LIMIT_PUBLIC="off"))
+    try:
+        client = app.test_client()
+        assert all(client.get("/api/v1/leads", **_from("10.0.0.6")).status_code == 401 for _ in range(40))
+        assert all(client.get("/readyz", **_from("10.0.0.6")).status_code == 200 for _ in range(5))
+    finally:
+        app.extensions["crm.runtime"].engine.dispose()
