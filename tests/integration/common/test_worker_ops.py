@@ -77,10 +77,8 @@ def scrape(port: int) -> dict[tuple, float]:
 
 
 def _identity_env() -> dict[str, str]:
-    """The identity key a service process of this test run starts with (the Ed25519 public key once the identity
-    token is signed with one, the shared secret before)."""
-    public = getattr(infra, "IDENTITY_PUBLIC_KEY", None)
-    return {"CRM_IDENTITY_PUBLIC_KEY": public} if public else {"CRM_IDENTITY_SECRET": infra.IDENTITY_SECRET}
+    """The identity key a service process of this test run starts with (services only verify tokens)."""
+    return {"CRM_IDENTITY_PUBLIC_KEY": infra.IDENTITY_PUBLIC_KEY}
 
 
 def _event(email: str):
