@@ -17,6 +17,7 @@ from sqlalchemy.exc import IntegrityError
 from .broker import (ATTEMPT_HEADER, ERROR_HEADER, Bindings, connection_parameters, declare_topology, dlq_name,
                      queue_name, retry_queue_name)
 from .catalog import Event, UnknownEventType, parse_event
+from .db import is_database_unavailable
 from .uow import UnitOfWork
 
 log = logging.getLogger("crm.consumer")
@@ -105,12 +106,15 @@ class InboxDispatcher:
 
         When anything in the shared transaction fails, it is rolled back and every event is handled again in a
         transaction of its own, so a bad event fails alone and its neighbours commit. `between` runs between
-        two handlers (the consumer uses it to keep its connection's heartbeats going).
+        two handlers (the consumer uses it to keep its connection's heartbeats going). An unavailable database
+        (db.is_database_unavailable) is no event's fault and is raised: the batch must wait, not spend retries.
         """
         if len(events) > 1:
             try:
                 return self._dispatch_together(events, between)
             except Exception as exc:  # noqa: BLE001 — isolated below, event by event
+                if is_database_unavailable(exc):
+                    raise
                 log.info("batch of %d failed (%s: %s); handling its events one by one", len(events),
                          type(exc).__name__, exc, extra={"event": "batch.split"})
         outcomes: list[Outcome] = []
@@ -118,6 +122,8 @@ class InboxDispatcher:
             try:
                 outcomes.append(self.dispatch(event))
             except Exception as exc:  # noqa: BLE001 — the consumer retries or dead-letters it
+                if is_database_unavailable(exc):
+                    raise  # the events committed so far are absorbed by the inbox when redelivered
                 outcomes.append(exc)
             between()
         return outcomes
@@ -217,11 +223,19 @@ class Consumer:
         self._stop = stop or self._stop
         backoff = 0.5
         while not self._stop.is_set():
+            batches = self.batches
             try:
                 self._consume()
                 backoff = 0.5
-            except Exception:  # noqa: BLE001 — broker gone or channel closed: reconnect
-                log.warning("consumer connection lost; reconnecting in %.1fs", backoff, exc_info=True)
+            except Exception as exc:  # noqa: BLE001 — broker gone or channel closed: reconnect
+                if is_database_unavailable(exc):
+                    # Closing the connection returned the unacked batch to the queue, with its retries unspent.
+                    log.warning("database unavailable (%s); the batch went back to the queue, consuming again in "
+                                "%.1fs", type(exc).__name__, backoff, extra={"event": "consumer.database_unavailable"})
+                else:
+                    log.warning("consumer connection lost; reconnecting in %.1fs", backoff, exc_info=True)
+            if self.batches > batches:
+                backoff = 0.5  # that connection handled batches: a new failure starts the backoff afresh
             if not self._stop.is_set():
                 self._stop.wait(backoff)
                 backoff = min(backoff * 2, 10.0)

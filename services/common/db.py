@@ -5,8 +5,11 @@ import uuid
 from datetime import datetime, timezone
 from pathlib import Path
 
+import psycopg
 from sqlalchemy import JSON, BigInteger, DateTime, Index, Integer, String, Text, create_engine, event, text, types
 from sqlalchemy.engine import Engine
+from sqlalchemy.exc import DBAPIError
+from sqlalchemy.exc import TimeoutError as PoolTimeout
 from sqlalchemy.orm import DeclarativeBase, Mapped, mapped_column, sessionmaker
 
 # SQLite only auto-increments an INTEGER PRIMARY KEY, so the 64-bit sequence column narrows there.
@@ -168,3 +171,28 @@ def is_postgres(engine_or_session) -> bool:
     """True when the bound database is PostgreSQL."""
     bind = getattr(engine_or_session, "bind", None) or engine_or_session
     return bind.dialect.name == "postgresql"
+
+
+# SQLSTATEs of a server that cannot serve us now: class 08 (connection exception), 57P01 admin shutdown (a fast
+# stop or restart), 57P02 crash shutdown, 57P03 cannot connect now (starting up or shutting down).
+_UNAVAILABLE_STATES = ("57P01", "57P02", "57P03")
+
+
+def is_database_unavailable(exc: BaseException) -> bool:
+    """True when `exc` says the database cannot be reached now (down, restarting, connection lost, pool
+    exhausted), so the same work may succeed later; False for an error in the work itself.
+
+    Web processes answer such errors with a 503 and Retry-After; consumers return the batch to the queue
+    instead of spending its events' retries. A deadlock, a timeout or a constraint is not "unavailable".
+    """
+    if isinstance(exc, PoolTimeout):
+        return True
+    if isinstance(exc, DBAPIError):
+        if exc.connection_invalidated:  # SQLAlchemy saw a disconnect and invalidated the pool's connections
+            return True
+        exc = exc.orig
+    if not isinstance(exc, psycopg.OperationalError):
+        return False
+    # No SQLSTATE: the failure is the client's own (connection refused, the server closed the connection).
+    state = exc.sqlstate
+    return state is None or state.startswith("08") or state in _UNAVAILABLE_STATES

@@ -25,7 +25,7 @@ from sqlalchemy.engine import make_url
 
 from .broker import connection_parameters
 from .catalog import EXCHANGE
-from .db import utcnow
+from .db import is_database_unavailable, utcnow
 
 log = logging.getLogger("crm.outbox")
 
@@ -289,8 +289,12 @@ class OutboxRelay:
             return
         try:
             batch = self.store.claim(self.batch_size)
-        except Exception:  # noqa: BLE001 — database briefly unavailable: try again later
-            log.exception("outbox claim failed")
+        except Exception as exc:  # noqa: BLE001 — database briefly unavailable: try again later
+            if is_database_unavailable(exc):  # a restart: expected, and the trace would say nothing new
+                log.warning("outbox claim failed: database unavailable (%s)", type(exc).__name__,
+                            extra={"event": "relay.database_unavailable"})
+            else:
+                log.exception("outbox claim failed")
             self._schedule(max(self.poll_interval, 1.0))
             return
         if self.metrics is not None:

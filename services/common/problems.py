@@ -6,10 +6,14 @@ import logging
 from flask import Flask, g, jsonify, request
 from werkzeug.exceptions import HTTPException, InternalServerError
 
+from .db import is_database_unavailable
+
 log = logging.getLogger("crm.errors")
 
 PROBLEM_TYPE_BASE = "https://crm-suite.dev/problems/"
 MEDIA_TYPE = "application/problem+json"
+# Seconds a caller is asked to wait when the database is unavailable (a restart takes a few).
+DATABASE_RETRY_AFTER = 2
 
 
 class Problem(Exception):
@@ -113,6 +117,12 @@ def register_problem_handlers(app: Flask) -> None:
 
     @app.errorhandler(Exception)
     def _unexpected(exc):
+        if is_database_unavailable(exc):
+            # Down, restarting or out of connections: the request may succeed in a moment, so say when to retry.
+            # The pool has already dropped a connection that died (see db.POOL_RECYCLE_SECONDS).
+            log.warning("database unavailable: %s", type(exc).__name__, extra={"event": "request.database_unavailable"})
+            return problem_response(503, "Service Unavailable", "The database is unavailable; retry shortly.",
+                                    headers={"Retry-After": str(DATABASE_RETRY_AFTER)})
         log.error("unhandled error", exc_info=exc, extra={"event": "request.error"})
         return problem_response(500, "Internal server error",
                                 "The server failed to handle the request; quote the request id when you report it.")

@@ -18,7 +18,7 @@ import pytest
 
 from crm.registry import SUITE
 from tests.support import infra
-from tests.support.drain import assert_drained, sql, vhost_of, wait_drained
+from tests.support.drain import assert_drained, sql, wait_drained
 from tests.support.fixtures import Client
 from tests.support.load import GatewayLoad
 from tests.support.suite import SERVICES, Suite, wait_until

@@ -2,7 +2,6 @@
 from __future__ import annotations
 
 import subprocess
-from urllib.parse import unquote, urlsplit
 
 import psycopg
 
@@ -19,11 +18,6 @@ def sql(url: str, query: str, *args) -> list[tuple]:
     """Rows of one query on a service database (a connection of its own, closed after)."""
     with psycopg.connect(psycopg_url(url)) as conn:
         return conn.execute(query, args).fetchall()
-
-
-def vhost_of(amqp_url: str) -> str:
-    """The vhost an AMQP URL names (`/` when it names none)."""
-    return unquote(urlsplit(amqp_url).path[1:]) or "/"
 
 
 def unpublished(database_urls: dict[str, str]) -> dict[str, int]:
