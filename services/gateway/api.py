@@ -1,6 +1,7 @@
 """The gateway's admin API for API keys: parse, call one use case in keys.py, serialise."""
 from __future__ import annotations
 
+from flask import current_app
 from flask.views import MethodView
 from flask_smorest import Blueprint
 
@@ -29,9 +30,11 @@ class Keys(MethodView):
     @blp.arguments(KeyCreateSchema)
     @blp.response(201, CreatedKeySchema)
     def post(self, data):
-        """Create an API key; the response shows the key once."""
+        """Create an API key; the response shows the key once. A partner key's partner must exist (422 if not,
+        503 when the partners service cannot say)."""
         with uow() as work:
-            key, plaintext = keys.create_key(work.session, **data)
+            gateway = current_app.extensions["crm.gateway"]
+            key, plaintext = keys.create_key(work.session, **data, partner_exists=gateway.proxy.partner_exists)
             work.commit()
         return {**{f: getattr(key, f) for f in CreatedKeySchema().fields if f != "key"}, "key": plaintext}
 

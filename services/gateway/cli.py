@@ -2,14 +2,17 @@
 from __future__ import annotations
 
 import contextlib
+import os
 import sys
+from pathlib import Path
 
 import click
 from sqlalchemy.exc import OperationalError, ProgrammingError
 
 from services.common.db import make_engine, make_session_factory
 from services.common.problems import Problem
-from services.common.settings import SettingsError, from_env
+from crm.registry import SUITE
+from services.common.settings import SettingsError
 
 from . import keys as key_cases
 
@@ -20,7 +23,7 @@ EXIT_NOT_READY = 2
 def _session():
     """One transaction on the gateway database; a missing table is a clear error (exit 2)."""
     try:
-        settings = from_env("gateway", require_secret=False)
+        settings = SUITE.settings("gateway", require_secret=False)
     except SettingsError as exc:
         raise click.ClickException(f"configuration error: {exc}") from None
     engine = make_engine(settings.database_url)
@@ -45,6 +48,33 @@ def _session():
         engine.dispose()
 
 
+def _partner_lookup():
+    """Ask the partners service, as the gateway would: signed with the gateway's identity key."""
+    from .proxy import UpstreamProxy
+
+    env = dict(os.environ)
+    under_crm_run = Path(env.get("CRM_DATA_DIR") or "var") / "identity" / "private.pem"
+    if not (env.get("CRM_IDENTITY_PRIVATE_KEY") or env.get("CRM_IDENTITY_PRIVATE_KEY_FILE")) and under_crm_run.is_file():
+        env["CRM_IDENTITY_PRIVATE_KEY_FILE"] = str(under_crm_run)  # the pair `crm run` made
+    try:
+        settings = SUITE.settings("gateway", env, require_secret=False)
+    except SettingsError as exc:
+        raise click.ClickException(f"configuration error: {exc}") from None
+    if not settings.identity_private_key:
+        raise click.ClickException(
+            "a partner key needs the partner checked with the partners service, signed with the gateway's identity "
+            "key: set CRM_IDENTITY_PRIVATE_KEY_FILE (under `crm run`: var/identity/private.pem)")
+    proxy = UpstreamProxy.from_settings(settings)
+
+    def exists(partner_id) -> bool:
+        try:
+            return proxy.partner_exists(partner_id)
+        finally:
+            proxy.close()
+
+    return exists
+
+
 def _when(value) -> str:
     return value.strftime("%Y-%m-%d %H:%M:%SZ") if value else "-"
 
@@ -64,7 +94,8 @@ def create(name: str, scopes: str | None, partner: str | None) -> None:
         raise click.UsageError("give exactly one of --scopes (internal key) or --partner (partner key)")
     scope_list = [s for s in (scopes or "").split(",") if s.strip()]
     with _session() as session:
-        key, plaintext = key_cases.create_key(session, name=name, scopes=scope_list, partner_id=partner)
+        key, plaintext = key_cases.create_key(session, name=name, scopes=scope_list, partner_id=partner,
+                                              partner_exists=_partner_lookup() if partner else None)
         summary = f"partner {key.partner_id}" if key.kind == "partner" else f"scopes {','.join(key.scopes) or '-'}"
     click.echo(plaintext)
     click.echo(f"created {key.kind} key {key.id} ({key.name}, {summary}); store it now, it is shown only once",

@@ -159,10 +159,13 @@ def last_use_due(last_used_at: datetime | None, now: datetime) -> bool:
 
 # -- use cases ------------------------------------------------------------------------------------------
 
-def create_key(session, *, name: str, scopes: Iterable[str] = (), partner_id=None) -> tuple[ApiKey, str]:
+def create_key(session, *, name: str, scopes: Iterable[str] = (), partner_id=None,
+               partner_exists: Callable[[uuid.UUID], bool] | None = None) -> tuple[ApiKey, str]:
     """Create a key; a partner key when `partner_id` is given (no scopes), else an internal one.
 
-    Returns the row and the plaintext, which is never stored and cannot be shown again.
+    `partner_exists` asks the partners service (which owns partners) whether the partner is there; the admin API
+    and the CLI always pass it, so no key is bound to a partner that does not exist. Returns the row and the
+    plaintext, which is never stored and cannot be shown again.
     """
     name = validate_name(name)
     scopes = list(scopes or ())
@@ -171,6 +174,9 @@ def create_key(session, *, name: str, scopes: Iterable[str] = (), partner_id=Non
             raise Unprocessable("A partner key carries no scopes; it may call only the partner portal.",
                                 errors={"scopes": ["Must be empty for a partner key."]})
         kind, partner, scope_list = "partner", _partner_uuid(partner_id), []
+        if partner_exists is not None and not partner_exists(partner):
+            raise Unprocessable(f"No partner with id {partner}; create the partner first.",
+                                errors={"partner_id": ["No partner with this id."]})
     else:
         kind, partner, scope_list = "internal", None, validate_scopes(scopes)
     plaintext, prefix, digest = generate_key(kind)

@@ -15,7 +15,7 @@ from urllib3.exceptions import HTTPError, NewConnectionError, ProtocolError, Tim
 
 from services.common.identity import HEADER as IDENTITY_HEADER
 from services.common.identity import MAX_TOKEN_TTL, Principal, TokenSigner
-from services.common.problems import problem_response
+from services.common.problems import Problem, problem_response
 
 log = logging.getLogger("crm.gateway")
 
@@ -27,6 +27,16 @@ FORWARDED_REQUEST_HEADERS = ("Content-Type", "Accept", "If-Match", "If-None-Matc
 FORWARDED_RESPONSE_HEADERS = ("Content-Type", "ETag", "Location", "Retry-After", "Link", "Allow")
 # The gateway's own principal when it fetches an upstream's OpenAPI document.
 GATEWAY_PRINCIPAL = Principal(key_id="gateway", kind="internal", name="gateway")
+# The gateway itself asking the partners service whether a partner exists (before binding a key to it).
+PARTNER_LOOKUP_PRINCIPAL = Principal(key_id="gateway", kind="internal", scopes=frozenset({"partners:read"}),
+                                     name="gateway")
+PARTNER_LOOKUP_TIMEOUT = 5.0
+
+
+class PartnersUnavailable(Problem):
+    """The partners service could not say whether a partner exists (503)."""
+
+    status, slug, title = 503, "service-unavailable", "Service unavailable"
 # Connections kept alive per upstream when no size is given: gunicorn's default thread count of our web processes.
 DEFAULT_POOL_SIZE = 8
 
@@ -257,6 +267,21 @@ class UpstreamProxy:
         if answer.status >= 400:
             raise UpstreamStatusError(upstream, answer.status)
         return json.loads(answer.data)
+
+    def partner_exists(self, partner_id) -> bool:
+        """Ask the partners service whether a partner exists; ServiceUnavailable when it cannot answer."""
+        try:
+            self.get_json("partners", f"/api/v1/partners/{partner_id}", timeout=PARTNER_LOOKUP_TIMEOUT,
+                          principal=PARTNER_LOOKUP_PRINCIPAL)
+            return True
+        except UpstreamStatusError as exc:
+            if exc.status_code == 404:
+                return False
+            raise PartnersUnavailable(f"The partners service answered {exc.status_code}; cannot check the partner "
+                                     "now, so no partner key is made.") from None
+        except (LookupError, urllib3.exceptions.HTTPError, OSError, ValueError) as exc:
+            raise PartnersUnavailable(f"The partners service is unreachable ({type(exc).__name__}); cannot check "
+                                     "the partner now, so no partner key is made.") from None
 
     def close(self) -> None:
         """Release pooled connections."""

@@ -10,6 +10,7 @@ from services.common.web import create_service_app, runtime_readiness
 from services.common.worker import Worker
 
 from . import api, handlers
+from .portal_access import check_portal_access
 from .models import InboxEntry, OutboxMessage
 
 
@@ -22,10 +23,13 @@ def build(settings: Settings | None = None) -> Runtime:
 def create_app(settings: Settings | None = None) -> Flask:
     """The partners web application: partners, contracts and the partner portal."""
     rt = build(settings)
-    return create_service_app("partners", title="CRM Partners",
-                              blueprints=[api.partners_blp, api.contracts_blp, api.portal_blp],
-                              settings=rt.settings, readiness=runtime_readiness(rt),
-                              extensions={"crm.runtime": rt})
+    app = create_service_app("partners", title="CRM Partners",
+                             blueprints=[api.partners_blp, api.contracts_blp, api.portal_blp],
+                             settings=rt.settings, readiness=runtime_readiness(rt),
+                             extensions={"crm.runtime": rt})
+    # Every portal request, after the kit's identity check: a suspended or terminated partner is refused.
+    app.before_request_funcs.setdefault(api.portal_blp.name, []).append(check_portal_access)
+    return app
 
 
 def create_worker(settings: Settings | None = None, *, bindings: Bindings) -> Worker:

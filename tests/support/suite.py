@@ -80,9 +80,11 @@ class Suite:
         self.gateway_url = f"http://127.0.0.1:{self.ports['gateway']}"
 
     # -- commands ----------------------------------------------------------------------------------------
-    def crm(self, *args: str, check: bool = True, timeout: float = 120) -> subprocess.CompletedProcess:
-        """Run the `crm` console command with the suite's environment."""
-        return subprocess.run(list(crm_argv(*args)), env=self.env, cwd=self.workdir,
+    def crm(self, *args: str, check: bool = True, timeout: float = 120,
+            as_gateway: bool = False) -> subprocess.CompletedProcess:
+        """Run the `crm` console command with the suite's environment (`as_gateway`: and the gateway's key)."""
+        env = {**self.env, **self.gateway_env} if as_gateway else self.env
+        return subprocess.run(list(crm_argv(*args)), env=env, cwd=self.workdir,
                               capture_output=True, text=True, check=check, timeout=timeout)
 
     def processes(self) -> dict[str, list[str]]:
@@ -165,7 +167,8 @@ class Suite:
     def create_key(self, *, scopes: str | None = None, partner: str | None = None, name: str = "test") -> str:
         """Create an API key with `crm keys create`; returns the key printed on stdout."""
         args = ["keys", "create", "--name", name] + (["--scopes", scopes] if scopes else ["--partner", partner])
-        out = self.crm(*args).stdout.strip().splitlines()
+        # A partner key is checked with the partners service, signed as the gateway signs.
+        out = self.crm(*args, as_gateway=partner is not None).stdout.strip().splitlines()
         assert len(out) == 1, out
         return out[0]
 

@@ -32,6 +32,30 @@ def test_an_admin_creates_a_partner_key_bound_to_one_partner(client, admin_key):
     assert response.json["key"].startswith("crm_partner_")
 
 
+def test_a_partner_key_needs_a_partner_the_partners_service_knows(client, admin_key, upstream):
+    ghost = str(uuid.uuid4())
+    upstream.missing.add(f"/api/v1/partners/{ghost}")
+    response = client.post("/api/v1/admin/keys", json={"name": "ghost", "partner_id": ghost}, headers=_admin(admin_key))
+    assert response.status_code == 422
+    assert response.mimetype == "application/problem+json"
+    assert "partner_id" in response.json["errors"]
+    listed = client.get("/api/v1/admin/keys", headers=_admin(admin_key)).json["items"]
+    assert not [k for k in listed if k["name"] == "ghost"], "nothing was stored"
+
+
+def test_a_partner_key_is_not_made_while_the_partners_service_cannot_say(gateway_settings, make_key_on):
+    from services.gateway.app import create_app
+
+    app = create_app(gateway_settings(CRM_PARTNERS_URL="http://127.0.0.1:9"))
+    try:
+        admin = make_key_on(app, "admin")
+        response = app.test_client().post("/api/v1/admin/keys", json={"name": "p", "partner_id": str(uuid.uuid4())},
+                                          headers=_admin(admin))
+        assert response.status_code == 503 and response.mimetype == "application/problem+json"
+    finally:
+        app.extensions["crm.runtime"].engine.dispose()
+
+
 @pytest.mark.parametrize("body, field", [
     ({"name": "x", "scopes": ["leads:delete"]}, "scopes"),
     ({"name": "x", "partner_id": str(uuid.uuid4()), "scopes": ["leads:read"]}, "scopes"),

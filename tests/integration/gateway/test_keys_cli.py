@@ -7,17 +7,38 @@ import pytest
 from click.testing import CliRunner
 
 from services.gateway.cli import keys
+from tests.support.infra import IDENTITY_PRIVATE_KEY
 
 pytestmark = pytest.mark.integration
 
 
 @pytest.fixture
-def run(gateway_database):
-    def invoke(*args: str, database_url: str = gateway_database):
+def run(gateway_database, upstream):
+    def invoke(*args: str, database_url: str = gateway_database, **env):
         runner = CliRunner()
+        # The gateway's identity key and the partners service (the echo upstream): a partner key is checked there.
         return runner.invoke(keys, list(args), env={"GATEWAY_DATABASE_URL": database_url, "DATABASE_URL": None,
-                                                    "CRM_IDENTITY_PRIVATE_KEY": None})
+                                                    "CRM_IDENTITY_PRIVATE_KEY": IDENTITY_PRIVATE_KEY,
+                                                    "CRM_PARTNERS_URL": upstream.url, **env})
     return invoke
+
+
+def test_a_partner_key_is_refused_for_a_partner_the_partners_service_does_not_know(run, upstream):
+    ghost = str(uuid.uuid4())
+    upstream.missing.add(f"/api/v1/partners/{ghost}")
+    result = run("create", "--name", "ghost", "--partner", ghost)
+    assert result.exit_code != 0
+    assert f"No partner with id {ghost}" in result.output
+    assert not result.stdout.startswith("crm_")
+    asked = [r for r in upstream.received if r["path"] == f"/api/v1/partners/{ghost}"]
+    assert asked and asked[-1]["headers"]["x-crm-identity"], "asked as the gateway, with a signed identity"
+
+
+def test_a_partner_key_is_refused_when_the_partners_service_cannot_answer(run):
+    result = run("create", "--name", "x", "--partner", str(uuid.uuid4()), CRM_PARTNERS_URL="http://127.0.0.1:9")
+    assert result.exit_code != 0 and "partners service is unreachable" in result.output
+    result = run("create", "--name", "x", "--partner", str(uuid.uuid4()), CRM_IDENTITY_PRIVATE_KEY=None)
+    assert result.exit_code != 0 and "CRM_IDENTITY_PRIVATE_KEY_FILE" in result.output
 
 
 def test_creating_a_key_prints_exactly_one_line_that_authenticates(run, client, upstream):

@@ -24,6 +24,7 @@ class EchoUpstream:
 
     def __init__(self):
         self.ready = True
+        self.missing: set[str] = set()  # paths answered 404 (a partner that does not exist)
         self.readyz_delay = 0.0
         self.received: list[dict] = []
         self.readyz_in_flight = 0
@@ -59,6 +60,9 @@ class EchoUpstream:
                             status=200 if self.ready else 503, mimetype="application/json")
         if request.path == "/api/openapi.json":
             return Response(json.dumps(SPEC), mimetype="application/json")
+        if request.path in self.missing:
+            return Response(json.dumps({"status": 404, "title": "Not found"}), status=404,
+                            mimetype="application/problem+json")
         if "/slow" in request.path:
             time.sleep(float(request.args.get("seconds", "3")))
         response = Response(json.dumps(seen), status=int(request.args.get("status", "200")),
