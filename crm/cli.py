@@ -43,7 +43,12 @@ def migrate(services: tuple[str, ...]) -> None:
 @click.argument("service", type=click.Choice(WORKER_SERVICES))
 def worker(service: str) -> None:
     """Run SERVICE's outbox relay and event consumer until SIGTERM."""
-    SUITE.create_worker(service, _settings(service)).run_forever()
+    from services.common.logs import configure_logging
+
+    settings = _settings(service)
+    # JSON lines on stderr like the web processes: one per handled event, with its correlation id.
+    configure_logging(service, settings.log_level)
+    SUITE.create_worker(service, settings).run_forever()
 
 
 @cli.group()

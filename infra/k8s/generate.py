@@ -92,6 +92,9 @@ def process_env(process: Process, registry: Registry) -> list[dict]:
         env += [{"name": f"CRM_{up.env_prefix}_URL", "value": f"http://{process_name(up.name, registry)}:{WEB_PORT}"}
                 for up in registry.upstreams]
         env.append({"name": "REDIS_URL", "value": REDIS_URL})  # rate limits shared by the gateway's replicas
+        # Clients reach the gateway through the Ingress controller: its X-Forwarded-For names the client, whose
+        # address the limits before authentication count (one trusted hop).
+        env.append({"name": "CRM_PROXY_HOPS", "value": "1"})
     return env
 
 

@@ -289,6 +289,16 @@ def test_infrastructure_and_web_containers_have_health_checks(services):
     assert services["rabbitmq"]["healthcheck"]["test"][-2:] == ["-q", "ping"]
 
 
+def test_worker_health_checks_probe_the_ops_port(services):
+    for name in (n for n in services if n.endswith("-worker")):
+        check = services[name].get("healthcheck")
+        assert check and not check.get("disable"), f"{name} has no health check"
+        test = " ".join(check["test"])
+        assert "python" in test and "urllib" in test, name
+        assert f"127.0.0.1:{settings_module.DEFAULT_WORKER_PORT}/healthz" in test, name
+        assert "CRM_WORKER_PORT" not in environment(services[name]), f"{name}: the check assumes the default port"
+
+
 def test_web_health_checks_probe_healthz_with_python_because_the_image_has_no_curl(services):
     for name in (n for n in services if n.endswith("-web")):
         test = " ".join(services[name]["healthcheck"]["test"])
