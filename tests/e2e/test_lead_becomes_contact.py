@@ -66,9 +66,11 @@ def test_a_second_lead_with_the_same_email_is_matched_to_the_existing_contact(in
 
 def test_the_gateway_lists_plugins_filters_leads_and_refuses_bad_keys(suite, internal_client):
     c = internal_client
-    plugins = c.get("/api/v1/plugins")
+    plugin_reader = Client(suite.gateway_url, suite.create_key(scopes="plugins:read", name="plugin-reader"))
+    plugins = plugin_reader.get("/api/v1/plugins")
     assert plugins.status_code == 200
     assert any("lead_scoring" in p["name"] for p in plugins.json()["items"])
+    assert c.get("/api/v1/plugins").status_code == 403, "leads:* does not include plugins:read"
 
     c.post("/api/v1/leads", json={"email": "cold@gmail.com", "source": "purchased_list"})
     hot = c.get("/api/v1/leads", params={"min_score": 60}).json()["items"]

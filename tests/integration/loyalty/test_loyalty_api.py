@@ -337,10 +337,10 @@ def test_members_are_listed_with_their_balances_and_filtered_by_contact(client):
 
 
 def test_the_loaded_plugins_are_listed(client):
-    listed = client.get("/api/v1/loyalty/plugins", headers=identity_headers("loyalty:read")).json
+    listed = client.get("/api/v1/loyalty/plugins", headers=identity_headers("plugins:read")).json
 
     assert {"name": "builtin.loyalty_points", "source": "builtin", "origin": "crm_builtin.loyalty_points",
-            "hooks": ["crm_loyalty_points"]} in listed["items"]
+            "hooks": ["crm_loyalty_points"], "available": True} in listed["items"]
 
 
 # --- errors and scopes --------------------------------------------------------------------------------------
