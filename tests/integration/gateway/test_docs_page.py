@@ -46,8 +46,12 @@ def test_the_gateway_docs_page_and_its_assets_are_served_by_the_gateway_without_
 
 def test_a_service_serves_its_own_docs_page_and_assets_to_a_caller_with_an_identity(service_app):
     leads = service_app("leads")
+    client = leads.test_client()
 
-    check_docs_page(leads.test_client(), headers=identity_headers("leads:read"))
+    check_docs_page(client, headers=identity_headers("leads:read"))
+    # Like every service path but the health and metrics endpoints: only through the gateway, with an identity.
+    assert client.get("/api/docs").status_code == 401
+    assert client.get("/api/docs/assets/swagger-ui.css").status_code == 401
 
 
 @pytest.mark.parametrize("path", ["/api/docs/assets/index.html", "/api/docs/assets/LICENSE",
