@@ -34,6 +34,17 @@ class Problem(Exception):
         if title is not None:
             self.title = title
         self.extra = extra
+        self.read_scope: str | None = None
+        self.writer_detail: str | None = None
+
+    def for_readers(self, read_scope: str, *, otherwise: str) -> Problem:
+        """Show `detail` and the extra members only to a caller holding `read_scope`; anyone else gets `otherwise`.
+
+        For a refusal that names another record or a figure (a duplicate's id, a balance): a key that may
+        write but not read must not learn them by trying to write (issue 7 §2).
+        """
+        self.read_scope, self.writer_detail = read_scope, otherwise
+        return self
 
 
 class NotFound(Problem):
@@ -93,6 +104,9 @@ def register_problem_handlers(app: Flask) -> None:
 
     @app.errorhandler(Problem)
     def _problem(exc: Problem):
+        principal = g.get("principal")
+        if exc.read_scope and not (principal is not None and principal.has_scope(exc.read_scope)):
+            return problem_response(exc.status, exc.title, exc.writer_detail, slug=exc.slug)
         return problem_response(exc.status, exc.title, exc.detail, slug=exc.slug, **exc.extra)
 
     @app.errorhandler(HTTPException)

@@ -13,7 +13,7 @@ from flask_smorest import Blueprint
 
 from services.common.etags import Precondition, etag
 from services.common.idempotency import HEADER_PARAMETER, idempotent
-from services.common.identity import requires
+from services.common.identity import record_or_receipt, requires
 from services.common.web import read_uow, uow
 
 from . import service
@@ -39,6 +39,11 @@ def _headers(contact) -> dict[str, str]:
     return {"ETag": etag(contact.version)}
 
 
+def _shown(contact):
+    """The contact, or for a key without `contacts:read` only its id and version (docs/api-contacts.md)."""
+    return record_or_receipt(service.READ_SCOPE, contact, id=contact.id, version=contact.version)
+
+
 @blp.route("")
 class Contacts(MethodView):
     @requires("contacts:read")
@@ -52,12 +57,13 @@ class Contacts(MethodView):
     @idempotent(IdempotencyRecord)
     @blp.arguments(ContactCreateSchema)
     @blp.response(201, ContactSchema, headers=_ETAG_HEADER)
-    @blp.alt_response(409, description="Another contact has this e-mail; `existing_contact_id` names it.")
+    @blp.alt_response(409, description="Another contact has this e-mail; `existing_contact_id` names it "
+                                       "(only to a key with `contacts:read`).")
     @blp.doc(**_IDEMPOTENT)
     def post(self, data):
-        """Create a contact; the normalised e-mail must be new."""
+        """Create a contact; the normalised e-mail must be new. Without `contacts:read`: only id and version."""
         contact = service.create_contact(uow(), data)
-        return contact, 201, {**_headers(contact), "Location": f"{blp.url_prefix}/{contact.id}"}
+        return _shown(contact), 201, {**_headers(contact), "Location": f"{blp.url_prefix}/{contact.id}"}
 
 
 @blp.route("/<uuid:contact_id>")
@@ -74,10 +80,11 @@ class ContactById(MethodView):
     @blp.arguments(ContactUpdateSchema)
     @blp.response(200, ContactSchema, headers=_ETAG_HEADER)
     @blp.alt_response(404, description="No contact has this id.")
-    @blp.alt_response(409, description="Another contact has the new e-mail; `existing_contact_id` names it.")
+    @blp.alt_response(409, description="Another contact has the new e-mail; `existing_contact_id` names it "
+                                       "(only to a key with `contacts:read`).")
     @blp.alt_response(412, description="If-Match named a version that is no longer current.")
     def patch(self, changes, contact_id):
-        """Change some fields of a contact; send If-Match with its ETag to refuse lost updates."""
+        """Change some fields of a contact (If-Match refuses lost updates). Without `contacts:read`: id and version."""
         contact = service.update_contact(uow(), contact_id, changes,
                                          precondition=Precondition.from_header(request.headers.get("If-Match")))
-        return contact, 200, _headers(contact)
+        return _shown(contact), 200, _headers(contact)

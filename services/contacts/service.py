@@ -29,6 +29,7 @@ from .models import (
 )
 
 EDITABLE_FIELDS = ("email",) + PROFILE_FIELDS
+READ_SCOPE = "contacts:read"
 
 
 # -- pure rules -------------------------------------------------------------------------------------------
@@ -132,7 +133,9 @@ def _locked_summary(session: Session, contact_id: uuid.UUID) -> ContactPurchaseS
 
 
 def _duplicate(holder: Contact) -> Conflict:
-    return Conflict(f"Contact {holder.id} already has this e-mail address.", existing_contact_id=str(holder.id))
+    # Only a caller that may read contacts learns which contact holds the address.
+    return Conflict(f"Contact {holder.id} already has this e-mail address.", existing_contact_id=str(holder.id)
+                    ).for_readers(READ_SCOPE, otherwise="Another contact already has this e-mail address.")
 
 
 def _record_update(uow: UnitOfWork, contact: Contact, changed: Iterable[str], **cause) -> None:

@@ -13,7 +13,6 @@ from __future__ import annotations
 
 import hashlib
 import hmac
-import re
 import secrets
 import threading
 import time
@@ -28,7 +27,8 @@ from sqlalchemy import bindparam, event, or_, select, update
 from sqlalchemy.engine import Engine
 
 from services.common.db import is_postgres, read_only_engine, utcnow
-from services.common.identity import Principal
+from crm.registry import SUITE
+from services.common.identity import ADMIN_SCOPE, PLUGINS_READ, WILDCARD_ACTIONS, Principal
 from services.common.pagination import paginate
 from services.common.problems import NotFound, Unprocessable
 
@@ -37,8 +37,8 @@ from .models import REVISION_ROW, ApiKey, KeyRevision
 KINDS = ("internal", "partner")
 PREFIX_LENGTH = 12
 RANDOM_BYTES = 32
-ADMIN_SCOPE = "admin"
-SCOPE_PATTERN = re.compile(r"^[a-z]+:(read|write|\*)$")
+# Scopes beyond `<svc>:read|write`: no `<svc>:*` includes them, a key names them.
+PRIVILEGED_SCOPES = ("loyalty:admin", PLUGINS_READ)
 NAME_MAX = 100
 # Writing last_used_at on every request would turn each call into a write; a minute is precise enough.
 LAST_USED_RESOLUTION = timedelta(minutes=1)
@@ -85,14 +85,28 @@ def key_matches(stored_hash: str, presented: str) -> bool:
     return hmac.compare_digest(stored_hash.encode("ascii"), hash_key(presented).encode("ascii"))
 
 
+def known_scopes() -> frozenset[str]:
+    """Every scope a key may carry: `admin`, the privileged ones, and `<svc>:read|write|*` of each upstream.
+
+    Only these: a scope no service checks would be dead weight at best, and at worst match a rule it was
+    never meant for (`admin:*` once passed the `<name>:*` shape and, through the wildcard, granted `admin`).
+    """
+    services = [entry.name for entry in SUITE.upstreams]
+    return frozenset({ADMIN_SCOPE, *PRIVILEGED_SCOPES,
+                      *(f"{service}:{action}" for service in services for action in (*WILDCARD_ACTIONS, "*"))})
+
+
 def validate_scopes(scopes: Iterable[str]) -> list[str]:
-    """Sorted, de-duplicated scopes; raises Unprocessable naming every malformed one."""
+    """Sorted, de-duplicated scopes; raises Unprocessable naming every one no service defines."""
     cleaned = sorted({s.strip() for s in scopes if s and s.strip()})
-    bad = [s for s in cleaned if s != ADMIN_SCOPE and not SCOPE_PATTERN.match(s)]
+    known = known_scopes()
+    bad = [s for s in cleaned if s not in known]
     if bad:
+        services = ", ".join(entry.name for entry in SUITE.upstreams)
         raise Unprocessable(
-            f"Malformed scope(s): {', '.join(bad)}. Use `<service>:read`, `<service>:write`, `<service>:*` or `admin`.",
-            errors={"scopes": [f"Malformed scope {s!r}." for s in bad]})
+            f"Unknown scope(s): {', '.join(bad)}. A key may carry `admin`, {', '.join(f'`{s}`' for s in PRIVILEGED_SCOPES)}"
+            f" or `<service>:read`, `<service>:write`, `<service>:*` for a service of {services}.",
+            errors={"scopes": [f"Unknown scope {s!r}." for s in bad]})
     return cleaned
 
 

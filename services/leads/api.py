@@ -11,7 +11,7 @@ from flask.views import MethodView
 from flask_smorest import Blueprint
 
 from services.common.idempotency import HEADER_PARAMETER, idempotent
-from services.common.identity import PLUGINS_READ, requires
+from services.common.identity import PLUGINS_READ, current_principal, record_or_receipt, requires
 from services.common.plugins import plugin_listing
 from services.common.web import read_uow, runtime, uow
 
@@ -39,11 +39,16 @@ class Leads(MethodView):
     @blp.arguments(LeadCreateSchema)
     @blp.response(201, LeadDetailSchema)
     @blp.alt_response(200, schema=LeadDetailSchema, description="An open lead with this e-mail existed; the touch was recorded on it.")
+    @blp.alt_response(202, description="To a key without `leads:read`, either way: `{\"id\"}` of the lead the "
+                                       "capture landed on, nothing else (new or existing is not said).")
     @blp.doc(**_IDEMPOTENT)
     def post(self, data):
         """Capture a lead; an open lead with the same e-mail is returned with the new touch recorded."""
         work = uow()
         lead, created = service.capture_lead(work, data, plugins=runtime().plugins)
+        if not current_principal().has_scope(service.READ_SCOPE):
+            # Neither the open lead's data nor whether there was one: a write-only key learns only its receipt.
+            return {"id": lead.id}, 202
         detail = service.get_lead(work, lead.id)  # the same unit of work: the new lead is visible in it
         return (detail, 201) if created else (detail, 200)
 
@@ -60,8 +65,10 @@ class LeadById(MethodView):
     @blp.arguments(LeadUpdateSchema)
     @blp.response(200, LeadDetailSchema)
     def patch(self, changes, lead_id):
-        """Update a lead's profile (re-scored) or move it along the pipeline."""
-        service.update_lead(uow(), lead_id, changes, plugins=runtime().plugins)
+        """Update a lead's profile (re-scored) or move it along the pipeline. Without `leads:read`: only its id."""
+        lead = service.update_lead(uow(), lead_id, changes, plugins=runtime().plugins)
+        if not current_principal().has_scope(service.READ_SCOPE):
+            return {"id": lead.id}
         return service.get_lead(uow(), lead_id)
 
 
@@ -71,7 +78,8 @@ class ConvertLead(MethodView):
     @blp.response(202, LeadSchema)
     def post(self, lead_id):
         """Convert a lead into a contact (asynchronously); converting twice gives the same result."""
-        return service.convert_lead(uow(), lead_id)
+        lead = service.convert_lead(uow(), lead_id)
+        return record_or_receipt(service.READ_SCOPE, lead, id=lead.id)
 
 
 @plugins_blp.route("")

@@ -15,6 +15,7 @@ from .models import OPEN_STATUSES, Lead, LeadTouch
 from .policies import apply_score
 
 PROFILE_FIELDS = ("first_name", "last_name", "company", "job_title", "phone")
+READ_SCOPE = "leads:read"
 TOUCHES_SHOWN = 50
 
 
@@ -119,7 +120,8 @@ def update_lead(uow: UnitOfWork, lead_id: uuid.UUID, changes: dict, *, plugins) 
             if status in OPEN_STATUSES and lead.status not in OPEN_STATUSES:
                 other = _open_lead(uow.session, lead.email_normalized)
                 if other is not None:
-                    raise Conflict(f"Lead {other.id} is already open for this e-mail.", open_lead_id=str(other.id))
+                    raise Conflict(f"Lead {other.id} is already open for this e-mail.", open_lead_id=str(other.id)
+                                   ).for_readers(READ_SCOPE, otherwise="Another lead is already open for this e-mail.")
             lead.status = status
         if lead.status in ("converting", "converted") and changes:
             raise Conflict("A converted lead is closed; change the contact instead.", current_status=lead.status)

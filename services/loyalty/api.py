@@ -11,7 +11,7 @@ from flask.views import MethodView
 from flask_smorest import Blueprint
 
 from services.common.idempotency import HEADER_PARAMETER, idempotent
-from services.common.identity import PLUGINS_READ, requires
+from services.common.identity import PLUGINS_READ, record_or_receipt, requires
 from services.common.pagination import PageArgs
 from services.common.plugins import plugin_listing
 from services.common.web import read_uow, runtime, uow
@@ -43,6 +43,11 @@ blp = Blueprint("loyalty", __name__, url_prefix="/api/v1/loyalty",
 _IDEMPOTENT = {"parameters": [HEADER_PARAMETER]}
 
 
+def _shown(record, record_id):
+    """The record, or for a key without `loyalty:read` only its id: no balance, points or factors (api-loyalty.md)."""
+    return record_or_receipt(service.READ_SCOPE, record, id=record_id)
+
+
 @blp.route("/programs")
 class Programs(MethodView):
     @requires("loyalty:read")
@@ -52,14 +57,15 @@ class Programs(MethodView):
         """List loyalty programs, newest first."""
         return service.list_programs(read_uow(), **args)
 
-    @requires("loyalty:write")
+    @requires(service.ADMIN_SCOPE)
     @idempotent(IdempotencyRecord)
     @blp.arguments(ProgramCreateSchema)
     @blp.response(201, ProgramSchema)
     @blp.doc(**_IDEMPOTENT)
     def post(self, data):
-        """Start a loyalty program (its code is unique)."""
-        return service.create_program(uow(), data)
+        """Start a loyalty program (its code is unique); needs `loyalty:admin`."""
+        program = service.create_program(uow(), data)
+        return _shown(program, program.id)
 
 
 @blp.route("/programs/<uuid:program_id>")
@@ -70,12 +76,13 @@ class ProgramById(MethodView):
         """One program: its currency, points per currency unit and auto-enrolment."""
         return service.get_program(read_uow(), program_id)
 
-    @requires("loyalty:write")
+    @requires(service.ADMIN_SCOPE)
     @blp.arguments(ProgramUpdateSchema)
     @blp.response(200, ProgramSchema)
     def patch(self, changes, program_id):
-        """Rename a program, change its rate for future purchases, or switch auto-enrolment."""
-        return service.update_program(uow(), program_id, changes)
+        """Rename a program, change its rate for future purchases, or switch auto-enrolment (`loyalty:admin`)."""
+        program = service.update_program(uow(), program_id, changes)
+        return _shown(program, program.id)
 
 
 @blp.route("/members")
@@ -94,7 +101,8 @@ class Members(MethodView):
     @blp.doc(**_IDEMPOTENT)
     def post(self, data):
         """Enrol a contact in a program (the default one unless named); a second enrolment is a 409."""
-        return service.enrol_member(uow(), data["contact_id"], program_id=data["program_id"])
+        member = service.enrol_member(uow(), data["contact_id"], program_id=data["program_id"])
+        return _shown(member, member["id"])
 
 
 @blp.route("/members/<uuid:member_id>")
@@ -125,31 +133,34 @@ class Redemptions(MethodView):
     @blp.doc(**_IDEMPOTENT)
     def post(self, data, member_id):
         """Spend points; 409 when the balance is short (a balance never goes negative)."""
-        return service.redeem_points(uow(), member_id, data["points"], reason=data["reason"])
+        entry = service.redeem_points(uow(), member_id, data["points"], reason=data["reason"])
+        return _shown(entry, entry.id)
 
 
 @blp.route("/members/<uuid:member_id>/adjustments")
 class Adjustments(MethodView):
-    @requires("loyalty:write")
+    @requires(service.ADMIN_SCOPE)
     @idempotent(IdempotencyRecord)
     @blp.arguments(AdjustmentCreateSchema)
     @blp.response(201, TransactionSchema)
     @blp.doc(**_IDEMPOTENT)
     def post(self, data, member_id):
-        """Correct a balance by hand, with a reason; a deduction may not overdraw it."""
-        return service.adjust_points(uow(), member_id, data["points"], reason=data["reason"])
+        """Correct a balance by hand, with a reason; a deduction may not overdraw it (`loyalty:admin`)."""
+        entry = service.adjust_points(uow(), member_id, data["points"], reason=data["reason"])
+        return _shown(entry, entry.id)
 
 
 @blp.route("/members/<uuid:member_id>/transactions/<uuid:transaction_id>/reversal")
 class Reversal(MethodView):
-    @requires("loyalty:write")
+    @requires(service.ADMIN_SCOPE)
     @idempotent(IdempotencyRecord)
     @blp.arguments(ReversalCreateSchema)
     @blp.response(201, TransactionSchema)
     @blp.doc(**_IDEMPOTENT)
     def post(self, data, member_id, transaction_id):
-        """Undo one transaction with an opposite entry (once per transaction)."""
-        return service.reverse_entry(uow(), member_id, transaction_id, reason=data["reason"])
+        """Undo one transaction with an opposite entry, once per transaction (`loyalty:admin`)."""
+        entry = service.reverse_entry(uow(), member_id, transaction_id, reason=data["reason"])
+        return _shown(entry, entry.id)
 
 
 @blp.route("/purchases")
@@ -163,7 +174,7 @@ class Purchases(MethodView):
     def post(self, data):
         """Record a purchase and earn its points; a repeated external_id returns the first result."""
         purchase, created = service.record_purchase(uow(), data, plugins=runtime().plugins)
-        return (purchase, 201) if created else (purchase, 200)
+        return _shown(purchase, purchase["id"]), 201 if created else 200
 
 
 @blp.route("/plugins")

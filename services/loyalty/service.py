@@ -31,6 +31,10 @@ from .models import (
 )
 from .policies import award_points, factor_rows
 
+READ_SCOPE = "loyalty:read"
+# Balance corrections, reversals and program changes: granted by name, `loyalty:*` does not include it.
+ADMIN_SCOPE = "loyalty:admin"
+
 # --- the ledger's arithmetic (pure) ---------------------------------------------------------------------------
 
 
@@ -192,7 +196,8 @@ def enrol_member(uow: UnitOfWork, contact_id: uuid.UUID, *, program_id: uuid.UUI
         member, created = _enrol(uow, program, contact_id, "api")
         if not created:
             raise Conflict(f"Contact {contact_id} is already a member of program {program.code}.",
-                           member_id=str(member.id))
+                           member_id=str(member.id)
+                           ).for_readers(READ_SCOPE, otherwise="The contact is already a member of this program.")
         uow.commit()
         return _member_view(member, LedgerTotals())
 
@@ -287,7 +292,8 @@ def _append(uow: UnitOfWork, member: Member, kind: str, points: int, **fields) -
     if balance < 0:
         raise Conflict(f"The member has {before.balance} points; {-points} are needed.",
                        slug="insufficient-points", title="Insufficient points", balance=before.balance,
-                       requested=-points)
+                       requested=-points
+                       ).for_readers(READ_SCOPE, otherwise=f"The member's balance is short of the {-points} points needed.")
     entry = LedgerEntry(id=uuid.uuid4(), member_id=member.id, kind=kind, points=points, balance_after=balance, **fields)
     uow.session.add(entry)
     uow.session.flush()
@@ -330,7 +336,8 @@ def reverse_entry(uow: UnitOfWork, member_id: uuid.UUID, entry_id: uuid.UUID, *,
             raise Conflict("A reversal cannot be reversed; adjust the balance instead.")
         done = session.scalar(select(LedgerEntry.id).where(LedgerEntry.reverses_id == original.id))
         if done is not None:
-            raise Conflict(f"Transaction {entry_id} was already reversed.", reversal_id=str(done))
+            raise Conflict(f"Transaction {entry_id} was already reversed.", reversal_id=str(done)
+                           ).for_readers(READ_SCOPE, otherwise=f"Transaction {entry_id} was already reversed.")
         entry, totals = _append(uow, member, REVERSE, -original.points, reason=reason, reverses_id=original.id,
                                 reversed_kind=original.kind, purchase_id=original.purchase_id)
         _record_adjusted(uow, member, entry, totals)
@@ -401,7 +408,9 @@ def _recorded(session, program_id: uuid.UUID, data: dict) -> dict | None:
             and data.get("member_id") in (None, member.id) and data.get("contact_id") in (None, member.contact_id))
     if not same:
         raise Conflict(f"external_id {data['external_id']!r} was recorded for a different purchase.",
-                       purchase_id=str(purchase.id))
+                       purchase_id=str(purchase.id)
+                       ).for_readers(READ_SCOPE, otherwise=f"external_id {data['external_id']!r} was recorded for a "
+                                                           "different purchase.")
     earn = session.scalar(select(LedgerEntry).where(LedgerEntry.purchase_id == purchase.id, LedgerEntry.kind == EARN))
     return _purchase_view(purchase, member, earn)
 

@@ -18,7 +18,7 @@ from flask_smorest import Blueprint
 
 from services.common.etags import Precondition, etag
 from services.common.idempotency import HEADER_PARAMETER, idempotent
-from services.common.identity import current_principal, requires
+from services.common.identity import current_principal, record_or_receipt, requires
 from services.common.pagination import PageArgs
 from services.common.web import read_uow, uow
 
@@ -61,6 +61,16 @@ def _contract_headers(detail: dict) -> dict[str, str]:
     return {"ETag": etag(detail["current_version"])}
 
 
+def _shown_partner(partner):
+    """The partner, or for a key without `partners:read` only its id (docs/api-partners.md)."""
+    return record_or_receipt(service.READ_SCOPE, partner, id=partner.id)
+
+
+def _shown_contract(detail: dict):
+    """The contract with its terms, or for a key without `partners:read` only its id and terms version."""
+    return record_or_receipt(service.READ_SCOPE, detail, id=detail["id"], current_version=detail["current_version"])
+
+
 def _actor() -> str:
     return current_principal().key_id
 
@@ -92,7 +102,7 @@ class Partners(MethodView):
     def post(self, data):
         """Register a partner (status prospect unless given as onboarding or active)."""
         partner = service.create_partner(uow(), data)
-        return partner, 201, {"Location": f"{partners_blp.url_prefix}/{partner.id}"}
+        return _shown_partner(partner), 201, {"Location": f"{partners_blp.url_prefix}/{partner.id}"}
 
 
 @partners_blp.route("/<uuid:partner_id>")
@@ -111,7 +121,7 @@ class PartnerById(MethodView):
     @partners_blp.alt_response(409, description="The status move is not allowed, or the partner is terminated.")
     def patch(self, changes, partner_id):
         """Change a partner's profile or status; terminated is final."""
-        return service.update_partner(uow(), partner_id, changes)
+        return _shown_partner(service.update_partner(uow(), partner_id, changes))
 
 
 @partners_blp.route("/<uuid:partner_id>/contracts")
@@ -134,7 +144,8 @@ class PartnerContracts(MethodView):
     def post(self, data, partner_id):
         """Make a contract with the partner; its terms become version 1."""
         detail = service.create_contract(uow(), partner_id, data, actor=_actor())
-        return detail, 201, {**_contract_headers(detail), "Location": f"{contracts_blp.url_prefix}/{detail['id']}"}
+        return _shown_contract(detail), 201, {**_contract_headers(detail),
+                                              "Location": f"{contracts_blp.url_prefix}/{detail['id']}"}
 
 
 # -- /api/v1/contracts -------------------------------------------------------------------------------------
@@ -153,11 +164,12 @@ class ContractById(MethodView):
 @contracts_blp.route("/<uuid:contract_id>/terms")
 class ContractTermsView(MethodView):
     @requires("partners:read")
+    @contracts_blp.arguments(PageArgs, location="query")
     @contracts_blp.response(200, TermsHistorySchema, headers=_ETAG_HEADER)
     @contracts_blp.alt_response(404, description="No contract has this id.")
-    def get(self, contract_id):
-        """Every version of the contract's terms, oldest first."""
-        history = service.list_terms(read_uow(), contract_id)
+    def get(self, args, contract_id):
+        """The versions of the contract's terms, newest first, in cursor pages."""
+        history = service.list_terms(read_uow(), contract_id, **args)
         return history, 200, _contract_headers(history)
 
     @requires("partners:write")
@@ -173,7 +185,7 @@ class ContractTermsView(MethodView):
         detail, _created = service.change_terms(
             uow(), contract_id, terms, replace=True, actor=_actor(),
             precondition=Precondition.from_header(request.headers.get("If-Match")))
-        return detail, 200, _contract_headers(detail)
+        return _shown_contract(detail), 200, _contract_headers(detail)
 
     @requires("partners:write")
     @contracts_blp.arguments(TermsChangeSchema)
@@ -191,9 +203,9 @@ class ContractTermsView(MethodView):
             precondition=Precondition.from_header(request.headers.get("If-Match")))
         headers = _contract_headers(detail)
         if not created:
-            return detail, 200, headers
+            return _shown_contract(detail), 200, headers
         location = f"{contracts_blp.url_prefix}/{contract_id}/terms/{detail['current_version']}"
-        return detail, 201, {**headers, "Location": location}
+        return _shown_contract(detail), 201, {**headers, "Location": location}
 
 
 @contracts_blp.route("/<uuid:contract_id>/terms/<int:version>")
@@ -241,9 +253,10 @@ class PortalContractById(MethodView):
 @portal_blp.route("/contracts/<uuid:contract_id>/terms")
 class PortalContractTerms(MethodView):
     @requires(kind="partner")
+    @portal_blp.arguments(PageArgs, location="query")
     @portal_blp.response(200, PortalTermsHistorySchema, headers=_ETAG_HEADER)
     @portal_blp.alt_response(404, description="The calling partner has no contract with this id.")
-    def get(self, contract_id):
-        """Every version of the terms of one of the calling partner's contracts, oldest first."""
-        history = service.list_own_terms(read_uow(), _caller_partner_id(), contract_id)
+    def get(self, args, contract_id):
+        """The versions of the terms of one of the calling partner's contracts, newest first, in cursor pages."""
+        history = service.list_own_terms(read_uow(), _caller_partner_id(), contract_id, **args)
         return history, 200, _contract_headers(history)

@@ -99,11 +99,12 @@ class TermsVersionSchema(PortalTermsVersionSchema):
 class PortalTermsHistorySchema(Schema):
     contract_id = fields.UUID()
     current_version = fields.Integer()
-    items = fields.List(fields.Nested(PortalTermsVersionSchema), metadata={"description": "Oldest version first."})
+    items = fields.List(fields.Nested(PortalTermsVersionSchema), metadata={"description": "Newest version first."})
+    next_cursor = fields.String(allow_none=True)
 
 
 class TermsHistorySchema(PortalTermsHistorySchema):
-    items = fields.List(fields.Nested(TermsVersionSchema), metadata={"description": "Oldest version first."})
+    items = fields.List(fields.Nested(TermsVersionSchema), metadata={"description": "Newest version first."})
 
 
 # -- contracts ---------------------------------------------------------------------------------------------

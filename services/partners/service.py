@@ -11,7 +11,7 @@ from decimal import Decimal
 from sqlalchemy import and_, func, select, true, tuple_, update
 
 from services.common.db import utcnow
-from services.common.pagination import paginate
+from services.common.pagination import DEFAULT_LIMIT, decode_cursor, encode_cursor, paginate
 from services.common.etags import Precondition
 from services.common.problems import Conflict, NotFound, PreconditionFailed, Unprocessable
 from services.common.uow import UnitOfWork
@@ -20,6 +20,7 @@ from . import rules
 from .models import TERM_FIELDS, Contract, ContractTerms, Partner
 
 PARTNER_FIELDS = ("name", "type", "country")
+READ_SCOPE = "partners:read"
 # The schemas accept at most this many decimal places, so quantizing to them never rounds.
 _DECIMAL_STEPS = {"discount_percent": Decimal("0.01"), "minimum_order_volume": Decimal("0.001")}
 
@@ -66,12 +67,29 @@ def _contract_detail(session, contract_id: uuid.UUID, *, owner: uuid.UUID | None
     return _detail(contract, terms)
 
 
-def _contract_history(session, contract_id: uuid.UUID, *, owner: uuid.UUID | None) -> dict:
-    """A contract's every terms version, oldest first, in one query."""
-    rows = _contract_rows(session, contract_id, owner=owner, terms_on=true())
+def _contract_history(session, contract_id: uuid.UUID, *, owner: uuid.UUID | None, limit: int,
+                      cursor: str | None) -> dict:
+    """One page of a contract's terms versions, newest first, with the contract, in one query; 404 when none.
+
+    The cursor is the last version shown: the page holds the versions below it (the unique index on
+    contract_id, version serves the query). A cursor past the end gives the contract with no terms rows.
+    """
+    after = decode_cursor(cursor)
+    terms_on = true() if after is None else ContractTerms.version < after
+    stmt = (select(Contract, ContractTerms)
+            .outerjoin(ContractTerms, and_(ContractTerms.contract_id == Contract.id, terms_on))
+            .where(Contract.id == contract_id))
+    if owner is not None:
+        stmt = stmt.where(Contract.partner_id == owner)
+    rows = session.execute(stmt.order_by(ContractTerms.version.desc()).limit(limit + 1)).all()
+    if not rows:
+        # One message for "does not exist" and "belongs to someone else", so the portal reveals nothing.
+        raise NotFound(f"No contract with id {contract_id}.")
     contract = rows[0][0]
-    return {"contract_id": contract.id, "current_version": contract.current_version,
-            "items": [terms for _contract, terms in rows if terms is not None]}
+    items = [terms for _contract, terms in rows if terms is not None]
+    next_cursor = encode_cursor(items[limit - 1].version) if len(items) > limit else None
+    return {"contract_id": contract.id, "current_version": contract.current_version, "items": items[:limit],
+            "next_cursor": next_cursor}
 
 
 def _current_terms(session, contract: Contract) -> ContractTerms:
@@ -224,10 +242,10 @@ def list_contracts(uow: UnitOfWork, partner_id: uuid.UUID, *, limit: int, cursor
         return _with_current_terms(uow.session, page)
 
 
-def list_terms(uow: UnitOfWork, contract_id: uuid.UUID) -> dict:
-    """Every version of a contract's terms, oldest first."""
+def list_terms(uow: UnitOfWork, contract_id: uuid.UUID, *, limit: int = DEFAULT_LIMIT, cursor: str | None = None) -> dict:
+    """The versions of a contract's terms, newest first, one cursor page at a time."""
     with uow:
-        return _contract_history(uow.session, contract_id, owner=None)
+        return _contract_history(uow.session, contract_id, owner=None, limit=limit, cursor=cursor)
 
 
 def get_terms_version(uow: UnitOfWork, contract_id: uuid.UUID, version: int) -> ContractTerms:
@@ -318,8 +336,9 @@ def get_own_contract(uow: UnitOfWork, partner_id: uuid.UUID, contract_id: uuid.U
         return _contract_detail(uow.session, contract_id, owner=owner)
 
 
-def list_own_terms(uow: UnitOfWork, partner_id: uuid.UUID, contract_id: uuid.UUID) -> dict:
-    """Every version of the terms of one of the calling partner's contracts, oldest first."""
+def list_own_terms(uow: UnitOfWork, partner_id: uuid.UUID, contract_id: uuid.UUID, *, limit: int = DEFAULT_LIMIT,
+                   cursor: str | None = None) -> dict:
+    """The versions of the terms of one of the calling partner's contracts, newest first, a page at a time."""
     owner = _owner(partner_id)
     with uow:
-        return _contract_history(uow.session, contract_id, owner=owner)
+        return _contract_history(uow.session, contract_id, owner=owner, limit=limit, cursor=cursor)

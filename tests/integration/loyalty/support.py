@@ -17,6 +17,11 @@ def rw(**extra) -> dict:
     return {**identity_headers("loyalty:read", "loyalty:write"), **extra}
 
 
+def admin(**extra) -> dict:
+    """Read-write identity headers with `loyalty:admin`: adjustments, reversals and programs need it."""
+    return {**identity_headers("loyalty:read", "loyalty:write", "loyalty:admin"), **extra}
+
+
 def count(app, model, *where) -> int:
     with app.extensions["crm.runtime"].session_factory() as s:
         return s.scalar(select(func.count()).select_from(model).where(*where))
@@ -43,7 +48,7 @@ def enrol(client, contact_id=None) -> dict:
 
 
 def credit(client, member_id: str, points: int) -> None:
-    r = client.post(f"/api/v1/loyalty/members/{member_id}/adjustments", headers=rw(),
+    r = client.post(f"/api/v1/loyalty/members/{member_id}/adjustments", headers=admin(),
                     json={"points": points, "reason": "test credit"})
     assert r.status_code == 201, r.text
 

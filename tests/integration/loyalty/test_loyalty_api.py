@@ -9,6 +9,7 @@ from crm_plugins import PointAward, hookimpl
 from services.loyalty.models import IdempotencyRecord, LedgerEntry, Member, Purchase
 from tests.integration.loyalty.support import (
     AT,
+    admin,
     balance,
     count,
     credit,
@@ -37,19 +38,19 @@ def test_the_default_program_exists_after_migration(client):
 
 def test_a_program_is_created_and_changed_and_its_code_is_unique(client):
     body = {"code": "gold", "name": "Gold club", "currency": "CHF", "points_per_unit": "2.5"}
-    created = client.post("/api/v1/loyalty/programs", headers=rw(), json=body)
+    created = client.post("/api/v1/loyalty/programs", headers=admin(), json=body)
     assert created.status_code == 201, created.text
     assert created.json["points_per_unit"] == "2.5" and created.json["auto_enrol"] is False
     assert not created.json["is_default"]
 
-    again = client.post("/api/v1/loyalty/programs", headers=rw(), json={**body, "name": "Other"})
+    again = client.post("/api/v1/loyalty/programs", headers=admin(), json={**body, "name": "Other"})
     assert again.status_code == 409
 
-    changed = client.patch(f"/api/v1/loyalty/programs/{created.json['id']}", headers=rw(),
+    changed = client.patch(f"/api/v1/loyalty/programs/{created.json['id']}", headers=admin(),
                            json={"points_per_unit": "3", "auto_enrol": True})
     assert changed.status_code == 200
     assert (changed.json["points_per_unit"], changed.json["auto_enrol"]) == ("3", True)
-    bad = client.patch(f"/api/v1/loyalty/programs/{created.json['id']}", headers=rw(), json={"points_per_unit": 3})
+    bad = client.patch(f"/api/v1/loyalty/programs/{created.json['id']}", headers=admin(), json={"points_per_unit": 3})
     assert bad.status_code == 422 and list(bad.json["errors"]) == ["points_per_unit"]
 
 
@@ -70,7 +71,7 @@ def test_enrolling_a_contact_makes_a_member_and_a_second_enrolment_is_a_409(loya
 
 def test_one_contact_may_join_two_programs(client):
     contact_id = str(uuid.uuid4())
-    gold = client.post("/api/v1/loyalty/programs", headers=rw(), json={
+    gold = client.post("/api/v1/loyalty/programs", headers=admin(), json={
         "code": "gold", "name": "Gold", "currency": "EUR", "points_per_unit": "2"}).json
     enrol(client, contact_id)
 
@@ -170,7 +171,7 @@ def test_a_purchase_by_a_contact_who_is_not_a_member_enrols_them_when_the_progra
 
 
 def test_without_auto_enrolment_a_purchase_by_a_non_member_is_a_422_and_nothing_is_stored(loyalty, client):
-    client.patch(f"/api/v1/loyalty/programs/{DEFAULT_PROGRAM_ID}", headers=rw(), json={"auto_enrol": False})
+    client.patch(f"/api/v1/loyalty/programs/{DEFAULT_PROGRAM_ID}", headers=admin(), json={"auto_enrol": False})
 
     r = client.post("/api/v1/loyalty/purchases", headers=rw(), json=purchase_body())
 
@@ -257,7 +258,7 @@ def test_a_deducting_adjustment_cannot_overdraw_either(client):
     member = enrol(client)
     credit(client, member["id"], 5)
 
-    r = client.post(f"/api/v1/loyalty/members/{member['id']}/adjustments", headers=rw(),
+    r = client.post(f"/api/v1/loyalty/members/{member['id']}/adjustments", headers=admin(),
                     json={"points": -6, "reason": "correction"})
 
     assert r.status_code == 409 and balance(client, member["id"]) == 5
@@ -268,15 +269,15 @@ def test_reversing_an_earn_takes_its_points_back_once(loyalty, client):
     earned = client.post("/api/v1/loyalty/purchases", headers=rw(), json=purchase_body(member["contact_id"])).json
     path = f"/api/v1/loyalty/members/{member['id']}/transactions/{earned['transaction_id']}/reversal"
 
-    r = client.post(path, headers=rw(), json={"reason": "goods returned"})
+    r = client.post(path, headers=admin(), json={"reason": "goods returned"})
 
     assert r.status_code == 201, r.text
     assert (r.json["kind"], r.json["points"], r.json["reverses_id"]) == ("reverse", -42, earned["transaction_id"])
     got = client.get(f"/api/v1/loyalty/members/{member['id']}", headers=rw()).json
     assert (got["balance"], got["lifetime_points"]) == (0, 0)
-    assert client.post(path, headers=rw(), json={"reason": "again"}).status_code == 409
+    assert client.post(path, headers=admin(), json={"reason": "again"}).status_code == 409
     reversal = f"/api/v1/loyalty/members/{member['id']}/transactions/{r.json['id']}/reversal"
-    assert client.post(reversal, headers=rw(), json={"reason": "undo the undo"}).status_code == 409
+    assert client.post(reversal, headers=admin(), json={"reason": "undo the undo"}).status_code == 409
     (event,) = events(loyalty, "crm.points.adjusted")
     assert (event["data"]["kind"], event["data"]["points"], event["data"]["lifetime_points"]) == ("reverse", -42, 0)
 
@@ -287,7 +288,7 @@ def test_reversing_an_earn_whose_points_were_spent_is_a_409(client):
     client.post(f"/api/v1/loyalty/members/{member['id']}/redemptions", headers=rw(), json={"points": 40})
 
     r = client.post(f"/api/v1/loyalty/members/{member['id']}/transactions/{earned['transaction_id']}/reversal",
-                    headers=rw(), json={"reason": "goods returned"})
+                    headers=admin(), json={"reason": "goods returned"})
 
     assert r.status_code == 409 and balance(client, member["id"]) == 2
 
@@ -297,7 +298,7 @@ def test_reversing_a_redemption_gives_the_points_back(client):
     credit(client, member["id"], 50)
     spent = client.post(f"/api/v1/loyalty/members/{member['id']}/redemptions", headers=rw(), json={"points": 50}).json
 
-    r = client.post(f"/api/v1/loyalty/members/{member['id']}/transactions/{spent['id']}/reversal", headers=rw(),
+    r = client.post(f"/api/v1/loyalty/members/{member['id']}/transactions/{spent['id']}/reversal", headers=admin(),
                     json={"reason": "voucher cancelled"})
 
     assert r.status_code == 201 and r.json["points"] == 50 and balance(client, member["id"]) == 50
@@ -362,7 +363,7 @@ MEMBER = str(uuid.uuid4())
     ("post", "/api/v1/loyalty/members", {"json": {"contact_id": "nope"}}, 422),
 ])
 def test_errors_are_problem_details(loyalty, client, method, path, kwargs, status):
-    r = getattr(client, method)(path, headers=rw(), **kwargs)
+    r = getattr(client, method)(path, headers=admin(), **kwargs)
 
     assert r.status_code == status, r.text
     assert r.headers["Content-Type"].startswith("application/problem+json")

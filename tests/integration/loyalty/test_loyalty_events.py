@@ -13,7 +13,7 @@ from services.common.consumer import InboxDispatcher
 from crm.registry import SUITE
 from services.loyalty import handlers
 from services.loyalty.models import Member, OutboxMessage
-from tests.integration.loyalty.support import count, events, purchase_body, rw
+from tests.integration.loyalty.support import admin, count, events, purchase_body, rw
 from tests.support.suite import wait_until
 
 pytestmark = pytest.mark.integration
@@ -64,7 +64,7 @@ def test_a_contact_who_already_joined_by_api_is_left_alone(loyalty):
 
 
 def test_without_auto_enrolment_contact_created_enrols_nobody(loyalty):
-    loyalty.test_client().patch(f"/api/v1/loyalty/programs/{DEFAULT_PROGRAM_ID}", headers=rw(),
+    loyalty.test_client().patch(f"/api/v1/loyalty/programs/{DEFAULT_PROGRAM_ID}", headers=admin(),
                                 json={"auto_enrol": False})
 
     assert dispatcher(loyalty).dispatch(contact_created(uuid.uuid4())) is True

@@ -13,6 +13,7 @@ from services.common.db import utcnow
 from services.common.idempotency import IN_FLIGHT, fingerprint
 from services.loyalty.models import IdempotencyRecord, LedgerEntry, Member, Purchase
 from tests.integration.loyalty.support import (
+    admin,
     balance,
     count,
     credit,
@@ -109,7 +110,7 @@ def test_the_same_key_on_another_route_is_a_422(client):
     assert client.post(f"/api/v1/loyalty/members/{member['id']}/redemptions", headers=rw(**{"Idempotency-Key": key}),
                        json={"points": 1}).status_code == 201
 
-    r = client.post(f"/api/v1/loyalty/members/{member['id']}/adjustments", headers=rw(**{"Idempotency-Key": key}),
+    r = client.post(f"/api/v1/loyalty/members/{member['id']}/adjustments", headers=admin(**{"Idempotency-Key": key}),
                     json={"points": 1})
 
     assert r.status_code == 422 and "Idempotency-Key" in r.json["errors"]
@@ -207,7 +208,7 @@ def test_an_external_id_reused_for_a_different_purchase_is_a_409(loyalty, client
 
 
 def test_external_ids_are_unique_per_program_not_across_programs(loyalty, client):
-    gold = client.post("/api/v1/loyalty/programs", headers=rw(), json={
+    gold = client.post("/api/v1/loyalty/programs", headers=admin(), json={
         "code": "gold", "name": "Gold", "currency": "EUR", "points_per_unit": "2", "auto_enrol": True}).json
     contact_id = str(uuid.uuid4())
 

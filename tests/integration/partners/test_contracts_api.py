@@ -85,12 +85,12 @@ def test_changing_terms_makes_a_new_version_and_old_versions_stay_readable(clien
     assert history.status_code == 200 and history.headers["ETag"] == 'W/"3"'
     assert history.json["current_version"] == 3
     assert [(v["version"], v["payment_terms_days"], v["discount_percent"], v["auto_renew"]) for v in history.json["items"]] == [
-        (1, 30, "2.50", True), (2, 45, "2.50", True), (3, 60, "5.00", False)]
+        (3, 60, "5.00", False), (2, 45, "2.50", True), (1, 30, "2.50", True)]  # newest first
     first = client.get(f"/api/v1/contracts/{cid}/terms/1", headers=READ)
-    assert first.status_code == 200 and first.json == history.json["items"][0]
+    assert first.status_code == 200 and first.json == history.json["items"][2]
     assert client.get(f"/api/v1/contracts/{cid}/terms/4", headers=READ).status_code == 404
     current = client.get(f"/api/v1/contracts/{cid}", headers=READ)
-    assert current.headers["ETag"] == 'W/"3"' and current.json["terms"] == history.json["items"][2]
+    assert current.headers["ETag"] == 'W/"3"' and current.json["terms"] == history.json["items"][0]
 
     changed = [e["data"] for e in store.events("crm.contract.terms_changed")]
     assert changed == [

@@ -49,7 +49,7 @@ def test_terms_are_versioned_and_every_version_keeps_its_exact_decimals(runtime)
     assert made and detail["current_version"] == 2
     history = service.list_terms(runtime.uow(), contract["id"])
     assert [(v.version, v.discount_percent, v.minimum_order_volume, v.changed_by) for v in history["items"]] == [
-        (1, Decimal("2.50"), Decimal("1000.500"), "k1"), (2, Decimal("3.75"), Decimal("1000.500"), "k2")]
+        (2, Decimal("3.75"), Decimal("1000.500"), "k2"), (1, Decimal("2.50"), Decimal("1000.500"), "k1")]
     assert service.get_terms_version(runtime.uow(), contract["id"], 1).discount_percent == Decimal("2.50")
     assert [t for t, _ in _events(runtime)] == ["crm.partner.created", "crm.contract.created", "crm.contract.terms_changed"]
     assert _events(runtime)[-1][1]["changed"] == ["discount_percent"]
