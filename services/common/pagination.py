@@ -3,6 +3,7 @@ from __future__ import annotations
 
 import base64
 import binascii
+import re
 
 from marshmallow import Schema, fields, validate
 
@@ -10,6 +11,8 @@ from .problems import Unprocessable
 
 DEFAULT_LIMIT = 50
 MAX_LIMIT = 200
+MAX_SEQ = 2**63 - 1  # the largest BIGINT: every sequence column fits in one
+_SEQ = re.compile(r"[0-9]{1,19}")
 
 
 class PageArgs(Schema):
@@ -25,16 +28,24 @@ def encode_cursor(seq: int) -> str:
 
 
 def decode_cursor(cursor: str | None) -> int | None:
-    """Decode a cursor; a tampered one is a 422 naming the `cursor` field."""
+    """Decode a cursor; a tampered one is a 422 naming the `cursor` field.
+
+    Only a position this API could have issued passes: a sequence number from 1 to the largest BIGINT, in
+    plain digits. Anything else (a sign, spaces, an overflowing number the database would refuse with an
+    error, and SQLite with an OverflowError) is refused here, so a forged cursor never reaches the query.
+    """
     if not cursor:
         return None
     try:
-        raw = base64.urlsafe_b64decode(cursor + "=" * (-len(cursor) % 4)).decode()
+        raw = base64.urlsafe_b64decode(cursor + "=" * (-len(cursor) % 4)).decode("ascii")
         kind, value = raw.split(":", 1)
-        if kind != "s":
+        if kind != "s" or not _SEQ.fullmatch(value):
             raise ValueError
-        return int(value)
-    except (ValueError, binascii.Error, UnicodeDecodeError):
+        seq = int(value)
+        if not 1 <= seq <= MAX_SEQ:
+            raise ValueError
+        return seq
+    except (ValueError, binascii.Error, UnicodeError):
         raise Unprocessable("The cursor is not one this API returned.", errors={"cursor": ["Invalid cursor."]}) from None
 
 

@@ -1,6 +1,7 @@
 """The Flask application kit: OpenAPI, problem+json, request ids, identity, health, metrics, JSON logs."""
 from __future__ import annotations
 
+import json
 import logging
 import re
 import time
@@ -36,6 +37,64 @@ def request_id_from(header_value: str | None) -> str:
 
 def _is_json(mimetype: str) -> bool:
     return mimetype == "application/json" or (mimetype.startswith("application/") and mimetype.endswith("+json"))
+
+
+# No body of this API nests more than a few levels; a deeper one is refused before anything parses it for real.
+MAX_JSON_DEPTH = 32
+_NUL = "Text may not contain the NUL character (U+0000)."
+
+
+def _json_trouble(value) -> tuple[str, str | None] | None:
+    """("depth", None) when `value` nests deeper than MAX_JSON_DEPTH; ("nul", top-level field) for a NUL in a string."""
+    stack = [(value, 1, None)]
+    while stack:
+        node, depth, field = stack.pop()
+        if isinstance(node, (dict, list)) and depth > MAX_JSON_DEPTH:
+            return "depth", None
+        if isinstance(node, dict):
+            for key, item in node.items():
+                name = key if field is None else field
+                if "\x00" in key:
+                    return "nul", name
+                stack.append((item, depth + 1, name))
+        elif isinstance(node, list):
+            stack.extend((item, depth + 1, field) for item in node)
+        elif isinstance(node, str) and "\x00" in node:
+            return "nul", field
+    return None
+
+
+def hostile_input_problem():
+    """A 400/422 problem for input that would otherwise fail deep in a request as a 500, else None.
+
+    JSON nested thousands deep raises RecursionError in whichever parser meets it first (json, the idempotency
+    fingerprint, marshmallow); a NUL character is refused by PostgreSQL text columns. Both are checked once,
+    here, for every body and query string. A body is only parsed here when it could hold either: more
+    brackets than the depth limit, or an escaped NUL; malformed JSON is left to the view's parser (400).
+    """
+    for name, value in request.args.items(multi=True):
+        if "\x00" in name or "\x00" in value:
+            return problem_response(422, "Unprocessable content", f"The query has invalid fields: {name}.",
+                                    errors={name: [_NUL]})
+    if request.method not in _BODY_METHODS or not _is_json(request.mimetype):
+        return None
+    body = request.get_data(cache=True)
+    if body.count(b"[") + body.count(b"{") <= MAX_JSON_DEPTH and b"\\u0000" not in body:
+        return None
+    try:
+        trouble = _json_trouble(json.loads(body))
+    except RecursionError:
+        trouble = ("depth", None)
+    except ValueError:  # not JSON (UnicodeDecodeError included): the view's parser says so after the scope check
+        return None
+    if trouble is None:
+        return None
+    kind, field = trouble
+    if kind == "depth":
+        return problem_response(400, "Bad Request", f"The JSON body nests more than {MAX_JSON_DEPTH} levels deep.")
+    field = field if field is not None else "_schema"
+    return problem_response(422, "Unprocessable content", f"The request has invalid fields: {field}.",
+                            errors={field: [_NUL]})
 
 
 class _Metrics:
@@ -98,7 +157,7 @@ def create_service_app(
             if not _is_json(request.mimetype):
                 return problem_response(415, "Unsupported Media Type",
                                         f"Send the body as application/json, not {request.mimetype or 'no type'}.")
-        return None
+        return hostile_input_problem()
 
     @app.after_request
     def _finish(response: Response):
