@@ -3,6 +3,7 @@ from __future__ import annotations
 
 from marshmallow import RAISE, Schema, fields, validate
 
+from services.common.emails import validate_email
 from services.common.pagination import PageArgs
 from services.common.schemas import PHONE, Trimmed, TrimmedEmail
 
@@ -28,16 +29,16 @@ class _ContactFields(Schema):
 
 
 class ContactCreateSchema(_ContactFields):
-    email = TrimmedEmail(required=True, validate=validate.Length(max=EMAIL_MAX))
+    email = TrimmedEmail(required=True, validate=[validate.Length(max=EMAIL_MAX), validate_email])
 
 
 class ContactUpdateSchema(_ContactFields):
-    email = TrimmedEmail(validate=validate.Length(max=EMAIL_MAX))
+    email = TrimmedEmail(validate=[validate.Length(max=EMAIL_MAX), validate_email])
 
 
 class ContactQuerySchema(PageArgs):
-    email = Trimmed(validate=validate.Length(max=EMAIL_MAX),
-                    metadata={"description": "Exact e-mail match, ignoring case and surrounding spaces."})
+    email = Trimmed(validate=[validate.Length(max=EMAIL_MAX), validate_email],
+                    metadata={"description": "Exact e-mail match after normalisation (case, width, IDNA domain)."})
     q = Trimmed(validate=validate.Length(max=QUERY_MAX),
                 metadata={"description": "Case-insensitive substring of the name, e-mail or company."})
 

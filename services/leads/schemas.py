@@ -3,6 +3,7 @@ from __future__ import annotations
 
 from marshmallow import Schema, fields, validate
 
+from services.common.emails import validate_email
 from services.common.pagination import PageArgs
 from services.common.schemas import PHONE, SLUG, DegradedSchema, ScoreFactorSchema, TrimmedInput
 
@@ -14,7 +15,7 @@ def _text(max_len: int, **kw):
 
 
 class LeadCreateSchema(TrimmedInput):
-    email = fields.Email(required=True, validate=validate.Length(max=254))
+    email = fields.Email(required=True, validate=[validate.Length(max=254), validate_email])
     first_name = _text(100)
     last_name = _text(100)
     company = _text(200)
