@@ -87,7 +87,14 @@ def test_the_gateway_lists_plugins_filters_leads_and_refuses_bad_keys(suite, int
     assert denied.status_code == 403
     assert denied.headers["Content-Type"].startswith("application/problem+json")
 
-    partner = Client(suite.gateway_url, suite.create_key(partner=str(uuid.uuid4()), name="partner"))
+    # A partner key needs a partner the partners service knows.
+    made = suite.crm("keys", "create", "--name", "ghost", "--partner", str(uuid.uuid4()), check=False,
+                     as_gateway=True)
+    assert made.returncode != 0 and "No partner with id" in made.stderr and not made.stdout.strip()
+    real = Client(suite.gateway_url, suite.create_key(scopes="partners:read,partners:write", name="partners-admin"))
+    created = real.post("/api/v1/partners", json={"name": "Leads-test supplier", "type": "supplier"})
+    assert created.status_code == 201, created.text
+    partner = Client(suite.gateway_url, suite.create_key(partner=created.json()["id"], name="partner"))
     assert partner.get("/api/v1/leads").status_code == 403
 
 
