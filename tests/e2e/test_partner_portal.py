@@ -61,4 +61,4 @@ def test_changing_terms_needs_the_current_etag_and_keeps_the_history(two_partner
                                  headers={"If-Match": etag})
     assert stale.status_code == 412
     history = two_partners["beta"]["client"].get(f"/api/v1/partner-portal/contracts/{contract_id}/terms").json()
-    assert [v["payment_terms_days"] for v in history["items"]] == [30, 45]
+    assert [v["payment_terms_days"] for v in history["items"]] == [45, 30]  # newest first
