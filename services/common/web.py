@@ -69,9 +69,13 @@ def hostile_input_problem():
 
     JSON nested thousands deep raises RecursionError in whichever parser meets it first (json, the idempotency
     fingerprint, marshmallow); a NUL character is refused by PostgreSQL text columns. Both are checked once,
-    here, for every body and query string. A body is only parsed here when it could hold either: more
-    brackets than the depth limit, or an escaped NUL; malformed JSON is left to the view's parser (400).
+    here, for the bodies and query strings of this app's API views (its blueprints): a route outside them,
+    such as the gateway's proxy, only passes bytes on, and its upstream checks them, after authentication.
+    A body is only parsed here when it could hold either: more brackets than the depth limit, or an escaped
+    NUL; malformed JSON is left to the view's parser (400).
     """
+    if request.blueprint is None:
+        return None
     for name, value in request.args.items(multi=True):
         if "\x00" in name or "\x00" in value:
             return problem_response(422, "Unprocessable content", f"The query has invalid fields: {name}.",

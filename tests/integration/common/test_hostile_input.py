@@ -156,3 +156,13 @@ def test_hostile_input_is_a_4xx_problem_on_every_list_and_body_endpoint(make_app
     assert lists and (bodies or name == "gateway"), "no list or body endpoint found"
     assert not wrong, "hostile input not answered with a 4xx problem:\n" + "\n".join(wrong)
     assert _outbox_rows(app) == before
+
+
+def test_the_gateway_passes_a_proxied_body_on_unparsed_and_authenticates_first(make_app):
+    gateway = make_app(SUITE.gateway)
+    client = gateway.test_client()
+
+    for body in DEEP_BODIES[:2]:
+        r = client.post("/api/v1/leads", data=body, content_type="application/json")
+        assert r.status_code == 401 and r.mimetype == "application/problem+json", r.text
+    assert client.get("/api/v1/leads", query_string={"q": "a\x00"}).status_code == 401
