@@ -272,9 +272,8 @@ def test_after_a_restart_one_statement_fails_and_the_pool_replaces_every_stale_c
         private_pg.stop("fast")
         private_pg.start()
 
-        with pytest.raises(Exception) as failure:
-            with engine.connect() as conn:
-                conn.execute(text("SELECT 1"))
+        with pytest.raises(Exception) as failure, engine.connect() as conn:
+            conn.execute(text("SELECT 1"))
         assert is_database_unavailable(failure.value)
         assert failure.value.connection_invalidated  # SQLAlchemy recognised the disconnect
         for _ in range(3):  # the other two stale connections are replaced at checkout, not found dead by a query

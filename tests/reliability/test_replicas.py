@@ -16,7 +16,6 @@ from datetime import datetime, timedelta, timezone
 from decimal import ROUND_FLOOR, Decimal
 
 import pytest
-
 from sqlalchemy import insert
 
 from crm.registry import SUITE
@@ -99,7 +98,7 @@ class Saboteur(threading.Thread):
     def run(self) -> None:
         try:
             for fraction, action, replica in SABOTAGE:
-                wait_until(lambda: self.load.done >= self.total * fraction, timeout=600, interval=0.02,
+                wait_until(lambda at=self.total * fraction: self.load.done >= at, timeout=600, interval=0.02,
                            message=f"{fraction:.0%} of the load sent")
                 self.acted_at.append((action, replica, self.load.done))
                 for worker in WORKERS:

@@ -4,7 +4,6 @@ from __future__ import annotations
 import os
 import signal
 import subprocess
-import sys
 import time
 from pathlib import Path
 
@@ -110,9 +109,10 @@ class Suite:
 
     def start(self, name: str) -> subprocess.Popen:
         """Start one process: `web:<svc>` (including `web:gateway`), `worker:<svc>` or a replica `worker:<svc>#<n>`."""
-        log = open(self.logdir / f"{name.replace(':', '-')}.log", "ab")
-        proc = subprocess.Popen(self._command(name), env=self.env, cwd=self.workdir, stdout=log, stderr=subprocess.STDOUT,
-                                start_new_session=True)
+        # The child keeps its own copy of the log's descriptor; ours is closed at once.
+        with open(self.logdir / f"{name.replace(':', '-')}.log", "ab") as log:
+            proc = subprocess.Popen(self._command(name), env=self.env, cwd=self.workdir, stdout=log,
+                                    stderr=subprocess.STDOUT, start_new_session=True)
         self.procs[name] = proc
         return proc
 
