@@ -6,6 +6,7 @@ import uuid
 
 import pytest
 
+from services.common.identity import generate_keypair
 from tests.support.auth import identity_headers
 
 pytestmark = pytest.mark.integration
@@ -40,7 +41,7 @@ def test_every_route_refuses_a_caller_without_an_identity(client, store):
 
 
 def test_a_forged_identity_token_is_refused(client):
-    forged = identity_headers("contacts:read", secret="not-the-gateway-secret-0123456789abcdef")
+    forged = identity_headers("contacts:read", private_key=generate_keypair()[0])
     _assert_problem(client.get(BASE, headers=forged), 401)
 
 

@@ -27,7 +27,7 @@ def test_the_admin_api_refuses_a_scope_no_service_defines(client, admin_key, sco
 
 
 def test_the_cli_refuses_admin_star_and_creates_a_loyalty_admin_key(gateway_database, client, admin_key):
-    env = {"GATEWAY_DATABASE_URL": gateway_database, "DATABASE_URL": None, "CRM_IDENTITY_SECRET": None}
+    env = {"GATEWAY_DATABASE_URL": gateway_database, "DATABASE_URL": None, "CRM_IDENTITY_PRIVATE_KEY": None}
 
     refused = CliRunner().invoke(keys_cli, ["create", "--name", "x", "--scopes", "admin:*"], env=env)
     made = CliRunner().invoke(keys_cli, ["create", "--name", "ops", "--scopes", "loyalty:admin,loyalty:read"], env=env)

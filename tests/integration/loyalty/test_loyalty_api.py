@@ -18,6 +18,7 @@ from tests.integration.loyalty.support import (
     purchase_body,
     rw,
 )
+from services.common.identity import generate_keypair
 from tests.support.auth import identity_headers
 
 pytestmark = pytest.mark.integration
@@ -394,7 +395,7 @@ def test_writing_needs_loyalty_write(loyalty, client, method, path, body):
 def test_reading_needs_loyalty_read_and_every_route_needs_an_identity(client, path):
     assert client.get(path, headers=identity_headers("leads:read", "loyalty:write")).status_code == 403
     assert client.get(path).status_code == 401
-    forged = {"X-CRM-Identity": identity_headers("loyalty:read", secret="another-secret-0123456789abcdef-xyz")["X-CRM-Identity"]}
+    forged = {"X-CRM-Identity": identity_headers("loyalty:read", private_key=generate_keypair()[0])["X-CRM-Identity"]}
     assert client.get(path, headers=forged).status_code == 401
 
 
