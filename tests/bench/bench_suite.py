@@ -309,19 +309,25 @@ def phase_c(suite, leads: LeadsInProcess, contacts_url: str) -> dict:
             "commit_rate": commit_rate, "cpu": cpu}
 
 
-def bare_broker(amqp_url: str, body: bytes) -> dict:
+def bare_broker(suite, amqp_url: str, body: bytes) -> dict:
     from services.common.broker import connection_parameters
 
     queue = f"bench.bare.{uuid.uuid4().hex[:8]}"
     params = connection_parameters(amqp_url)
+    meter = CpuMeter(suite)
     publish = bench_broker.BarePublisher(params, queue, EVENTS, body).run(timeout=300)
+    publish_cpu = meter.per_event(EVENTS)
+    meter = CpuMeter(suite)
     consume = bench_broker.BareConsumer(params, queue, EVENTS).run(timeout=300)
+    consume_cpu = meter.per_event(EVENTS)
     conn = pika.BlockingConnection(params)
     conn.channel().queue_delete(queue)
     conn.close()
     log(f"(c) bare broker: publish+confirm {publish:.0f} msg/s, consume+ack {consume:.0f} msg/s "
         f"({len(body)}-byte messages)")
-    return {"publish": publish, "consume": consume}
+    for what, cpu in (("publish+confirm", publish_cpu), ("consume+ack", consume_cpu)):
+        log(f"(c) bare {what} CPU per message (ms): " + ", ".join(f"{g} {v:.3f}" for g, v in cpu.items()))
+    return {"publish": publish, "consume": consume, "publish_cpu": publish_cpu, "consume_cpu": consume_cpu}
 
 
 # -- (d) paced latency ---------------------------------------------------------------------------------------
@@ -417,7 +423,18 @@ def report(a_runs, b_runs, c_runs, bare_runs, d_runs, dropped) -> None:
         row(f"(d) commit → handled p50 at {d['rate']:.0f}/s", f"{d['p50']:.1f} ms", "",
             f"{d['n']} events, committed at {d['achieved']:.0f}/s")
         row(f"(d) commit → handled p99 at {d['rate']:.0f}/s", f"{d['p99']:.1f} ms", "≤ 50 ms")
+    def cpu_line(label, cpu):
+        if cpu:
+            print(f"{label}: " + ", ".join(f"{g} {v:.3f}" for g, v in cpu.items())
+                  + f"; total {sum(cpu.values()):.3f} ms")
+
     print()
+    if c_runs:
+        cpu_line("CPU ms per handled event in (c), by process (best run)", max(c_runs, key=lambda r: r["rate"])["cpu"])
+    if bare_runs:
+        best = max(bare_runs, key=lambda r: r["consume"])
+        cpu_line("CPU ms per message, bare publish+confirm", best["publish_cpu"])
+        cpu_line("CPU ms per message, bare consume+ack", best["consume_cpu"])
     print("every run: (a) gateway " + ", ".join(f"{r['gateway'].rate:.0f}" for r in a_runs)
           + "; direct " + ", ".join(f"{r['direct'].rate:.0f}" for r in a_runs)
           + "; ceiling " + ", ".join(f"{r['ceiling'].rate:.0f}" for r in a_runs)
@@ -460,7 +477,7 @@ def main() -> None:
         for _ in range(REPEAT if "c" in PHASES else 0):
             c_runs.append(phase_c(suite, leads, dbs["contacts"]))
         for _ in range(REPEAT if "bare" in PHASES else 0):
-            bare_runs.append(bare_broker(amqp_url, leads.sample_payload()))
+            bare_runs.append(bare_broker(suite, amqp_url, leads.sample_payload()))
         if "d" in PHASES:
             pace = PACE or (max(r["rate"] for r in c_runs) / 2 if c_runs else 0)
             if not pace:
