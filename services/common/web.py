@@ -10,7 +10,6 @@ from contextlib import contextmanager
 from typing import Callable, Iterable
 
 from flask import Flask, Response, current_app, g, jsonify, request
-from flask_smorest import Api
 from prometheus_client import CONTENT_TYPE_LATEST, CollectorRegistry, Counter, Histogram, generate_latest
 
 from .broker import ping
@@ -18,6 +17,7 @@ from .identity import HEADER as IDENTITY_HEADER
 from .identity import InvalidIdentity, TokenVerifier
 from .logs import configure_logging
 from . import swagger_ui
+from .openapi import SuiteApi
 from .problems import problem_response, register_problem_handlers
 from .uow import UnitOfWork
 
@@ -26,6 +26,9 @@ log = logging.getLogger("crm.http")
 OPEN_PATHS = ("/healthz", "/readyz", "/metrics")
 _REQUEST_ID = re.compile(r"^[A-Za-z0-9._:-]{1,128}$")
 _BODY_METHODS = {"POST", "PUT", "PATCH"}
+# Every PUT and PATCH of the suite replaces or changes a record with what its JSON body says: without a body
+# there is nothing to apply (the parser would read it as `{}` and answer 200 for a change never described).
+_BODY_REQUIRED = {"PUT", "PATCH"}
 
 
 def request_id_from(header_value: str | None) -> str:
@@ -130,7 +133,8 @@ def create_service_app(
         MAX_CONTENT_LENGTH=1 << 20, JSON_SORT_KEYS=False,
     )
     app.json.sort_keys = False
-    api = Api(app, spec_kwargs={"components": {"securitySchemes": {
+    # SuiteApi: errors documented as problem+json, decimals as decimal strings (openapi.py).
+    api = SuiteApi(app, spec_kwargs={"components": {"securitySchemes": {
         "apiKey": {"type": "http", "scheme": "bearer", "description": "An API key created with `crm keys create`."}}},
         "security": [{"apiKey": []}]})
     for bp in blueprints:
@@ -157,6 +161,11 @@ def create_service_app(
                 g.principal = verifier.verify(token)
             except InvalidIdentity:
                 return problem_response(401, "Unauthorized", "The identity token is invalid or expired.")
+        if (verify_identity and request.routing_exception is None and request.method in _BODY_REQUIRED
+                and not (request.content_length or request.headers.get("Transfer-Encoding"))):
+            # In the service that owns the route (the gateway relays its answer), and only for a route that takes
+            # the method: an unknown path or method stays a 404 or 405.
+            return problem_response(400, "Bad Request", f"A {request.method} needs a JSON body (application/json).")
         if request.method in _BODY_METHODS and (request.content_length or request.headers.get("Transfer-Encoding")):
             if not _is_json(request.mimetype):
                 return problem_response(415, "Unsupported Media Type",

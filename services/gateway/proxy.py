@@ -22,6 +22,9 @@ log = logging.getLogger("crm.gateway")
 # Only these caller headers reach an upstream. Authorization, X-API-Key and any X-CRM-Identity the caller
 # sent are dropped here by construction: the gateway signs its own identity header.
 FORWARDED_REQUEST_HEADERS = ("Content-Type", "Accept", "If-Match", "If-None-Match", "Idempotency-Key")
+# Forwarded even when empty: an empty Idempotency-Key is a key the caller sent, and the upstream refuses it (422)
+# rather than running the request without one. Other empty headers say nothing and are dropped.
+FORWARDED_WHEN_EMPTY = ("Idempotency-Key",)
 # Only these upstream headers reach the caller (never hop-by-hop ones, cookies or Content-Length/Encoding,
 # which the gateway recomputes for the body it sends).
 FORWARDED_RESPONSE_HEADERS = ("Content-Type", "ETag", "Location", "Retry-After", "Link", "Allow")
@@ -39,6 +42,9 @@ class PartnersUnavailable(Problem):
     status, slug, title = 503, "service-unavailable", "Service unavailable"
 # Connections kept alive per upstream when no size is given: gunicorn's default thread count of our web processes.
 DEFAULT_POOL_SIZE = 8
+# The longest request line ("GET /path?query HTTP/1.1") the upstreams read: gunicorn's limit_request_line. A
+# longer one gunicorn refuses with an HTML page, so the gateway refuses it first (414).
+UPSTREAM_REQUEST_LINE_LIMIT = 4094
 
 
 class CircuitOpen(Exception):
@@ -104,6 +110,11 @@ class CircuitBreaker:
 
 
 IDEMPOTENT_METHODS = frozenset({"GET", "HEAD", "OPTIONS", "PUT", "DELETE"})
+
+
+def _is_json(content_type: str) -> bool:
+    media_type = content_type.split(";", 1)[0].strip().lower()
+    return media_type == "application/json" or (media_type.startswith("application/") and media_type.endswith("+json"))
 
 
 def replayable(method: str, headers: Mapping[str, str]) -> bool:
@@ -187,6 +198,14 @@ class UpstreamProxy:
         if base is None:
             return problem_response(503, "Service Unavailable",
                                     f"The {upstream} service is not configured on this gateway.", upstream=upstream)
+        pool, prefix = self._pool(base)
+        target = prefix + quote(path, safe="/:@!$&'()*+,;=-._~")
+        if query_string:
+            target += "?" + query_string.decode("latin-1")
+        if len(f"{method} {target} HTTP/1.1") > UPSTREAM_REQUEST_LINE_LIMIT:
+            return problem_response(414, "URI Too Long", "The path and query are too long for the "
+                                    f"{upstream} service: send at most {UPSTREAM_REQUEST_LINE_LIMIT} bytes "
+                                    "in the request line.", upstream=upstream)
         breaker = self.breaker(upstream)
         try:
             breaker.before_call()
@@ -195,13 +214,10 @@ class UpstreamProxy:
             return problem_response(503, "Service Unavailable",
                                     f"The {upstream} service is failing; the gateway stopped calling it for a while.",
                                     upstream=upstream, headers={"Retry-After": str(seconds)})
-        outgoing = {name: headers[name] for name in FORWARDED_REQUEST_HEADERS if headers.get(name)}
+        outgoing = {name: headers[name] for name in FORWARDED_REQUEST_HEADERS
+                    if headers.get(name) or (name in FORWARDED_WHEN_EMPTY and headers.get(name) is not None)}
         outgoing.update(self.identity_headers(upstream, principal, request_id))
         try:
-            pool, prefix = self._pool(base)
-            target = prefix + quote(path, safe="/:@!$&'()*+,;=-._~")
-            if query_string:
-                target += "?" + query_string.decode("latin-1")
             answer = self._send(pool, method, target, body=body or None, headers=outgoing)
         except TimeoutError as exc:
             breaker.record_failure()
@@ -218,6 +234,13 @@ class UpstreamProxy:
             breaker.record_failure()  # never leave a half-open trial unreported
             raise
         breaker.record_success()
+        if answer.status >= 400 and not _is_json(answer.headers.get("Content-Type", "")):
+            # Only gunicorn itself answers an upstream error in anything but problem+json: an HTML page for a
+            # request it could not parse (a header past its size limit). It never reaches the caller.
+            log.warning("upstream %s refused a request with HTTP %s", upstream, answer.status,
+                        extra={"event": "gateway.upstream_refused", "upstream": upstream})
+            return problem_response(answer.status, answer.reason or "Bad Request",
+                                    f"The {upstream} service refused the request before reading it.", upstream=upstream)
         return self._translate(answer, base)
 
     def _send(self, pool: urllib3.HTTPConnectionPool, method: str, target: str, *, body, headers):

@@ -208,7 +208,8 @@ class ContractTermsView(MethodView):
         return _shown_contract(detail), 201, {**headers, "Location": location}
 
 
-@contracts_blp.route("/<uuid:contract_id>/terms/<int:version>")
+# A version is an INTEGER column: past its range no version can exist (404 from routing, not a database overflow).
+@contracts_blp.route("/<uuid:contract_id>/terms/<int(min=1, max=2147483647):version>")
 class ContractTermsVersion(MethodView):
     @requires("partners:read")
     @contracts_blp.response(200, TermsVersionSchema)
