@@ -10,9 +10,7 @@ import random
 import threading
 import time
 import uuid
-from collections import Counter, defaultdict
-from datetime import datetime, timedelta, timezone
-from decimal import ROUND_FLOOR, Decimal
+from collections import Counter
 
 import pytest
 import requests
@@ -21,8 +19,8 @@ from sqlalchemy import event, text
 from services.common.db import is_database_unavailable, make_engine
 from tests.support import infra
 from tests.support.auth import identity_headers
-from tests.support.drain import assert_drained, sql, wait_drained
 from tests.support.fixtures import Client
+from tests.support.flow import assert_exact, lead_email, make_purchases, wait_settled
 from tests.support.load import GatewayLoad
 from tests.support.private_pg import private_postgres_or_reason
 from tests.support.suite import SERVICES, Suite, wait_until
@@ -163,10 +161,6 @@ class Restarter(threading.Thread):
         self.probes["gateway"] = self.load.client().get(paths["leads"])
 
 
-def _points(amount: Decimal) -> int:
-    return int(amount.to_integral_value(rounding=ROUND_FLOOR))
-
-
 def test_a_postgresql_restart_mid_flow_answers_503_then_recovers_and_loses_or_doubles_nothing(private_pg, pg_suite):
     suite = pg_suite
     key = suite.create_key(scopes="leads:*,contacts:*,loyalty:*,partners:*", name="pg-restart")
@@ -181,15 +175,11 @@ def test_a_postgresql_restart_mid_flow_answers_503_then_recovers_and_loses_or_do
     shoppers = load.run(range(SHOPPERS), lambda c, i: created(c.post("/api/v1/contacts", json={
         "email": f"shopper-{i}-{tag}@shop.example"})))
     leads = load.run(range(LEADS), lambda c, i: created(c.post("/api/v1/leads", json={
-        "email": f"lead-{i}-{tag}@corp.example", "source": "referral"})))
+        "email": lead_email(i, tag), "source": "referral"})))
 
-    rng = random.Random(5)
-    base = datetime(2026, 5, 1, tzinfo=timezone.utc)
-    purchases = [{"contact_id": shoppers[i % SHOPPERS], "amount": str(Decimal(rng.randint(1, 50000)) / 100),
-                  "currency": "EUR", "occurred_at": (base + timedelta(minutes=i)).isoformat(),
-                  "external_id": f"till-{tag}-{i}"} for i in range(PURCHASES)]
+    purchases = make_purchases(shoppers, PURCHASES, tag, seed=5)
     calls = [("convert", lead_id) for lead_id in leads] + [("purchase", p) for p in purchases]
-    rng.shuffle(calls)
+    random.Random(5).shuffle(calls)
     outcomes = Outcomes()
 
     def send(c: Client, call):
@@ -221,41 +211,9 @@ def test_a_postgresql_restart_mid_flow_answers_503_then_recovers_and_loses_or_do
     assert outcomes.statuses[("convert", 202)] == LEADS
     assert outcomes.statuses[("purchase", 201)] + outcomes.statuses[("purchase", 200)] == PURCHASES
 
-    dbs = suite.database_urls
-    converted = f"lead-%-{tag}@corp.example"
-    wait_until(lambda: sql(dbs["leads"], "SELECT count(*) FROM leads WHERE status = 'converted' AND contact_id IS NOT "
-                                         "NULL AND email_normalized LIKE %s", converted)[0][0] == LEADS,
-               timeout=120, interval=0.5, message=f"{LEADS} leads linked to their contacts")
-    wait_until(lambda: sql(dbs["contacts"], "SELECT coalesce(sum(purchase_count), 0) FROM contact_purchase_summary")
-               [0][0] == PURCHASES, timeout=120, interval=0.5, message=f"{PURCHASES} purchases on the contacts")
-    # The workers reconnected on their own: everything committed was published and handled, nothing dead-lettered.
-    wait_drained(dbs, suite.vhost, timeout=120)
-    for name, proc in suite.procs.items():
-        assert proc.poll() is None, f"{name} exited:\n{suite.log_tail(name)}"
-
-    links = dict(sql(dbs["leads"], "SELECT id, contact_id FROM leads WHERE email_normalized LIKE %s", converted))
-    contacts = sql(dbs["contacts"], "SELECT id, origin_lead_id FROM contacts WHERE email_normalized LIKE %s",
-                   converted)
-    assert len(contacts) == LEADS
-    assert {lead: contact for contact, lead in contacts} == links
-    members = Counter(row[0] for row in sql(dbs["loyalty"], "SELECT contact_id FROM members"))
-    assert set(members) == {c for c, _l in contacts} | {uuid.UUID(s) for s in shoppers}
-
-    expected = defaultdict(lambda: [0, 0, Decimal(0)])  # contact -> [purchases, points, spend]
-    for p in purchases:
-        row = expected[uuid.UUID(p["contact_id"])]
-        row[0] += 1
-        row[1] += _points(Decimal(p["amount"]))
-        row[2] += Decimal(p["amount"])
-    ledger = {row[0]: (row[1], row[2]) for row in sql(dbs["loyalty"], """
-        SELECT m.contact_id, count(*), sum(e.points) FROM ledger_entries e JOIN members m ON m.id = e.member_id
-        WHERE e.kind = 'earn' GROUP BY m.contact_id""")}
-    assert ledger == {cid: (n, points) for cid, (n, points, _spend) in expected.items()}
-    for cid, (n, _points_, spend) in expected.items():
-        block = client.get(f"/api/v1/contacts/{cid}").json()["purchases"]
-        assert block["count"] == n
-        assert {t["currency"]: Decimal(t["amount"]) for t in block["total_spend"]} == {"EUR": spend}
-    assert_drained(dbs, suite.vhost)
+    # The workers reconnected on their own: everything committed was published and handled once.
+    wait_settled(suite, tag=tag, leads=LEADS, purchases=PURCHASES, timeout=120)
+    assert_exact(suite, client, tag=tag, leads=leads, shoppers=shoppers, purchases=purchases)
 
 
 def test_after_a_restart_one_statement_fails_and_the_pool_replaces_every_stale_connection(private_pg):

@@ -11,9 +11,6 @@ import random
 import signal
 import threading
 import uuid
-from collections import Counter, defaultdict
-from datetime import datetime, timedelta, timezone
-from decimal import ROUND_FLOOR, Decimal
 
 import pytest
 from sqlalchemy import insert
@@ -22,8 +19,8 @@ from crm.registry import SUITE
 from services.common.db import make_engine
 from services.leads.models import Lead, LeadTouch
 from tests.support import infra
-from tests.support.drain import assert_drained, sql, wait_drained
 from tests.support.fixtures import Client
+from tests.support.flow import assert_exact, lead_email, make_purchases, wait_settled
 from tests.support.load import GatewayLoad
 from tests.support.suite import SERVICES, Suite, wait_until
 
@@ -69,7 +66,7 @@ def _created(response, status: int) -> dict:
 def _seed_leads(database_url: str, tag: str) -> list[str]:
     """LEADS new leads (each with its capture touch) in one transaction on the leads database; their ids."""
     ids = [uuid.uuid4() for _ in range(LEADS)]
-    emails = [f"lead-{i}-{tag}@corp.example" for i in range(LEADS)]
+    emails = [lead_email(i, tag) for i in range(LEADS)]
     engine = make_engine(database_url)
     try:
         with engine.begin() as conn:
@@ -79,11 +76,6 @@ def _seed_leads(database_url: str, tag: str) -> list[str]:
     finally:
         engine.dispose()
     return [str(lead_id) for lead_id in ids]
-
-
-def _points(amount: Decimal) -> int:
-    """The default program's points: one per whole euro, rounded down (plugins/builtin/loyalty_points.py)."""
-    return int(amount.to_integral_value(rounding=ROUND_FLOOR))
 
 
 class Saboteur(threading.Thread):
@@ -127,13 +119,9 @@ def test_5000_conversions_and_2000_purchases_across_killed_replicas_have_exact_e
         "email": f"shopper-{i}-{tag}@shop.example"}), 201)["id"])
     leads = _seed_leads(suite.database_urls["leads"], tag)
 
-    rng = random.Random(11)
-    base = datetime(2026, 3, 1, tzinfo=timezone.utc)
-    purchases = [{"contact_id": shoppers[i % SHOPPERS], "amount": str(Decimal(rng.randint(1, 50000)) / 100),
-                  "currency": "EUR", "occurred_at": (base + timedelta(minutes=i)).isoformat(),
-                  "external_id": f"till-{tag}-{i}"} for i in range(PURCHASES)]
+    purchases = make_purchases(shoppers, PURCHASES, tag, seed=11)
     calls = [("convert", lead_id) for lead_id in leads] + [("purchase", p) for p in purchases]
-    rng.shuffle(calls)
+    random.Random(11).shuffle(calls)
 
     def send(c: Client, call):
         kind, arg = call
@@ -157,57 +145,5 @@ def test_5000_conversions_and_2000_purchases_across_killed_replicas_have_exact_e
     assert [a[:2] for a in saboteur.acted_at] == [(a, r) for _f, a, r in SABOTAGE]
     assert all(0 < done < len(calls) for _a, _r, done in saboteur.acted_at), saboteur.acted_at
 
-    dbs = suite.database_urls
-    converted = f"lead-%-{tag}@corp.example"
-    wait_until(lambda: sql(dbs["leads"], "SELECT count(*) FROM leads WHERE status = 'converted' AND contact_id IS NOT "
-                                         "NULL AND email_normalized LIKE %s", converted)[0][0] == LEADS,
-               timeout=180, interval=0.5, message=f"{LEADS} leads linked to their contacts")
-    wait_until(lambda: sql(dbs["contacts"], "SELECT coalesce(sum(purchase_count), 0) FROM contact_purchase_summary")
-               [0][0] == PURCHASES, timeout=180, interval=0.5, message=f"{PURCHASES} purchases on the contacts")
-    wait_drained(dbs, suite.vhost, timeout=180)
-    for name, proc in suite.procs.items():
-        assert proc.poll() is None, f"{name} exited:\n{suite.log_tail(name)}"
-
-    # Every converted lead has exactly one contact, and no contact is duplicated.
-    links = dict(sql(dbs["leads"], "SELECT id, contact_id FROM leads WHERE email_normalized LIKE %s", converted))
-    assert len(links) == LEADS and set(links) == {uuid.UUID(i) for i in leads}
-    contacts = sql(dbs["contacts"], "SELECT id, origin_lead_id, email_normalized FROM contacts "
-                                    "WHERE email_normalized LIKE %s", converted)
-    assert len(contacts) == LEADS
-    assert len({email for _id, _lead, email in contacts}) == LEADS
-    assert {lead: contact for contact, lead, _email in contacts} == links
-    # One crm.contact.created per contact, published once from the outbox (two relays never both claim a row).
-    created = sql(dbs["contacts"], "SELECT count(*), count(DISTINCT subject_id) FROM ("
-                                   "SELECT payload::json->>'subject' AS subject_id FROM outbox "
-                                   "WHERE event_type = 'crm.contact.created') c")[0]
-    assert created == (LEADS + SHOPPERS, LEADS + SHOPPERS)
-    # Every new contact is enrolled in the default program exactly once (the unique key forbids twice).
-    members = Counter(row[0] for row in sql(dbs["loyalty"], "SELECT contact_id FROM members"))
-    assert set(members) == {c for c, _l, _e in contacts} | {uuid.UUID(s) for s in shoppers}
-    assert set(members.values()) == {1}
-
-    # Loyalty points and the contacts' purchase metrics are exact, per shopper.
-    expected_points, expected_spend = Counter(), defaultdict(Decimal)
-    expected_count, occurred = Counter(), defaultdict(list)
-    for p in purchases:
-        cid = uuid.UUID(p["contact_id"])
-        expected_points[cid] += _points(Decimal(p["amount"]))
-        expected_spend[cid] += Decimal(p["amount"])
-        expected_count[cid] += 1
-        occurred[cid].append(datetime.fromisoformat(p["occurred_at"]))
-    ledger = {row[0]: (row[1], row[2]) for row in sql(dbs["loyalty"], """
-        SELECT m.contact_id, count(*), sum(e.points) FROM ledger_entries e JOIN members m ON m.id = e.member_id
-        WHERE e.kind = 'earn' GROUP BY m.contact_id""")}
-    assert ledger == {cid: (expected_count[cid], expected_points[cid]) for cid in expected_count}
-    assert sql(dbs["loyalty"], "SELECT count(*), count(DISTINCT external_id) FROM purchases") == [(PURCHASES, PURCHASES)]
-    for cid in expected_count:
-        block = client.get(f"/api/v1/contacts/{cid}").json()["purchases"]
-        assert block["count"] == expected_count[cid], cid
-        assert {t["currency"]: Decimal(t["amount"]) for t in block["total_spend"]} == {"EUR": expected_spend[cid]}
-        assert datetime.fromisoformat(block["first_purchase_at"]) == min(occurred[cid])
-        assert datetime.fromisoformat(block["last_purchase_at"]) == max(occurred[cid])
-        member = client.get("/api/v1/loyalty/members", params={"contact_id": str(cid)}).json()["items"]
-        assert [(m["balance"], m["lifetime_points"]) for m in member] == [(expected_points[cid],) * 2]
-
-    # Nothing was retried into a dead letter or left behind: the drain holds.
-    assert_drained(dbs, suite.vhost)
+    wait_settled(suite, tag=tag, leads=LEADS, purchases=PURCHASES, timeout=180)
+    assert_exact(suite, client, tag=tag, leads=leads, shoppers=shoppers, purchases=purchases)
