@@ -29,6 +29,7 @@ class LeadsInProcess:
         from services.leads import app as leads_app
 
         self.runtime = leads_app.build(from_env("leads", suite.env))
+        self.committed: dict[str, float] = {}  # lead id -> when its conversion had committed (epoch seconds)
 
     def create_leads(self, n: int, tag: str) -> list[uuid.UUID]:
         """Insert n fresh leads in one statement (no events: only their conversion is measured)."""
@@ -68,6 +69,7 @@ class LeadsInProcess:
                     if delay > 0:
                         time.sleep(delay)
                 self.convert(ids[i])
+                self.committed[str(ids[i])] = time.time()  # convert() returned: its transaction committed
 
         with ThreadPoolExecutor(CONVERTERS) as pool:
             for f in [pool.submit(worker) for _ in range(CONVERTERS)]:
