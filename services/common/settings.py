@@ -29,45 +29,37 @@ class SettingsError(ValueError):
         self.variable = variable
 
 
-def _positive_float(name: str, raw: str) -> float:
-    try:
-        value = float(raw)
-    except ValueError:
-        raise SettingsError(name, f"expected a number, got {raw!r}") from None
-    if value <= 0:
-        raise SettingsError(name, f"must be greater than 0, got {raw!r}")
-    return value
+def _number(kind: type, *, above: float | None = None, at_least: float | None = None,
+            at_most: float | None = None, unit: str = "") -> Callable[[str, str], float]:
+    """A parser of one number setting: `kind` (int or float) within the given bounds; errors name the variable."""
+    expected = "a whole number" if kind is int else "a number"
+
+    def parse(name: str, raw: str):
+        try:
+            value = kind(raw)
+        except ValueError:
+            raise SettingsError(name, f"expected {expected}{unit and ' of' + unit}, got {raw!r}") from None
+        if above is not None and value <= above:
+            raise SettingsError(name, f"must be greater than {above:g}, got {raw!r}")
+        if at_least is not None and value < at_least:
+            raise SettingsError(name, f"must be {at_least:g} or more, got {raw!r}")
+        if at_most is not None and value > at_most:
+            raise SettingsError(name, f"must be at most {at_most:g}{unit}, got {raw!r}")
+        return value
+
+    return parse
 
 
-def _non_negative_int(name: str, raw: str) -> int:
-    try:
-        value = int(raw)
-    except ValueError:
-        raise SettingsError(name, f"expected a whole number, got {raw!r}") from None
-    if value < 0:
-        raise SettingsError(name, f"must be 0 or more, got {raw!r}")
-    return value
-
-
-def _positive_int(name: str, raw: str) -> int:
-    try:
-        value = int(raw)
-    except ValueError:
-        raise SettingsError(name, f"expected a whole number, got {raw!r}") from None
-    if value <= 0:
-        raise SettingsError(name, f"must be greater than 0, got {raw!r}")
-    return value
-
-
-def _linger(name: str, raw: str) -> float:
-    """Seconds a partial consumer batch waits for more deliveries: 0 (none) up to 1 (latency and heartbeats)."""
-    try:
-        value = float(raw)
-    except ValueError:
-        raise SettingsError(name, f"expected a number of seconds, got {raw!r}") from None
-    if not 0 <= value <= 1:
-        raise SettingsError(name, f"must be between 0 and 1 second, got {raw!r}")
-    return value
+_positive_float = _number(float, above=0)
+_positive_int = _number(int, above=0)
+_non_negative_int = _number(int, at_least=0)
+# Seconds a partial consumer batch waits for more deliveries: 0 (none) up to 1 (latency and heartbeats).
+_linger = _number(float, at_least=0, at_most=1, unit=" seconds")
+# Whole days; at least 1, since an inbox row must outlive every redelivery of its event (operations.md).
+_retention_days = _number(int, above=0, at_most=3650, unit=" days")
+# Milliseconds one plugin call may take: 1 to 60000 (a request waits this long at most per hook).
+_plugin_timeout_ms = _number(int, above=0, at_most=60_000, unit=" ms")
+_token_ttl = _number(float, above=0, at_most=MAX_TOKEN_TTL, unit=" seconds")
 
 
 def _port(name: str, raw: str) -> int:
@@ -89,22 +81,6 @@ def _host(name: str, raw: str) -> str:
     if not _HOST_NAME.match(raw):
         raise SettingsError(name, f"expected an IP address or host name to listen on, e.g. 0.0.0.0, got {raw!r}")
     return raw
-
-
-def _retention_days(name: str, raw: str) -> int:
-    """Whole days; at least 1, since an inbox row must outlive every redelivery of its event (operations.md)."""
-    value = _positive_int(name, raw)
-    if value > 3650:
-        raise SettingsError(name, f"must be at most 3650 days, got {raw!r}")
-    return value
-
-
-def _plugin_timeout_ms(name: str, raw: str) -> int:
-    """Milliseconds one plugin call may take: 1 to 60000 (a request waits this long at most per hook)."""
-    value = _positive_int(name, raw)
-    if value > 60_000:
-        raise SettingsError(name, f"must be at most 60000 ms, got {raw!r}")
-    return value
 
 
 def _delays(name: str, raw: str) -> tuple[float, ...]:
@@ -149,13 +125,6 @@ def _rate_limit(name: str, raw: str) -> str | None:
     if not parsed or any(item.amount < 1 for item in parsed):
         raise SettingsError(name, f"expected a rate limit such as 600/minute or 10/second;600/minute "
                                   f"(or 0/off to disable), got {raw!r}")
-    return value
-
-
-def _token_ttl(name: str, raw: str) -> float:
-    value = _positive_float(name, raw)
-    if value > MAX_TOKEN_TTL:
-        raise SettingsError(name, f"must be at most {MAX_TOKEN_TTL:g} seconds, got {raw!r}")
     return value
 
 

@@ -71,23 +71,6 @@ def _refused_principals(path: str, view):
         yield "an internal principal without scopes", identity_headers()
 
 
-@pytest.fixture
-def service_app(make_database, make_settings):
-    """Factory: one service's app on a fresh migrated database."""
-    apps = []
-
-    def make(name: str):
-        url = make_database(name)
-        SUITE.migrate(name, url)
-        app = SUITE.create_app(name, make_settings(name, url))
-        apps.append(app)
-        return app
-
-    yield make
-    for app in apps:
-        app.extensions["crm.runtime"].engine.dispose()
-
-
 @pytest.mark.parametrize("name", [e.name for e in SUITE.upstreams])
 def test_a_principal_without_the_scope_gets_403_before_any_input_is_parsed(service_app, name):
     wrong = _wrong_answers(service_app(name), _refused_principals)

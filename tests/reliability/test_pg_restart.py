@@ -19,11 +19,11 @@ from sqlalchemy import event, text
 from services.common.db import is_database_unavailable, make_engine
 from tests.support import infra
 from tests.support.auth import identity_headers
-from tests.support.fixtures import Client
+from tests.support.fixtures import Client, running_suite
 from tests.support.flow import assert_exact, lead_email, make_purchases, wait_settled
 from tests.support.load import GatewayLoad
 from tests.support.private_pg import private_postgres_or_reason
-from tests.support.suite import SERVICES, Suite, wait_until
+from tests.support.suite import Suite, wait_until
 
 pytestmark = pytest.mark.reliability
 
@@ -51,17 +51,9 @@ def private_pg():
 @pytest.fixture(scope="module")
 def pg_suite(private_pg, tmp_path_factory):
     """The whole suite (the gateway's key store included) on the private server."""
-    vhost, amqp_url = infra.create_vhost()
-    dbs = {svc: private_pg.create_database(svc) for svc in SERVICES}
-    suite = Suite(tmp_path_factory.mktemp("pg-restart"), amqp_url, dbs)
-    suite.database_urls = dbs
-    suite.vhost = vhost
-    try:
-        suite.start_all()
+    with running_suite(tmp_path_factory.mktemp("pg-restart"), create_database=private_pg.create_database,
+                       drop_database=None) as suite:
         yield suite
-    finally:
-        suite.stop_all()
-        infra.delete_vhost(vhost)
 
 
 def _assert_unavailable_problem(response: requests.Response) -> None:

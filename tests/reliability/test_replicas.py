@@ -18,11 +18,10 @@ from sqlalchemy import insert
 from crm.registry import SUITE
 from services.common.db import make_engine
 from services.leads.models import Lead, LeadTouch
-from tests.support import infra
-from tests.support.fixtures import Client
+from tests.support.fixtures import Client, running_suite
 from tests.support.flow import assert_exact, lead_email, make_purchases, wait_settled
 from tests.support.load import GatewayLoad
-from tests.support.suite import SERVICES, Suite, wait_until
+from tests.support.suite import Suite, wait_until
 
 pytestmark = pytest.mark.reliability
 
@@ -39,22 +38,11 @@ SABOTAGE = ((0.15, "kill", 1), (0.35, "start", 1), (0.55, "kill", 2), (0.75, "st
 @pytest.fixture(scope="module")
 def replicated(tmp_path_factory):
     """The suite with two workers per service and two gunicorn processes per web service."""
-    vhost, amqp_url = infra.create_vhost()
-    dbs = {svc: infra.create_database(svc) for svc in SERVICES}
     # The relays' default poll (NOTIFY wakes them at once; the poll only finds leases a killed relay left): the
     # Suite's 0.05 s, times eight relays, would spend a core's tenth on idle claims.
-    suite = Suite(tmp_path_factory.mktemp("replicas"), amqp_url, dbs, replicas={name: 2 for name in WORKERS},
-                  CRM_WEB_PROCESSES="2", CRM_RELAY_POLL_INTERVAL="0.5")
-    suite.database_urls = dbs
-    suite.vhost = vhost
-    try:
-        suite.start_all()
+    with running_suite(tmp_path_factory.mktemp("replicas"), replicas={name: 2 for name in WORKERS},
+                       CRM_WEB_PROCESSES="2", CRM_RELAY_POLL_INTERVAL="0.5") as suite:
         yield suite
-    finally:
-        suite.stop_all()
-        for url in dbs.values():
-            infra.drop_database(url)
-        infra.delete_vhost(vhost)
 
 
 def _created(response, status: int) -> dict:

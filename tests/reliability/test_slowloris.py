@@ -19,6 +19,7 @@ import requests
 from crm.processes import web_argv
 from crm.registry import SUITE
 from tests.support import infra
+from tests.support.suite import stop_process, wait_until
 
 pytestmark = pytest.mark.reliability
 
@@ -37,25 +38,18 @@ def gateway_process(tmp_path):
     log = open(tmp_path / "gateway.log", "wb")
     proc = subprocess.Popen(web_argv(entry, f"127.0.0.1:{port}", env), env=env, stdout=log,
                             stderr=subprocess.STDOUT, start_new_session=True)
+    def healthy() -> bool:
+        assert proc.poll() is None, f"the gateway exited: {(tmp_path / 'gateway.log').read_text()[-2000:]}"
+        try:
+            return requests.get(f"http://127.0.0.1:{port}/healthz", timeout=2).status_code == 200
+        except requests.RequestException:
+            return False
+
     try:
-        deadline = time.monotonic() + 60
-        while True:
-            try:
-                if requests.get(f"http://127.0.0.1:{port}/healthz", timeout=2).status_code == 200:
-                    break
-            except requests.RequestException:
-                pass
-            if proc.poll() is not None or time.monotonic() > deadline:
-                raise RuntimeError(f"the gateway did not start: {(tmp_path / 'gateway.log').read_text()[-2000:]}")
-            time.sleep(0.2)
+        wait_until(healthy, timeout=60, message="the gateway answers /healthz")
         yield port
     finally:
-        proc.terminate()
-        try:
-            proc.wait(timeout=20)
-        except subprocess.TimeoutExpired:
-            proc.kill()
-            proc.wait()
+        stop_process(proc)
         log.close()
         infra.drop_database(database)
 

@@ -39,6 +39,7 @@ class Suite:
     def __init__(self, workdir: Path, amqp_url: str, database_urls: dict[str, str], *,
                  replicas: dict[str, int] | None = None, **env_overrides):
         self.workdir = workdir
+        self.database_urls = dict(database_urls)
         self.logdir = workdir / "logs"
         self.logdir.mkdir(parents=True, exist_ok=True)
         self.ports = {e.name: free_port() for e in SUITE.entries if e.web}
@@ -171,6 +172,18 @@ class Suite:
         out = self.crm(*args, as_gateway=partner is not None).stdout.strip().splitlines()
         assert len(out) == 1, out
         return out[0]
+
+
+def stop_process(proc: subprocess.Popen, timeout: float = 20) -> None:
+    """SIGTERM, then SIGKILL after `timeout` seconds; returns once the process is gone."""
+    if proc.poll() is not None:
+        return
+    proc.terminate()
+    try:
+        proc.wait(timeout=timeout)
+    except subprocess.TimeoutExpired:
+        proc.kill()
+        proc.wait()
 
 
 def wait_until(predicate, timeout: float = 60, interval: float = 0.2, message: str = "condition"):

@@ -15,7 +15,6 @@ from sqlalchemy import func, select
 
 from crm.registry import SUITE
 from services.gateway import keys
-from tests.support import infra
 from tests.support.auth import identity_headers
 
 pytestmark = pytest.mark.integration
@@ -47,26 +46,17 @@ NUL_QUERIES = {"/api/v1/contacts": ["email", "q"], "/api/v1/partners": ["q"], "/
 
 
 @pytest.fixture(params=["postgresql", "sqlite"])
-def make_app(request, tmp_path, make_settings):
+def make_app(request, tmp_path, service_app):
     """Factory: one service's app on a fresh migrated database of the parametrised kind."""
-    apps, databases = [], []
 
     def make(name: str):
-        if request.param == "sqlite":
-            url = f"sqlite:///{tmp_path}/{name}.db"
-        else:
-            url = infra.create_database(name)
-            databases.append(url)
+        if request.param == "postgresql":
+            return service_app(name)
+        url = f"sqlite:///{tmp_path}/{name}.db"
         SUITE.migrate(name, url)
-        app = SUITE.create_app(name, make_settings(name, url))
-        apps.append(app)
-        return app
+        return service_app(name, database_url=url)
 
-    yield make
-    for app in apps:
-        app.extensions["crm.runtime"].engine.dispose()
-    for url in databases:
-        infra.drop_database(url)
+    return make
 
 
 def _seed(name: str, app) -> tuple[dict[str, str], dict[str, str], dict[str, str]]:

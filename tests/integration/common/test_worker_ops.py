@@ -21,7 +21,7 @@ from services.common.db import utcnow
 from services.common.worker import Worker
 from tests.support import infra
 from tests.support.infra import free_port
-from tests.support.suite import wait_until
+from tests.support.suite import stop_process, wait_until
 
 from .messaging import Counter, Outbox, publish_raw, runtime_on
 
@@ -211,10 +211,4 @@ def test_crm_worker_serves_its_port_and_keeps_working_when_the_port_is_taken(mak
         assert first.wait(timeout=30) == 0
     finally:
         for proc in procs:
-            if proc.poll() is None:
-                proc.terminate()
-                try:
-                    proc.wait(timeout=20)
-                except subprocess.TimeoutExpired:
-                    proc.kill()
-                    proc.wait()
+            stop_process(proc)
