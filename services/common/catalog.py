@@ -137,6 +137,86 @@ class ContractTermsChangedData(_EventData):
     changed = fields.List(fields.String(), load_default=list)
 
 
+# -- the customer record (issue 8) ----------------------------------------------------------------------------
+
+class LeadTouchedData(_EventData):
+    """An open lead was captured again (another form, another campaign): one more touch on its history."""
+
+    lead_id = fields.UUID(required=True)
+    touch_id = fields.UUID(required=True)
+    source = fields.String(allow_none=True, load_default=None)
+    occurred_at = fields.AwareDateTime(required=True)
+
+
+class MemberTierChangedData(_EventData):
+    member_id = fields.UUID(required=True)
+    contact_id = fields.UUID(required=True)
+    program_id = fields.UUID(required=True)
+    tier = fields.String(allow_none=True, load_default=None)
+    previous_tier = fields.String(allow_none=True, load_default=None)
+    occurred_at = fields.AwareDateTime(required=True)
+
+
+class OfferSentData(_EventData):
+    offer_id = fields.UUID(required=True)
+    contact_id = fields.UUID(required=True)
+    channel = fields.String(required=True)
+    name = fields.String(allow_none=True, load_default=None)
+    occurred_at = fields.AwareDateTime(required=True)
+
+
+CONSENT_CHANNELS = ("email", "sms", "phone", "post", "push")
+CONSENT_PURPOSES = ("marketing", "service")
+
+
+class ConsentChangedData(_EventData):
+    """A person granted or withdrew consent to be contacted on one channel for one purpose."""
+
+    contact_id = fields.UUID(required=True)
+    channel = fields.String(required=True, validate=validate.OneOf(CONSENT_CHANNELS))
+    purpose = fields.String(required=True, validate=validate.OneOf(CONSENT_PURPOSES))
+    status = fields.String(required=True, validate=validate.OneOf(["granted", "withdrawn"]))
+    occurred_at = fields.AwareDateTime(required=True)
+    source = fields.String(allow_none=True, load_default=None)
+    text_version = fields.String(allow_none=True, load_default=None)
+
+
+class FeedbackReceivedData(_EventData):
+    feedback_id = fields.UUID(required=True)
+    contact_id = fields.UUID(required=True)
+    kind = fields.String(required=True, validate=validate.OneOf(["nps", "csat"]))
+    score = fields.Integer(required=True)
+    occurred_at = fields.AwareDateTime(required=True)
+    interaction_id = fields.UUID(allow_none=True, load_default=None)
+    purchase_id = fields.UUID(allow_none=True, load_default=None)
+
+
+class ContactMergedData(_EventData):
+    """Two contacts were one person: `merged_id` is gone, every reference to it now names `survivor_id`."""
+
+    survivor_id = fields.UUID(required=True)
+    merged_id = fields.UUID(required=True)
+
+
+class ContactErasedData(_EventData):
+    """Erase every piece of personal data about this person (GDPR art. 17); report with crm.erasure.completed.
+
+    The e-mail is carried so a service can find what it keeps by address only (a lead never converted);
+    the outbox row of this event is itself purged once every service has confirmed.
+    """
+
+    erasure_id = fields.UUID(required=True)
+    contact_id = fields.UUID(required=True)
+    email = fields.String(allow_none=True, load_default=None)
+    lead_ids = fields.List(fields.UUID(), load_default=list)
+
+
+class ErasureCompletedData(_EventData):
+    erasure_id = fields.UUID(required=True)
+    contact_id = fields.UUID(required=True)
+    service = fields.String(required=True)
+
+
 CATALOG: dict[str, type[Schema]] = {
     "crm.lead.created": LeadCreatedData,
     "crm.lead.converted": LeadConvertedData,
@@ -150,6 +230,14 @@ CATALOG: dict[str, type[Schema]] = {
     "crm.partner.created": PartnerCreatedData,
     "crm.contract.created": ContractCreatedData,
     "crm.contract.terms_changed": ContractTermsChangedData,
+    "crm.lead.touched": LeadTouchedData,
+    "crm.member.tier_changed": MemberTierChangedData,
+    "crm.offer.sent": OfferSentData,
+    "crm.consent.changed": ConsentChangedData,
+    "crm.feedback.received": FeedbackReceivedData,
+    "crm.contact.merged": ContactMergedData,
+    "crm.contact.erased": ContactErasedData,
+    "crm.erasure.completed": ErasureCompletedData,
 }
 
 

@@ -7,10 +7,14 @@ from pathlib import Path
 
 import psycopg
 from sqlalchemy import JSON, BigInteger, DateTime, Index, Integer, String, Text, create_engine, event, text, types
+from sqlalchemy.dialects.postgresql import JSONB
 from sqlalchemy.engine import Engine
 from sqlalchemy.exc import DBAPIError
 from sqlalchemy.exc import TimeoutError as PoolTimeout
 from sqlalchemy.orm import DeclarativeBase, Mapped, mapped_column, sessionmaker
+
+# A JSON document: JSONB on PostgreSQL (containment `@>` and GIN indexes), JSON text elsewhere.
+JsonDocument = JSON().with_variant(JSONB(), "postgresql")
 
 # SQLite only auto-increments an INTEGER PRIMARY KEY, so the 64-bit sequence column narrows there.
 SeqType = BigInteger().with_variant(Integer(), "sqlite")

@@ -10,6 +10,11 @@ from services.common.web import create_service_app, runtime_readiness
 from services.common.worker import Worker
 
 from . import api, handlers
+
+# The contacts API, one blueprint per part of the customer record.
+BLUEPRINTS = (
+    api.blp,
+)
 from .models import InboxEntry, OutboxMessage
 
 
@@ -21,7 +26,7 @@ def build(settings: Settings | None = None) -> Runtime:
 def create_app(settings: Settings | None = None) -> Flask:
     """The contacts web application."""
     runtime = build(settings)
-    return create_service_app("contacts", title="CRM Contacts", blueprints=[api.blp], settings=runtime.settings,
+    return create_service_app("contacts", title="CRM Contacts", blueprints=list(BLUEPRINTS), settings=runtime.settings,
                               readiness=runtime_readiness(runtime), extensions={"crm.runtime": runtime})
 
 

@@ -8,7 +8,7 @@ from decimal import Decimal
 from sqlalchemy import Index, Integer, Numeric, String, UniqueConstraint, types
 from sqlalchemy.orm import Mapped, mapped_column
 
-from services.common.db import SeqType, make_base, messaging_models, new_id, utcnow
+from services.common.db import JsonDocument, SeqType, make_base, messaging_models, new_id, utcnow
 from services.common.idempotency import idempotency_model
 
 Base = make_base()
@@ -31,6 +31,8 @@ class Contact(Base):
     __tablename__ = "contacts"
     __table_args__ = (
         UniqueConstraint("id", name="uq_contacts_id"),
+        Index("ix_contacts_tags", "tags", postgresql_using="gin"),
+        Index("ix_contacts_attributes", "attributes", postgresql_using="gin"),
         # The one rule that keeps a person from being stored twice, also under concurrent conversions.
         Index("uq_contacts_email_normalized", "email_normalized", unique=True),
     )
@@ -45,6 +47,12 @@ class Contact(Base):
     job_title: Mapped[str | None] = mapped_column(String(ORG_MAX), default=None)
     phone: Mapped[str | None] = mapped_column(String(PHONE_MAX), default=None)
     origin_lead_id: Mapped[uuid.UUID | None] = mapped_column(default=None)
+    # The customer record (issue 8). Kept on the row so one read shows the whole record; see accounts.py,
+    # attributes.py and consent.py for the rules that change them.
+    account_id: Mapped[uuid.UUID | None] = mapped_column(default=None, index=True)
+    tags: Mapped[list] = mapped_column(JsonDocument, default=list)  # sorted, unique, lower-case
+    attributes: Mapped[dict] = mapped_column(JsonDocument, default=dict)  # name -> value, typed by its definition
+    consents: Mapped[dict] = mapped_column(JsonDocument, default=dict)  # "channel:purpose" -> current state
     created_at: Mapped[datetime] = mapped_column(default=utcnow)
     updated_at: Mapped[datetime] = mapped_column(default=utcnow, onupdate=utcnow)
     version: Mapped[int] = mapped_column(Integer, default=1)
@@ -120,3 +128,58 @@ class ContactPurchaseMetric(Base):
     currency: Mapped[str] = mapped_column(String(CURRENCY_LEN), primary_key=True)
     total: Mapped[Decimal] = mapped_column(Money())
     count: Mapped[int] = mapped_column(Integer, default=0)
+
+
+# -- the timeline projection ----------------------------------------------------------------------------------
+
+
+class TimelineEntry(Base):
+    """One thing that happened to a person, from any service: the customer 360's stream (timeline.py).
+
+    Keyed by the event (or record) it came from, so a redelivery adds nothing. Lead events arrive before the
+    lead has a contact: they carry `lead_id` only and join the person's stream through `contact_leads`.
+    """
+
+    __tablename__ = "timeline_entries"
+    __table_args__ = (
+        Index("ix_timeline_contact", "contact_id", "occurred_at", "seq"),
+        Index("ix_timeline_lead", "lead_id", "occurred_at", "seq"),
+    )
+
+    seq: Mapped[int] = mapped_column(SeqType, primary_key=True, autoincrement=True)
+    id: Mapped[uuid.UUID] = mapped_column(unique=True)  # the source event's or record's id
+    contact_id: Mapped[uuid.UUID | None] = mapped_column(default=None)
+    lead_id: Mapped[uuid.UUID | None] = mapped_column(default=None)
+    kind: Mapped[str] = mapped_column(String(40))
+    occurred_at: Mapped[datetime]
+    summary: Mapped[str | None] = mapped_column(String(500), default=None)
+    data: Mapped[dict] = mapped_column(JsonDocument, default=dict)
+    source: Mapped[str] = mapped_column(String(40))  # the service it came from
+    recorded_at: Mapped[datetime] = mapped_column(default=utcnow)
+
+
+class ContactLead(Base):
+    """Which leads became (or were matched to) which contact: joins a lead's earlier history to the person."""
+
+    __tablename__ = "contact_leads"
+
+    lead_id: Mapped[uuid.UUID] = mapped_column(primary_key=True)
+    contact_id: Mapped[uuid.UUID] = mapped_column(index=True)
+
+
+# -- accounts, tags and custom attributes (accounts.py, attributes.py) ---------------------------------------
+
+
+# -- interactions (interactions.py) ----------------------------------------------------------------------------
+
+
+# -- consent and feedback (consent.py, feedback.py) -------------------------------------------------------------
+
+
+# -- imports (imports.py) --------------------------------------------------------------------------------------
+
+
+# -- merges (merges.py) ----------------------------------------------------------------------------------------
+
+
+# -- erasures (erasure.py) -------------------------------------------------------------------------------------

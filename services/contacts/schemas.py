@@ -52,6 +52,13 @@ class ContactSchema(Schema):
     job_title = fields.String(allow_none=True)
     phone = fields.String(allow_none=True)
     origin_lead_id = fields.UUID(allow_none=True)
+    account_id = fields.UUID(allow_none=True, metadata={"description": "The account (company) the person belongs to."})
+    tags = fields.List(fields.String(), metadata={"description": "Sorted, lower-case."})
+    attributes = fields.Dict(keys=fields.String(), metadata={
+        "description": "Custom attribute values by name, typed by their definitions (`/api/v1/contacts/attributes`)."})
+    consents = fields.Dict(keys=fields.String(), metadata={
+        "description": "Current consent per `channel:purpose`, e.g. `email:marketing`: status, occurred_at, source, "
+                       "text_version."})
     created_at = fields.AwareDateTime()
     updated_at = fields.AwareDateTime()
     version = fields.Integer()

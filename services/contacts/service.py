@@ -7,7 +7,7 @@ from dataclasses import dataclass
 from datetime import datetime
 from decimal import Decimal
 
-from sqlalchemy import bindparam, func, or_, select
+from sqlalchemy import bindparam, select
 from sqlalchemy.dialects.postgresql import insert as pg_insert
 from sqlalchemy.orm import Session
 
@@ -18,6 +18,7 @@ from services.common.etags import NO_PRECONDITION, Precondition
 from services.common.problems import Conflict, NotFound
 from services.common.uow import UnitOfWork, insert_or_reread
 
+from .filters import contacts_statement
 from .models import (
     MONEY_PLACES,
     PROFILE_FIELDS,
@@ -356,19 +357,10 @@ def record_purchase_metrics(uow: UnitOfWork, purchase: Mapping, *, event_id: uui
         return True
 
 
-def list_contacts(uow: UnitOfWork, *, email: str | None = None, q: str | None = None, limit: int,
-                  cursor: str | None) -> dict:
-    """Contacts newest first, by exact e-mail and/or a case-insensitive search term, one page at a time."""
-    stmt = select(Contact)
-    if email:
-        stmt = stmt.where(Contact.email_normalized == normalize_email(email))
-    if q:
-        full_name = func.coalesce(Contact.first_name, "").concat(" ").concat(func.coalesce(Contact.last_name, ""))
-        stmt = stmt.where(or_(full_name.icontains(q, autoescape=True),
-                              Contact.email.icontains(q, autoescape=True),
-                              Contact.company.icontains(q, autoescape=True)))
+def list_contacts(uow: UnitOfWork, *, limit: int, cursor: str | None, **filters) -> dict:
+    """Contacts newest first, narrowed by the list's filters (filters.py), one page at a time."""
     with uow:
-        return paginate(uow.session, stmt, Contact.seq, limit=limit, cursor=cursor)
+        return paginate(uow.session, contacts_statement(**filters), Contact.seq, limit=limit, cursor=cursor)
 
 
 def update_contact(uow: UnitOfWork, contact_id: uuid.UUID, requested: Mapping, *,

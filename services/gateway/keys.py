@@ -38,7 +38,9 @@ KINDS = ("internal", "partner")
 PREFIX_LENGTH = 12
 RANDOM_BYTES = 32
 # Scopes beyond `<svc>:read|write`: no `<svc>:*` includes them, a key names them.
-PRIVILEGED_SCOPES = ("loyalty:admin", PLUGINS_READ)
+PRIVILEGED_SCOPES = ("loyalty:admin", PLUGINS_READ,
+                     # bulk or irreversible operations on personal data (docs/api-contacts.md)
+                     "contacts:import", "contacts:export", "contacts:merge", "contacts:erase")
 NAME_MAX = 100
 # Writing last_used_at on every request would turn each call into a write; a minute is precise enough.
 LAST_USED_RESOLUTION = timedelta(minutes=1)
