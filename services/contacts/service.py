@@ -15,10 +15,11 @@ from services.common.db import new_id, utcnow
 from services.common.emails import normalize_email
 from services.common.pagination import paginate
 from services.common.etags import NO_PRECONDITION, Precondition
-from services.common.problems import Conflict, NotFound
+from services.common.problems import Conflict
 from services.common.uow import UnitOfWork, insert_or_reread
 
 from .filters import contacts_statement
+from .tombstones import missing_contact
 from .models import (
     MONEY_PLACES,
     PROFILE_FIELDS,
@@ -108,7 +109,7 @@ def _get(session: Session, contact_id: uuid.UUID, *, lock: bool = False) -> Cont
         stmt = stmt.with_for_update()
     contact = session.scalar(stmt)
     if contact is None:
-        raise NotFound(f"No contact with id {contact_id}.")
+        raise missing_contact(session, contact_id)
     return contact
 
 
@@ -312,8 +313,8 @@ def get_contact_details(uow: UnitOfWork, contact_id: uuid.UUID) -> dict:
     """One contact's fields and its `purchases` block (404 when unknown)."""
     with uow:
         rows = uow.session.execute(_CONTACT_DETAILS, {"contact_id": contact_id}).all()
-    if not rows:
-        raise NotFound(f"No contact with id {contact_id}.")
+        if not rows:
+            raise missing_contact(uow.session, contact_id)
     first = rows[0]
     summary = first if first.purchase_count is not None else None
     metrics = [_Spend(row.metric_currency, row.metric_total, row.metric_count)
