@@ -199,13 +199,14 @@ def _refuse(_text):
     raise ValueError
 
 
-def _page_after(key: ColumnElement, seq_column, descending: bool, position: tuple[object, int]):
+def _page_after(key: ColumnElement, seq_column, descending: bool, nullable: bool, position: tuple[object, int]):
     value, seq = position
     if value is None:  # nulls come last: after a null only later nulls remain
         return and_(key.is_(None), seq_column < seq if descending else seq_column > seq)
     # Typed binds: the value goes through the column's own type (a TypeDecorator's bind processing included).
     row, at = tuple_(key, seq_column), tuple_(literal(value, key.type), literal(seq, seq_column.type))
-    return or_(row < at if descending else row > at, key.is_(None))
+    after = row < at if descending else row > at
+    return or_(after, key.is_(None)) if nullable else after
 
 
 def paginate(session, stmt, seq_column, *, limit: int, cursor: str | None, sort: str | None = None,
@@ -228,10 +229,13 @@ def paginate(session, stmt, seq_column, *, limit: int, cursor: str | None, sort:
                             errors={"sort": ["Must be one of: " + ", ".join(
                                 f"{field}, -{field}" for field in sorted(columns or ())) + "."]})
     key = columns[name]
+    # A NOT NULL column needs no null handling, and without it a (column, seq) index serves both directions.
+    nullable = getattr(key, "nullable", True) is not False
     position = decode_sort_cursor(cursor, sort, _column_tag(key))
     if position is not None:
-        stmt = stmt.where(_page_after(key, seq_column, descending, position))
-    ordering = (key.desc().nulls_last(), seq_column.desc()) if descending else (key.asc().nulls_last(), seq_column)
+        stmt = stmt.where(_page_after(key, seq_column, descending, nullable, position))
+    ordering = key.desc() if descending else key.asc()
+    ordering = (ordering.nulls_last() if nullable else ordering, seq_column.desc() if descending else seq_column)
     # The sort value rides along as an extra column: the cursor needs it even when `key` is an expression.
     rows = session.execute(stmt.add_columns(key.label(_SORT_KEY)).order_by(*ordering).limit(limit + 1)).all()
     next_cursor = None
