@@ -209,6 +209,32 @@ def _page_after(key: ColumnElement, seq_column, descending: bool, nullable: bool
     return or_(after, key.is_(None)) if nullable else after
 
 
+class Keyset:
+    """Where one page of a `sort=` list starts and how it is ordered, for a query `paginate` cannot run itself."""
+
+    def __init__(self, seq_column, *, sort: str, columns: Mapping[str, ColumnElement], cursor: str | None):
+        descending, name = sort.startswith("-"), sort.removeprefix("-")
+        if not columns or name not in columns:
+            raise Unprocessable(f"This list cannot be sorted by {name}.",
+                                errors={"sort": ["Must be one of: " + ", ".join(
+                                    f"{field}, -{field}" for field in sorted(columns or ())) + "."]})
+        self.sort, self.seq_column = sort, seq_column
+        self.key = key = columns[name]
+        # A NOT NULL column needs no null handling, and without it a (column, seq) index serves both directions.
+        nullable = getattr(key, "nullable", True) is not False
+        position = decode_sort_cursor(cursor, sort, _column_tag(key))
+        #: The condition rows after the cursor meet, or None on the first page.
+        self.after = None if position is None else _page_after(key, seq_column, descending, nullable, position)
+        direction = key.desc() if descending else key.asc()
+        #: The ORDER BY clauses: the sort column, then the sequence in the same direction.
+        self.order_by = (direction.nulls_last() if nullable else direction,
+                         seq_column.desc() if descending else seq_column)
+
+    def next_cursor(self, last_row, value) -> str:
+        """The cursor after `last_row` (an ORM object with the sequence column) whose sort value is `value`."""
+        return encode_sort_cursor(self.sort, value, getattr(last_row, self.seq_column.key))
+
+
 def paginate(session, stmt, seq_column, *, limit: int, cursor: str | None, sort: str | None = None,
              columns: Mapping[str, ColumnElement] | None = None) -> dict:
     """Run `stmt` for one page and return {"items", "next_cursor"}: newest first, or by `sort` (a key of `columns`).
@@ -223,23 +249,11 @@ def paginate(session, stmt, seq_column, *, limit: int, cursor: str | None, sort:
         rows = list(session.scalars(stmt.order_by(seq_column.desc()).limit(limit + 1)))
         next_cursor = encode_cursor(getattr(rows[limit - 1], seq_column.key)) if len(rows) > limit else None
         return {"items": rows[:limit], "next_cursor": next_cursor}
-    descending, name = sort.startswith("-"), sort.removeprefix("-")
-    if not columns or name not in columns:
-        raise Unprocessable(f"This list cannot be sorted by {name}.",
-                            errors={"sort": ["Must be one of: " + ", ".join(
-                                f"{field}, -{field}" for field in sorted(columns or ())) + "."]})
-    key = columns[name]
-    # A NOT NULL column needs no null handling, and without it a (column, seq) index serves both directions.
-    nullable = getattr(key, "nullable", True) is not False
-    position = decode_sort_cursor(cursor, sort, _column_tag(key))
-    if position is not None:
-        stmt = stmt.where(_page_after(key, seq_column, descending, nullable, position))
-    ordering = key.desc() if descending else key.asc()
-    ordering = (ordering.nulls_last() if nullable else ordering, seq_column.desc() if descending else seq_column)
-    # The sort value rides along as an extra column: the cursor needs it even when `key` is an expression.
-    rows = session.execute(stmt.add_columns(key.label(_SORT_KEY)).order_by(*ordering).limit(limit + 1)).all()
-    next_cursor = None
-    if len(rows) > limit:
-        last, value = rows[limit - 1]
-        next_cursor = encode_sort_cursor(sort, value, getattr(last, seq_column.key))
+    keyset = Keyset(seq_column, sort=sort, columns=columns, cursor=cursor)
+    if keyset.after is not None:
+        stmt = stmt.where(keyset.after)
+    # The sort value rides along as an extra column: the cursor needs it even when the key is an expression.
+    rows = session.execute(stmt.add_columns(keyset.key.label(_SORT_KEY)).order_by(*keyset.order_by)
+                           .limit(limit + 1)).all()
+    next_cursor = keyset.next_cursor(*rows[limit - 1]) if len(rows) > limit else None
     return {"items": [row[0] for row in rows[:limit]], "next_cursor": next_cursor}
