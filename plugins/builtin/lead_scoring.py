@@ -9,6 +9,7 @@ from __future__ import annotations
 import re
 
 from crm_plugins import LeadInput, ScoreFactor, hookimpl
+from crm_plugins.mail_domains import is_disposable_mail, is_free_mail
 
 # --- completeness -------------------------------------------------------------------------------------------
 
@@ -37,50 +38,16 @@ COMPANY_DOMAIN_POINTS = 20
 FREE_MAIL_POINTS = 0
 DISPOSABLE_POINTS = -20
 
-# Providers recognised in any country variant: yahoo.co.uk, hotmail.de, gmx.at ...
-FREE_MAIL_BRANDS = frozenset({
-    "gmail", "googlemail", "yahoo", "ymail", "rocketmail", "hotmail", "outlook", "gmx", "aol", "icloud",
-    "proton", "protonmail", "yandex",
-})
-# Providers whose name alone would be ambiguous (web.com is a company; web.de is free mail).
-FREE_MAIL_DOMAINS = frozenset({
-    "web.de", "live.com", "msn.com", "me.com", "mac.com", "mail.ru", "bk.ru", "inbox.ru", "list.ru",
-    "mail.com", "email.com", "pm.me", "t-online.de", "freenet.de", "posteo.de", "mailbox.org", "zoho.com",
-    "zohomail.com", "fastmail.com", "tutanota.com", "tuta.io", "qq.com", "163.com", "126.com", "naver.com",
-    "seznam.cz", "wp.pl", "o2.pl", "interia.pl", "libero.it", "orange.fr", "laposte.net", "free.fr",
-    "btinternet.com", "comcast.net", "verizon.net", "att.net", "rediffmail.com",
-})
-DISPOSABLE_BRANDS = frozenset({
-    "mailinator", "guerrillamail", "sharklasers", "yopmail", "10minutemail", "tempmail", "temp-mail",
-    "throwawaymail", "trashmail", "getnada", "dispostable", "maildrop", "mailnesia", "fakeinbox", "mintemail",
-    "spamgourmet", "emailondeck", "moakt", "burnermail", "tempail", "mohmal", "mytemp",
-})
-# A country suffix such as "de", "com", "co.uk", "com.br".
-_PUBLIC_SUFFIX = re.compile(r"^(?:[a-z]{2,3}|co\.[a-z]{2}|com?\.[a-z]{2})$")
-
-
-def _brand(domain: str, brands: frozenset[str]) -> str | None:
-    """The provider brand when `domain` is `<brand>.<public suffix>` or a subdomain of it."""
-    labels = domain.split(".")
-    for i, label in enumerate(labels[:-1]):
-        if label in brands and _PUBLIC_SUFFIX.match(".".join(labels[i + 1:])):
-            return label
-    return None
-
-
-def _is_or_under(domain: str, known: frozenset[str]) -> bool:
-    return any(domain == d or domain.endswith("." + d) for d in known)
-
 
 def email_domain(lead: LeadInput) -> ScoreFactor:
     """A company domain earns points, free mail earns none, a disposable address loses points."""
     domain = lead.email_domain
     if not domain:
         return ScoreFactor("no_email_domain", 0, f"e-mail {lead.email!r} has no domain to judge")
-    if _brand(domain, DISPOSABLE_BRANDS):
+    if is_disposable_mail(domain):
         return ScoreFactor("disposable_domain", DISPOSABLE_POINTS,
                            f"{domain} is a disposable (throw-away) mail service")
-    if _brand(domain, FREE_MAIL_BRANDS) or _is_or_under(domain, FREE_MAIL_DOMAINS):
+    if is_free_mail(domain):
         return ScoreFactor("free_mail_domain", FREE_MAIL_POINTS,
                            f"{domain} is a free mail provider, so it says nothing about an employer")
     return ScoreFactor("company_domain", COMPANY_DOMAIN_POINTS, f"{domain} looks like a company domain")

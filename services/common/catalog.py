@@ -146,6 +146,19 @@ class LeadTouchedData(_EventData):
     touch_id = fields.UUID(required=True)
     source = fields.String(allow_none=True, load_default=None)
     occurred_at = fields.AwareDateTime(required=True)
+    campaign = fields.String(allow_none=True, load_default=None)
+
+
+class InteractionRecordedData(_EventData):
+    """A call, meeting, e-mail, inquiry, complaint or note was recorded for a contact (its text stays in contacts)."""
+
+    interaction_id = fields.UUID(required=True)
+    contact_id = fields.UUID(required=True)
+    type = fields.String(required=True)
+    channel = fields.String(allow_none=True, load_default=None)
+    direction = fields.String(allow_none=True, load_default=None)
+    occurred_at = fields.AwareDateTime(required=True)
+    category = fields.String(allow_none=True, load_default=None)  # complaints only
 
 
 class MemberTierChangedData(_EventData):
@@ -179,6 +192,8 @@ class ConsentChangedData(_EventData):
     occurred_at = fields.AwareDateTime(required=True)
     source = fields.String(allow_none=True, load_default=None)
     text_version = fields.String(allow_none=True, load_default=None)
+    # Whether it became the person's current consent: an older statement arriving late is history only.
+    current = fields.Boolean(allow_none=True, load_default=None)
 
 
 class FeedbackReceivedData(_EventData):
@@ -196,6 +211,9 @@ class ContactMergedData(_EventData):
 
     survivor_id = fields.UUID(required=True)
     merged_id = fields.UUID(required=True)
+    # Ids merged into `merged_id` before: they live on as `survivor_id` now too. A consumer re-points them all, so
+    # the result is right whichever of two chained merges' events it handles first.
+    previously_merged_ids = fields.List(fields.UUID(), load_default=list)
 
 
 class ContactErasedData(_EventData):
@@ -238,6 +256,7 @@ CATALOG: dict[str, type[Schema]] = {
     "crm.contact.merged": ContactMergedData,
     "crm.contact.erased": ContactErasedData,
     "crm.erasure.completed": ErasureCompletedData,
+    "crm.interaction.recorded": InteractionRecordedData,
 }
 
 

@@ -2,6 +2,7 @@
 from __future__ import annotations
 
 import logging
+import re
 
 from flask import Flask, g, jsonify, request
 from werkzeug.exceptions import HTTPException, InternalServerError
@@ -63,8 +64,31 @@ class Unprocessable(Problem):
     status, slug, title = 422, "validation-error", "Unprocessable content"
 
 
-_SLUGS = {400: "bad-request", 401: "unauthorized", 403: "forbidden", 404: "not-found", 405: "method-not-allowed",
-          409: "conflict", 412: "precondition-failed", 413: "payload-too-large", 414: "uri-too-long",
+class Moved(Problem):
+    """A record that lives on under another id (a merged contact): a read is sent there, a write refused.
+
+    GET and HEAD answer 301 with Location, the request's URL with `old_id` replaced by `new_id`; any other method
+    (or a URL that does not name `old_id`) answers 410. The extra members (e.g. `survivor_id`) go out with both.
+    """
+
+    status, slug, title = 410, "moved", "Moved"
+
+    def __init__(self, detail: str, *, old_id, new_id, **extra):
+        super().__init__(detail, **extra)
+        self.old_id, self.new_id = str(old_id), str(new_id)
+
+    def location(self) -> str | None:
+        """Where a read of this request's URL goes now; None when it is not one, or the URL does not name old_id."""
+        if request.method not in ("GET", "HEAD"):
+            return None
+        url = request.full_path if request.query_string else request.path
+        # Case-insensitively: the path converter accepts an upper-case UUID as well.
+        moved, found = re.subn(re.escape(self.old_id), self.new_id, url, flags=re.IGNORECASE)
+        return moved if found else None
+
+
+_SLUGS = {301: "moved", 400: "bad-request", 401: "unauthorized", 403: "forbidden", 404: "not-found",
+          405: "method-not-allowed", 409: "conflict", 410: "gone", 412: "precondition-failed", 413: "payload-too-large", 414: "uri-too-long",
           415: "unsupported-media-type",
           422: "validation-error", 428: "precondition-required", 429: "too-many-requests",
           431: "request-header-fields-too-large",
@@ -109,6 +133,10 @@ def register_problem_handlers(app: Flask) -> None:
         principal = g.get("principal")
         if exc.read_scope and not (principal is not None and principal.has_scope(exc.read_scope)):
             return problem_response(exc.status, exc.title, exc.writer_detail, slug=exc.slug)
+        location = exc.location() if isinstance(exc, Moved) else None
+        if location:
+            return problem_response(301, exc.title, exc.detail, slug=exc.slug, headers={"Location": location},
+                                    **exc.extra)
         return problem_response(exc.status, exc.title, exc.detail, slug=exc.slug, **exc.extra)
 
     @app.errorhandler(HTTPException)

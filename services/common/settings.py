@@ -110,6 +110,16 @@ def _log_level(name: str, raw: str) -> str:
     return level
 
 
+def _phone_region(name: str, raw: str) -> str:
+    """An ISO 3166 region that phone numbers written without +country code are read in (e.g. DE, US)."""
+    import phonenumbers  # only read when the variable is set
+
+    region = raw.strip().upper()
+    if region not in phonenumbers.SUPPORTED_REGIONS:
+        raise SettingsError(name, f"expected a two-letter region code such as DE or US, got {raw!r}")
+    return region
+
+
 RATE_LIMIT_OFF = ("0", "off")
 
 
@@ -190,6 +200,8 @@ class Settings:
     worker_host: str = DEFAULT_WORKER_HOST  # where a worker serves /healthz, /readyz and /metrics
     worker_port: int = DEFAULT_WORKER_PORT
     retention_days: int = 7  # published outbox rows, inbox rows and idempotency keys older than this are purged
+    # Where a phone number without +country code is (duplicate contacts); None: such numbers match digit for digit.
+    default_phone_region: str | None = None
 
     def replace(self, **changes) -> "Settings":
         """A copy with some values changed (tests use this)."""
@@ -313,4 +325,5 @@ def from_env(service: str, env: Mapping[str, str] | None = None, *, require_secr
         worker_host=_read(env, "CRM_WORKER_HOST", _host, DEFAULT_WORKER_HOST),
         worker_port=_read(env, "CRM_WORKER_PORT", _port, DEFAULT_WORKER_PORT),
         retention_days=_read(env, "CRM_RETENTION_DAYS", _retention_days, Settings.retention_days),
+        default_phone_region=_read(env, "CRM_DEFAULT_PHONE_REGION", _phone_region, None),
     )

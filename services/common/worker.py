@@ -1,10 +1,11 @@
-"""`crm worker <svc>`: the outbox relay, the event consumer and the retention purge of one service in one process,
-with /healthz, /readyz and /metrics on a port of their own (CRM_WORKER_HOST:CRM_WORKER_PORT)."""
+"""`crm worker <svc>`: the outbox relay, the event consumer, the retention purge and the service's own background
+jobs in one process, with /healthz, /readyz and /metrics on a port of their own (CRM_WORKER_HOST:CRM_WORKER_PORT)."""
 from __future__ import annotations
 
 import logging
 import signal
 import threading
+from collections.abc import Callable, Mapping
 
 from .broker import Bindings
 from .consumer import Consumer, Handler, InboxDispatcher
@@ -18,11 +19,19 @@ log = logging.getLogger("crm.worker")
 
 NOT_CONNECTED = "not connected to the broker"
 
+# A service's background job: runs until the event is set, surviving its own failures (a dead thread ends the process).
+BackgroundJob = Callable[[threading.Event], None]
+
 
 class Worker:
-    """Runs the relay, the consumer and the retention purge on threads of their own until stopped."""
+    """Runs the relay, the consumer, the retention purge and each background job on a thread of its own.
 
-    def __init__(self, runtime: Runtime, handlers: dict[str, Handler], bindings: Bindings):
+    `jobs` (name -> callable taking the stop event) is how a service adds work of its own, e.g. the contacts
+    imports; each shows in /healthz under its name.
+    """
+
+    def __init__(self, runtime: Runtime, handlers: dict[str, Handler], bindings: Bindings, *,
+                 jobs: Mapping[str, BackgroundJob] | None = None):
         s = runtime.settings
         self.runtime = runtime
         self.stop_event = threading.Event()
@@ -42,13 +51,14 @@ class Worker:
             if handlers else None
         self.retention = RetentionPurge(runtime.session_factory, runtime.outbox_model, runtime.inbox_model,
                                         retention_days=s.retention_days)
+        self.jobs = dict(jobs or {})
         self.ops: OpsServer | None = None
         self._threads: list[threading.Thread] = []
 
     def start(self) -> None:
-        """Start the relay, consumer and retention threads."""
+        """Start the relay, consumer, retention and background job threads."""
         targets = [("relay", self.relay.run)] + ([("consumer", self.consumer.run)] if self.consumer else []) \
-            + [("retention", self.retention.run)]
+            + [("retention", self.retention.run)] + list(self.jobs.items())
         for name, target in targets:
             t = threading.Thread(target=target, args=(self.stop_event,), name=f"{self.runtime.settings.service}-{name}", daemon=True)
             t.start()
@@ -63,7 +73,7 @@ class Worker:
         return self.ops.start()
 
     def threads_alive(self) -> dict[str, bool]:
-        """Each loop's thread by name (relay, consumer, retention) and whether it runs."""
+        """Each loop's thread by name (relay, consumer, retention, the jobs) and whether it runs."""
         prefix = f"{self.runtime.settings.service}-"
         return {t.name.removeprefix(prefix): t.is_alive() for t in self._threads}
 

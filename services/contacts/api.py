@@ -7,7 +7,7 @@ the flask-smorest decorators (it stores the serialised response); every view tak
 """
 from __future__ import annotations
 
-from flask import request
+from flask import Response, request
 from flask.views import MethodView
 from flask_smorest import Blueprint
 
@@ -16,7 +16,7 @@ from services.common.idempotency import HEADER_PARAMETER, idempotent
 from services.common.identity import record_or_receipt, requires
 from services.common.web import read_uow, uow
 
-from . import service
+from . import service, vcard
 from .models import IdempotencyRecord
 from .schemas import (
     ContactCreateSchema,
@@ -50,7 +50,7 @@ class Contacts(MethodView):
     @blp.arguments(ContactQuerySchema, location="query")
     @blp.response(200, ContactPageSchema)
     def get(self, args):
-        """List contacts, newest first, by exact e-mail or a search term over name, e-mail and company."""
+        """List contacts, newest first or by `sort`, by exact e-mail or a search term over name, e-mail and company."""
         return service.list_contacts(read_uow(), **args)
 
     @requires("contacts:write")
@@ -71,10 +71,14 @@ class ContactById(MethodView):
     @requires("contacts:read")
     @blp.response(200, ContactDetailSchema, headers=_ETAG_HEADER)
     @blp.alt_response(404, description="No contact has this id.")
+    @blp.doc(responses={"200": {"content": {vcard.MEDIA_TYPE: {"schema": {"type": "string"}}}}})
     def get(self, contact_id):
-        """One contact with its purchase metrics, and its version as the ETag."""
+        """One contact with its purchase metrics, and its version as the ETag; a vCard 4.0 for `Accept: text/vcard`."""
         details = service.get_contact_details(read_uow(), contact_id)
-        return details, 200, {"ETag": etag(details["version"])}
+        headers = {"ETag": etag(details["version"])}
+        if vcard.wanted(request.accept_mimetypes):
+            return Response(vcard.vcard(details), mimetype=vcard.MEDIA_TYPE, headers=headers)
+        return details, 200, headers
 
     @requires("contacts:write")
     @blp.arguments(ContactUpdateSchema)

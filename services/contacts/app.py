@@ -10,10 +10,29 @@ from services.common.web import create_service_app, runtime_readiness
 from services.common.worker import Worker
 
 from . import api, handlers
+from . import accounts_api, attributes_api, tags_api
+from . import consent_api, feedback_api
+from . import interactions_api, timeline_api
+from . import merges_api
+from . import erasure, erasure_api
+from . import export_api, imports_api
+from .import_jobs import ImportJob
 
 # The contacts API, one blueprint per part of the customer record.
 BLUEPRINTS = (
     api.blp,
+    accounts_api.blp,
+    tags_api.blp,
+    attributes_api.blp,
+    consent_api.blp,
+    feedback_api.blp,
+    feedback_api.analytics_blp,
+    interactions_api.blp,
+    timeline_api.blp,
+    merges_api.blp,
+    erasure_api.blp,
+    imports_api.blp,
+    export_api.blp,
 )
 from .models import InboxEntry, OutboxMessage
 
@@ -31,5 +50,8 @@ def create_app(settings: Settings | None = None) -> Flask:
 
 
 def create_worker(settings: Settings | None = None, *, bindings: Bindings) -> Worker:
-    """The contacts worker: outbox relay plus the crm.lead.converted and crm.purchase.recorded consumer."""
-    return Worker(build(settings), handlers.HANDLERS, bindings)
+    """The contacts worker: outbox relay, the consumer of the events handlers.HANDLERS takes, and CSV imports."""
+    runtime = build(settings)
+    # The erasure handlers learn from the bindings which services must confirm an erasure.
+    return Worker(runtime, erasure.with_confirmers(handlers.HANDLERS, bindings), bindings,
+                  jobs={"imports": ImportJob(runtime).run})

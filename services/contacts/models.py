@@ -5,11 +5,13 @@ import uuid
 from datetime import datetime
 from decimal import Decimal
 
-from sqlalchemy import Index, Integer, Numeric, String, UniqueConstraint, types
+from sqlalchemy import CheckConstraint, Index, Integer, Numeric, SmallInteger, String, UniqueConstraint, types
 from sqlalchemy.orm import Mapped, mapped_column
 
 from services.common.db import JsonDocument, SeqType, make_base, messaging_models, new_id, utcnow
 from services.common.idempotency import idempotency_model
+
+from .dialects import email_domain
 
 Base = make_base()
 OutboxMessage, InboxEntry = messaging_models(Base)
@@ -169,17 +171,301 @@ class ContactLead(Base):
 
 # -- accounts, tags and custom attributes (accounts.py, attributes.py) ---------------------------------------
 
+ACCOUNT_NAME_MAX = 200
+DOMAIN_MAX = 253  # a host name (RFC 1035), in its IDNA ASCII form
+INDUSTRY_MAX = 100
+OWNER_MAX = 100
+SIZE_BANDS = ("1-10", "11-50", "51-200", "201-1000", "1001-5000", "5001+")
+ADDRESS_LIMITS = {"street": 200, "city": 100, "postal_code": 20, "region": 100, "country": 2}
+ADDRESS_FIELDS = tuple(ADDRESS_LIMITS)
+
+
+class Account(Base):
+    """A company the contacts work for: contacts name it by `account_id`; new ones join it by e-mail domain."""
+
+    __tablename__ = "accounts"
+    __table_args__ = (
+        # One account per domain: the domain is what new contacts are matched on.
+        Index("uq_accounts_domain", "domain", unique=True),
+        Index("ix_accounts_tags", "tags", postgresql_using="gin"),
+    )
+
+    seq: Mapped[int] = mapped_column(SeqType, primary_key=True, autoincrement=True)
+    id: Mapped[uuid.UUID] = mapped_column(unique=True, default=new_id)
+    name: Mapped[str] = mapped_column(String(ACCOUNT_NAME_MAX))
+    domain: Mapped[str | None] = mapped_column(String(DOMAIN_MAX), default=None)  # lower-case IDNA ASCII
+    industry: Mapped[str | None] = mapped_column(String(INDUSTRY_MAX), default=None)
+    size_band: Mapped[str | None] = mapped_column(String(10), default=None)
+    street: Mapped[str | None] = mapped_column(String(ADDRESS_LIMITS["street"]), default=None)
+    city: Mapped[str | None] = mapped_column(String(ADDRESS_LIMITS["city"]), default=None)
+    postal_code: Mapped[str | None] = mapped_column(String(ADDRESS_LIMITS["postal_code"]), default=None)
+    region: Mapped[str | None] = mapped_column(String(ADDRESS_LIMITS["region"]), default=None)
+    country: Mapped[str | None] = mapped_column(String(ADDRESS_LIMITS["country"]), default=None)  # ISO 3166-1
+    owner: Mapped[str | None] = mapped_column(String(OWNER_MAX), default=None)
+    tags: Mapped[list] = mapped_column(JsonDocument, default=list)  # sorted, unique, lower-case
+    created_at: Mapped[datetime] = mapped_column(default=utcnow)
+    updated_at: Mapped[datetime] = mapped_column(default=utcnow, onupdate=utcnow)
+    version: Mapped[int] = mapped_column(Integer, default=1)
+
+    @property
+    def address(self) -> dict:
+        """The postal address as one block, as the API shows it."""
+        return {name: getattr(self, name) for name in ADDRESS_FIELDS}
+
+
+# The contacts an account with a new domain takes in (accounts.attach_domain), found without reading the rest.
+Index("ix_contacts_unassigned_domain", email_domain(Contact.email_normalized),
+      postgresql_where=Contact.account_id.is_(None)).ddl_if(dialect="postgresql")
+
+ATTRIBUTE_NAME_MAX = 40
+ATTRIBUTE_TYPES = ("string", "number", "date", "boolean", "enum")
+ATTRIBUTE_LABEL_MAX = 100
+ATTRIBUTE_DESCRIPTION_MAX = 500
+
+
+class AttributeDefinition(Base):
+    """A custom attribute contacts may carry in `attributes`: its name, type, and the options of an enum."""
+
+    __tablename__ = "attribute_definitions"
+
+    seq: Mapped[int] = mapped_column(SeqType, primary_key=True, autoincrement=True)
+    name: Mapped[str] = mapped_column(String(ATTRIBUTE_NAME_MAX), unique=True)
+    type: Mapped[str] = mapped_column(String(10))
+    label: Mapped[str] = mapped_column(String(ATTRIBUTE_LABEL_MAX))
+    description: Mapped[str | None] = mapped_column(String(ATTRIBUTE_DESCRIPTION_MAX), default=None)
+    options: Mapped[list] = mapped_column(JsonDocument, default=list)  # an enum's allowed values; [] otherwise
+    max_length: Mapped[int | None] = mapped_column(Integer, default=None)  # a string's limit
+    created_at: Mapped[datetime] = mapped_column(default=utcnow)
+
 
 # -- interactions (interactions.py) ----------------------------------------------------------------------------
+
+INTERACTION_TYPES = ("call", "meeting", "email", "inquiry", "complaint", "note")
+INTERACTION_CHANNELS = ("phone", "email", "sms", "chat", "web", "in_person", "social", "post")
+INTERACTION_DIRECTIONS = ("inbound", "outbound")
+COMPLAINT_CATEGORIES = ("product", "service", "billing", "delivery", "staff", "other")
+COMPLAINT_STATUSES = ("open", "resolved")
+INTERACTION_SUMMARY_MAX = 2000
+INTERACTION_OUTCOME_MAX = 500
+COMPLAINT_RESOLUTION_MAX = 2000
+INTERACTION_ACTOR_MAX = 200  # an API key id (the principal), as the idempotency keys store it
+
+
+class Interaction(Base):
+    """One call, meeting, e-mail, inquiry, complaint or note with a person; a complaint is open until resolved.
+
+    Kept by contact id without a foreign key, like consent and feedback: merges move it, erasure removes it.
+    """
+
+    __tablename__ = "interactions"
+    __table_args__ = (
+        # A contact's interactions in the list's default order (newest occurred_at first, seq as tiebreak).
+        Index("ix_interactions_contact", "contact_id", "occurred_at", "seq"),
+        # Complaints by status across contacts: what termination policies (serial complainers) will read.
+        Index("ix_interactions_complaint_status", "status", "contact_id"),
+        # Only complaints carry a category and a status; a resolved one says when, by whom and how.
+        CheckConstraint("(type = 'complaint' AND category IS NOT NULL AND status IN ('open', 'resolved')"
+                        " AND (status = 'resolved') = (resolved_at IS NOT NULL))"
+                        " OR (type <> 'complaint' AND category IS NULL AND status IS NULL AND resolution IS NULL"
+                        " AND resolved_at IS NULL AND resolved_by IS NULL)", name="ck_interactions_complaint"),
+    )
+
+    seq: Mapped[int] = mapped_column(SeqType, primary_key=True, autoincrement=True)
+    id: Mapped[uuid.UUID] = mapped_column(unique=True, default=new_id)
+    contact_id: Mapped[uuid.UUID]
+    type: Mapped[str] = mapped_column(String(20))
+    channel: Mapped[str | None] = mapped_column(String(20), default=None)
+    direction: Mapped[str | None] = mapped_column(String(10), default=None)
+    occurred_at: Mapped[datetime]
+    summary: Mapped[str] = mapped_column(String(INTERACTION_SUMMARY_MAX))
+    outcome: Mapped[str | None] = mapped_column(String(INTERACTION_OUTCOME_MAX), default=None)
+    recorded_by: Mapped[str] = mapped_column(String(INTERACTION_ACTOR_MAX))
+    category: Mapped[str | None] = mapped_column(String(20), default=None)
+    status: Mapped[str | None] = mapped_column(String(10), default=None)
+    resolution: Mapped[str | None] = mapped_column(String(COMPLAINT_RESOLUTION_MAX), default=None)
+    resolved_at: Mapped[datetime | None] = mapped_column(default=None)
+    resolved_by: Mapped[str | None] = mapped_column(String(INTERACTION_ACTOR_MAX), default=None)
+    created_at: Mapped[datetime] = mapped_column(default=utcnow)
+    updated_at: Mapped[datetime] = mapped_column(default=utcnow, onupdate=utcnow)
+    version: Mapped[int] = mapped_column(Integer, default=1)
 
 
 # -- consent and feedback (consent.py, feedback.py) -------------------------------------------------------------
 
+# Kept by contact id without a foreign key, like the purchases: merges and erasure move or remove them.
+CONSENT_KEY_MAX = 10  # channel, purpose and status names
+CONSENT_SOURCE_MAX = 100
+CONSENT_TEXT_VERSION_MAX = 50
+FEEDBACK_COMMENT_MAX = 2000
+FEEDBACK_LABEL_MAX = 100  # survey and channel labels
+PRINCIPAL_MAX = 200  # an API key id, as the idempotency keys store it
+
+
+class ConsentChange(Base):
+    """One consent granted or withdrawn, as recorded: the history behind `Contact.consents` (consent.py)."""
+
+    __tablename__ = "consent_changes"
+    __table_args__ = (
+        Index("ix_consent_changes_contact", "contact_id", "seq"),
+        CheckConstraint("status IN ('granted', 'withdrawn')", name="ck_consent_changes_status"),
+    )
+
+    seq: Mapped[int] = mapped_column(SeqType, primary_key=True, autoincrement=True)
+    id: Mapped[uuid.UUID] = mapped_column(unique=True, default=new_id)
+    contact_id: Mapped[uuid.UUID]
+    channel: Mapped[str] = mapped_column(String(CONSENT_KEY_MAX))
+    purpose: Mapped[str] = mapped_column(String(CONSENT_KEY_MAX))
+    status: Mapped[str] = mapped_column(String(CONSENT_KEY_MAX))
+    occurred_at: Mapped[datetime]  # when the person said it
+    source: Mapped[str] = mapped_column(String(CONSENT_SOURCE_MAX))
+    text_version: Mapped[str | None] = mapped_column(String(CONSENT_TEXT_VERSION_MAX), default=None)
+    current: Mapped[bool]  # whether it became the current state when it was recorded
+    recorded_by: Mapped[str] = mapped_column(String(PRINCIPAL_MAX))  # the API key (principal) that recorded it
+    recorded_at: Mapped[datetime] = mapped_column(default=utcnow)
+
+
+class Feedback(Base):
+    """One survey answer: NPS (0-10) about the relationship, or CSAT (1-5) about one interaction or purchase."""
+
+    __tablename__ = "feedback"
+    __table_args__ = (
+        Index("ix_feedback_contact", "contact_id", "seq"),
+        # The analytics aggregate reads a window of answers from the index alone.
+        Index("ix_feedback_occurred_at", "occurred_at", postgresql_include=["kind", "score", "contact_id"]),
+        CheckConstraint("(kind = 'nps' AND score BETWEEN 0 AND 10 AND interaction_id IS NULL AND purchase_id IS NULL)"
+                        " OR (kind = 'csat' AND score BETWEEN 1 AND 5"
+                        " AND (interaction_id IS NULL) <> (purchase_id IS NULL))", name="ck_feedback_kind"),
+    )
+
+    seq: Mapped[int] = mapped_column(SeqType, primary_key=True, autoincrement=True)
+    id: Mapped[uuid.UUID] = mapped_column(unique=True, default=new_id)
+    contact_id: Mapped[uuid.UUID]
+    kind: Mapped[str] = mapped_column(String(10))
+    score: Mapped[int] = mapped_column(SmallInteger)
+    comment: Mapped[str | None] = mapped_column(String(FEEDBACK_COMMENT_MAX), default=None)
+    interaction_id: Mapped[uuid.UUID | None] = mapped_column(default=None)
+    purchase_id: Mapped[uuid.UUID | None] = mapped_column(default=None)
+    occurred_at: Mapped[datetime]
+    survey: Mapped[str | None] = mapped_column(String(FEEDBACK_LABEL_MAX), default=None)
+    channel: Mapped[str | None] = mapped_column(String(FEEDBACK_LABEL_MAX), default=None)
+    recorded_by: Mapped[str] = mapped_column(String(PRINCIPAL_MAX))
+    recorded_at: Mapped[datetime] = mapped_column(default=utcnow)
+
 
 # -- imports (imports.py) --------------------------------------------------------------------------------------
+
+IMPORT_STATUSES = ("pending", "running", "completed", "failed")
+IMPORT_MESSAGE_MAX = 500
+IMPORT_FIELD_MAX = 120  # a contact field, `attributes.<name>` included
+
+
+class ContactImport(Base):
+    """One CSV import: its column mapping, how far the worker got and what it did (imports.py, import_jobs.py).
+
+    `processed` is the checkpoint: the data rows before it are applied, in the same transaction that moved it.
+    A worker holds the import by its lease while it runs; a crashed worker's lease expires and another resumes.
+    """
+
+    __tablename__ = "contact_imports"
+    __table_args__ = (Index("ix_contact_imports_status", "status", "seq"),)
+
+    seq: Mapped[int] = mapped_column(SeqType, primary_key=True, autoincrement=True)
+    id: Mapped[uuid.UUID] = mapped_column(unique=True, default=new_id)
+    status: Mapped[str] = mapped_column(String(10), default="pending")
+    mapping: Mapped[dict] = mapped_column(JsonDocument)  # CSV header -> contact field
+    total_rows: Mapped[int] = mapped_column(Integer)
+    processed: Mapped[int] = mapped_column(Integer, default=0)
+    created: Mapped[int] = mapped_column(Integer, default=0)
+    updated: Mapped[int] = mapped_column(Integer, default=0)
+    unchanged: Mapped[int] = mapped_column(Integer, default=0)
+    failed: Mapped[int] = mapped_column(Integer, default=0)
+    error: Mapped[str | None] = mapped_column(String(IMPORT_MESSAGE_MAX), default=None)  # why the import failed
+    requested_by: Mapped[str] = mapped_column(String(200))  # the API key (principal), or `cli`
+    correlation_id: Mapped[str | None] = mapped_column(String(128), default=None)  # the events' correlationid
+    lease_owner: Mapped[str | None] = mapped_column(String(64), default=None)
+    lease_until: Mapped[datetime | None] = mapped_column(default=None)
+    created_at: Mapped[datetime] = mapped_column(default=utcnow)
+    started_at: Mapped[datetime | None] = mapped_column(default=None)
+    finished_at: Mapped[datetime | None] = mapped_column(default=None)
+    updated_at: Mapped[datetime] = mapped_column(default=utcnow, onupdate=utcnow)
+
+
+class ContactImportFile(Base):
+    """The uploaded CSV of an import, kept apart so status reads stay small; deleted once the import ends."""
+
+    __tablename__ = "contact_import_files"
+
+    import_id: Mapped[uuid.UUID] = mapped_column(primary_key=True)
+    content: Mapped[str] = mapped_column(types.Text)  # UTF-8 text, without a byte-order mark
+
+
+class ContactImportError(Base):
+    """One value an import refused: the row as a spreadsheet numbers it (the header is row 1), field and why."""
+
+    __tablename__ = "contact_import_errors"
+    __table_args__ = (Index("ix_contact_import_errors_import", "import_id", "seq"),)
+
+    seq: Mapped[int] = mapped_column(SeqType, primary_key=True, autoincrement=True)
+    import_id: Mapped[uuid.UUID]
+    row: Mapped[int] = mapped_column(Integer)
+    field: Mapped[str | None] = mapped_column(String(IMPORT_FIELD_MAX), default=None)  # None: the row as a whole
+    message: Mapped[str] = mapped_column(String(IMPORT_MESSAGE_MAX))
 
 
 # -- merges (merges.py) ----------------------------------------------------------------------------------------
 
+MERGED_BY_MAX = 200  # the API key (principal) that merged, as the idempotency keys store it
+
+
+class ContactMerge(Base):
+    """The tombstone of a merged contact: which contact it became, when, by whom, and what moved (merges.py).
+
+    The merged id keeps answering (tombstones.py): reads are sent on to the survivor, writes refused naming it.
+    It holds ids and counts only, no personal data.
+    """
+
+    __tablename__ = "contact_merges"
+
+    merged_id: Mapped[uuid.UUID] = mapped_column(primary_key=True)
+    survivor_id: Mapped[uuid.UUID] = mapped_column(index=True)  # at the time; it may have been merged on since
+    merged_at: Mapped[datetime] = mapped_column(default=utcnow)
+    merged_by: Mapped[str] = mapped_column(String(MERGED_BY_MAX))
+    moved: Mapped[dict] = mapped_column(JsonDocument, default=dict)  # record kind (table) -> rows moved
+    filled: Mapped[list] = mapped_column(JsonDocument, default=list)  # survivor fields taken from the merged one
+
 
 # -- erasures (erasure.py) -------------------------------------------------------------------------------------
+
+ERASURE_STATUSES = ("erasing", "completed")
+ERASURE_SERVICE_MAX = 40  # a service name (the registry's names are at most 40 characters)
+
+
+class Erasure(Base):
+    """A person's erasure (GDPR art. 17): done here in one transaction, confirmed by every service (erasure.py).
+
+    Holds ids and counts only. The erased contact id keeps answering 410 naming it (tombstones.py).
+    """
+
+    __tablename__ = "erasures"
+
+    seq: Mapped[int] = mapped_column(SeqType, primary_key=True, autoincrement=True)
+    id: Mapped[uuid.UUID] = mapped_column(unique=True, default=new_id)
+    contact_id: Mapped[uuid.UUID] = mapped_column(unique=True)  # one erasure per contact; erasing again finds it
+    status: Mapped[str] = mapped_column(String(10), default="erasing")
+    erased: Mapped[dict] = mapped_column(JsonDocument, default=dict)  # table -> rows erased by the request
+    # The services that must confirm, from the worker's bindings; None until the worker first handles the erasure.
+    expected_services: Mapped[list | None] = mapped_column(JsonDocument, default=None)
+    event_id: Mapped[uuid.UUID]  # the crm.contact.erased outbox row (it carries the e-mail): purged on completion
+    requested_by: Mapped[str] = mapped_column(String(200))  # the API key (principal), as idempotency keys store it
+    requested_at: Mapped[datetime] = mapped_column(default=utcnow)
+    completed_at: Mapped[datetime | None] = mapped_column(default=None)
+
+
+class ErasureConfirmation(Base):
+    """One service's word that it erased the person (crm.erasure.completed; contacts records its own directly)."""
+
+    __tablename__ = "erasure_confirmations"
+
+    erasure_id: Mapped[uuid.UUID] = mapped_column(primary_key=True)
+    service: Mapped[str] = mapped_column(String(ERASURE_SERVICE_MAX), primary_key=True)
+    confirmed_at: Mapped[datetime] = mapped_column(default=utcnow)

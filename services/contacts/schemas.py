@@ -1,15 +1,20 @@
 """Request and response schemas of the contacts API."""
 from __future__ import annotations
 
-from marshmallow import RAISE, Schema, fields, validate
+from marshmallow import RAISE, Schema, fields, post_load, pre_load, validate
 
+from services.common.catalog import CONSENT_CHANNELS, CONSENT_PURPOSES
 from services.common.emails import validate_email
-from services.common.pagination import PageArgs
+from services.common.pagination import PageArgs, sort_field
 from services.common.schemas import PHONE, Trimmed, TrimmedEmail
 
+from .attributes import DEFINITIONS_MAX, attribute_filter_args, without_attribute_filters
+from .filters import SORT_COLUMNS
 from .models import EMAIL_MAX, MONEY_PLACES, NAME_MAX, ORG_MAX, PHONE_MAX
+from .tags import TAG_RULE, Tag, Tags
 
 QUERY_MAX = 200
+CONSENT_KEYS = [f"{channel}:{purpose}" for channel in CONSENT_CHANNELS for purpose in CONSENT_PURPOSES]
 
 
 def _text(max_len: int, **kw) -> Trimmed:
@@ -26,6 +31,14 @@ class _ContactFields(Schema):
     company = _text(ORG_MAX)
     job_title = _text(ORG_MAX)
     phone = Trimmed(validate=[validate.Length(max=PHONE_MAX), PHONE], allow_none=True)
+    account_id = fields.UUID(allow_none=True, metadata={
+        "description": "The account (company) the person belongs to, null for none. Left out on create: the account "
+                       "whose domain is the e-mail's, if there is one (never for free mail)."})
+    tags = Tags(metadata={"description": f"The contact's tags (replaces them all on PATCH). {TAG_RULE} At most 100."})
+    attributes = fields.Dict(keys=fields.String(), values=fields.Raw(allow_none=True),
+                             validate=validate.Length(max=DEFINITIONS_MAX), metadata={
+        "description": "Custom attribute values by name, typed by their definitions; on PATCH only the names sent "
+                       "change, and null removes a value."})
 
 
 class ContactCreateSchema(_ContactFields):
@@ -41,6 +54,22 @@ class ContactQuerySchema(PageArgs):
                     metadata={"description": "Exact e-mail match after normalisation (case, width, IDNA domain)."})
     q = Trimmed(validate=validate.Length(max=QUERY_MAX),
                 metadata={"description": "Case-insensitive substring of the name, e-mail or company."})
+    consent = fields.String(validate=validate.OneOf(CONSENT_KEYS), metadata={
+        "description": "Only contacts whose current consent for this `channel:purpose` is granted."})
+    sort = sort_field(*SORT_COLUMNS, default=None)  # no sort: newest first, as before sort= existed
+    account_id = fields.UUID(metadata={"description": "Only the contacts of this account."})
+    tag = fields.List(Tag(), validate=validate.Length(max=10), metadata={
+        "description": "Only contacts with this tag; repeat it for contacts with all of them (`?tag=vip&tag=b2b`)."})
+
+    # `?attr.<name>=<value>` (custom attributes) are not fields: collected apart, typed by their definitions later.
+    @pre_load
+    def _without_attribute_filters(self, data, **_kw):
+        return without_attribute_filters(data)
+
+    @post_load(pass_original=True)
+    def _with_attribute_filters(self, data, original, **_kw):
+        attr = attribute_filter_args(original)
+        return {**data, "attr": attr} if attr else data
 
 
 class ContactSchema(Schema):
@@ -57,8 +86,11 @@ class ContactSchema(Schema):
     attributes = fields.Dict(keys=fields.String(), metadata={
         "description": "Custom attribute values by name, typed by their definitions (`/api/v1/contacts/attributes`)."})
     consents = fields.Dict(keys=fields.String(), metadata={
-        "description": "Current consent per `channel:purpose`, e.g. `email:marketing`: status, occurred_at, source, "
-                       "text_version."})
+        "description": "Current consent per `channel:purpose` (channels email, sms, phone, post, push; purposes "
+                       "marketing, service), e.g. `{\"email:marketing\": {\"status\": \"granted\", \"occurred_at\": "
+                       "\"2026-03-01T09:30:00+00:00\", \"source\": \"web-form\", \"text_version\": \"v3\"}}`. "
+                       "Only pairs ever recorded appear. The newest statement by `occurred_at` is current; at equal "
+                       "times a withdrawal wins. History: `/api/v1/contacts/{id}/consents`."})
     created_at = fields.AwareDateTime()
     updated_at = fields.AwareDateTime()
     version = fields.Integer()

@@ -18,7 +18,10 @@ from services.common.etags import NO_PRECONDITION, Precondition
 from services.common.problems import Conflict
 from services.common.uow import UnitOfWork, insert_or_reread
 
-from .filters import contacts_statement
+from . import timeline
+from .accounts import account_ids_for_emails
+from .filters import SORT_COLUMNS, checked_filters, contacts_statement
+from .record_fields import changed_record_fields, new_record_fields
 from .tombstones import missing_contact
 from .models import (
     MONEY_PLACES,
@@ -205,7 +208,8 @@ def create_contact(uow: UnitOfWork, data: Mapping) -> Contact:
         if holder is not None:
             raise _duplicate(holder)
         contact = Contact(id=new_id(), email=email, email_normalized=email_normalized,
-                          **{name: data.get(name) for name in PROFILE_FIELDS})
+                          **{name: data.get(name) for name in PROFILE_FIELDS},
+                          **new_record_fields(session, data, email_normalized))
         holder = _insert_unless_taken(session, contact)
         if holder is not None:
             raise _duplicate(holder)
@@ -249,6 +253,10 @@ def create_or_match_contacts(uow: UnitOfWork, leads: Sequence[Mapping], *,
                                   "origin_lead_id": lead_id, **{name: offered.get(name) for name in PROFILE_FIELDS}}
         created = set()
         if new_rows:
+            # A new contact joins the account of its e-mail domain (accounts.py).
+            accounts = account_ids_for_emails(session, new_rows)
+            for norm, row in new_rows.items():
+                row["account_id"] = accounts.get(norm)
             inserted, taken = _insert_new(session, list(new_rows.values()))
             contacts.update(inserted)
             created = set(new_rows) - taken
@@ -270,6 +278,8 @@ def create_or_match_contacts(uow: UnitOfWork, leads: Sequence[Mapping], *,
                           {"contact_id": contact.id, "email": contact.email, "lead_id": lead_id, "matched": matched},
                           subject=contact.id, **cause)
             results.append((contact, matched))
+        # The lead's history (captures, touches) joins the person's timeline through this link.
+        timeline.link_leads(session, [(offer[0], contact.id) for offer, (contact, _m) in zip(offers, results)])
         uow.commit()
         return results
 
@@ -358,10 +368,11 @@ def record_purchase_metrics(uow: UnitOfWork, purchase: Mapping, *, event_id: uui
         return True
 
 
-def list_contacts(uow: UnitOfWork, *, limit: int, cursor: str | None, **filters) -> dict:
-    """Contacts newest first, narrowed by the list's filters (filters.py), one page at a time."""
+def list_contacts(uow: UnitOfWork, *, limit: int, cursor: str | None, sort: str | None = None, **filters) -> dict:
+    """Contacts newest first or by `sort`, narrowed by the list's filters (filters.py), one page at a time."""
     with uow:
-        return paginate(uow.session, contacts_statement(**filters), Contact.seq, limit=limit, cursor=cursor)
+        stmt = contacts_statement(**checked_filters(uow.session, filters))
+        return paginate(uow.session, stmt, Contact.seq, limit=limit, cursor=cursor, sort=sort, columns=SORT_COLUMNS)
 
 
 def update_contact(uow: UnitOfWork, contact_id: uuid.UUID, requested: Mapping, *,
@@ -373,6 +384,7 @@ def update_contact(uow: UnitOfWork, contact_id: uuid.UUID, requested: Mapping, *
         contact = _get(session, contact_id, lock=True)
         precondition.check(contact.version, required=False, what=f"contact {contact_id}")
         changes = changed_values(_values(contact), requested)
+        changes.update(changed_record_fields(session, contact, requested))
         if not changes:
             return contact
         new_normalized = normalize_email(changes["email"]) if "email" in changes else contact.email_normalized

@@ -6,11 +6,52 @@ from __future__ import annotations
 
 import uuid
 
+from sqlalchemy import bindparam, literal, select
 from sqlalchemy.orm import Session
 
-from services.common.problems import NotFound
+from services.common.problems import Moved, NotFound, Problem
+
+from .models import ContactMerge, Erasure
+
+# -- merged ids (merges.py) -----------------------------------------------------------------------------------
+
+# The end of a merged id's chain (A merged into B, B later into C: C) in one round trip. A merge needs both rows,
+# so a merged id never survives a later merge and the chain cannot loop; the depth bound is a guard all the same.
+_MERGES = ContactMerge.__table__
+_FIRST = (select(_MERGES.c.survivor_id.label("id"), literal(1).label("depth"))
+          .where(_MERGES.c.merged_id == bindparam("contact_id")).cte("chain", recursive=True))
+_CHAIN = _FIRST.union_all(select(_MERGES.c.survivor_id, _FIRST.c.depth + 1)
+                          .join(_FIRST, _MERGES.c.merged_id == _FIRST.c.id).where(_FIRST.c.depth < 100))
+_SURVIVOR = select(_CHAIN.c.id).order_by(_CHAIN.c.depth.desc()).limit(1)
+
+
+def survivor_of(session: Session, contact_id: uuid.UUID) -> uuid.UUID | None:
+    """The contact a merged id lives on as today (following later merges), or None when it was never merged."""
+    return session.scalar(_SURVIVOR, {"contact_id": contact_id})
+
+
+def merged_contact(contact_id: uuid.UUID, survivor_id: uuid.UUID) -> Moved:
+    """A read of a merged id is sent on to its survivor (301); a write is refused naming it (410)."""
+    # Only a caller that may read contacts learns which contact the person lives on as.
+    return Moved(f"Contact {contact_id} was merged into contact {survivor_id}.", old_id=contact_id,
+                 new_id=survivor_id, survivor_id=str(survivor_id)
+                 ).for_readers("contacts:read", otherwise=f"Contact {contact_id} was merged into another contact.")
+
+
+# -- erased ids (erasure.py) ----------------------------------------------------------------------------------
+
+def erased_contact(contact_id: uuid.UUID, erasure_id: uuid.UUID) -> Problem:
+    """An erased id answers 410 naming its erasure (which holds no personal data)."""
+    return Problem(f"Contact {contact_id} was erased (erasure {erasure_id}).", status=410, slug="gone", title="Gone",
+                   erasure_id=str(erasure_id), erasure=f"/api/v1/contacts/erasures/{erasure_id}")
 
 
 def missing_contact(session: Session, contact_id: uuid.UUID) -> Exception:
     """The error for a contact id with no row: merged (merges.py), erased (erasure.py), or never there."""
+    survivor_id = survivor_of(session, contact_id)
+    if survivor_id is not None:
+        return merged_contact(contact_id, survivor_id)
+    erasure_id = session.scalar(select(Erasure.id).where(Erasure.contact_id == contact_id))
+    if erasure_id is not None:
+        return erased_contact(contact_id, erasure_id)
     return NotFound(f"No contact with id {contact_id}.")

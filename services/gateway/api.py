@@ -6,11 +6,10 @@ from flask.views import MethodView
 from flask_smorest import Blueprint
 
 from services.common.identity import requires
-from services.common.pagination import PageArgs
 from services.common.web import uow
 
 from . import keys
-from .schemas import CreatedKeySchema, KeyCreateSchema, KeyPageSchema
+from .schemas import CreatedKeySchema, KeyCreateSchema, KeyPageSchema, KeyQuerySchema
 
 blp = Blueprint("admin-keys", __name__, url_prefix="/api/v1/admin/keys",
                 description="Create, list and revoke API keys (requires the `admin` scope).")
@@ -19,12 +18,12 @@ blp = Blueprint("admin-keys", __name__, url_prefix="/api/v1/admin/keys",
 @blp.route("")
 class Keys(MethodView):
     @requires("admin")
-    @blp.arguments(PageArgs, location="query")
+    @blp.arguments(KeyQuerySchema, location="query")
     @blp.response(200, KeyPageSchema)
     def get(self, args):
-        """List API keys, newest first (never their hash or plaintext)."""
+        """List API keys, newest first or by `sort` (never their hash or plaintext)."""
         with uow() as work:
-            return keys.list_keys(work.session, limit=args["limit"], cursor=args["cursor"])
+            return keys.list_keys(work.session, **args)
 
     @requires("admin")
     @blp.arguments(KeyCreateSchema)

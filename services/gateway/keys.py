@@ -32,7 +32,7 @@ from services.common.identity import ADMIN_SCOPE, PLUGINS_READ, WILDCARD_ACTIONS
 from services.common.pagination import paginate
 from services.common.problems import NotFound, Unprocessable
 
-from .models import REVISION_ROW, ApiKey, KeyRevision
+from .models import KEY_SORTS, REVISION_ROW, ApiKey, KeyRevision
 
 KINDS = ("internal", "partner")
 PREFIX_LENGTH = 12
@@ -202,12 +202,12 @@ def create_key(session, *, name: str, scopes: Iterable[str] = (), partner_id=Non
     return key, plaintext
 
 
-def list_keys(session, *, limit: int | None = None, cursor: str | None = None) -> dict:
-    """Keys newest first as {"items", "next_cursor"}; every key when `limit` is None."""
+def list_keys(session, *, limit: int | None = None, cursor: str | None = None, sort: str | None = None) -> dict:
+    """Keys newest first or by `sort` as {"items", "next_cursor"}; every key, newest first, when `limit` is None."""
     stmt = select(ApiKey)
     if limit is None:
         return {"items": list(session.scalars(stmt.order_by(ApiKey.seq.desc()))), "next_cursor": None}
-    return paginate(session, stmt, ApiKey.seq, limit=limit, cursor=cursor)
+    return paginate(session, stmt, ApiKey.seq, limit=limit, cursor=cursor, sort=sort, columns=KEY_SORTS)
 
 
 def get_key(session, key_id) -> ApiKey:

@@ -36,6 +36,11 @@ class ApiKey(Base):
         return self.revoked_at is not None
 
 
+# The key list's `sort=` names and what each orders by.
+KEY_SORTS = {"created_at": ApiKey.created_at, "name": ApiKey.name, "last_used_at": ApiKey.last_used_at,
+             "revoked_at": ApiKey.revoked_at}
+
+
 # The id of the one row of api_key_revisions.
 REVISION_ROW = 1
 

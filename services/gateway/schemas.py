@@ -3,7 +3,10 @@ from __future__ import annotations
 
 from marshmallow import Schema, fields, validate
 
+from services.common.pagination import PageArgs, sort_field
+
 from .keys import NAME_MAX
+from .models import KEY_SORTS
 
 
 class KeyCreateSchema(Schema):
@@ -34,6 +37,10 @@ class CreatedKeySchema(KeySchema):
     """A new key, with its plaintext shown this one time."""
 
     key = fields.String(dump_only=True, metadata={"description": "The API key; it cannot be shown again."})
+
+
+class KeyQuerySchema(PageArgs):
+    sort = sort_field(*KEY_SORTS, default=None)  # no sort: newest first, as before sort= existed
 
 
 class KeyPageSchema(Schema):

@@ -31,7 +31,7 @@ class Leads(MethodView):
     @blp.arguments(LeadQuerySchema, location="query")
     @blp.response(200, LeadPageSchema)
     def get(self, args):
-        """List leads, newest first, filtered by status, source and minimum score."""
+        """List leads, newest first or by `sort`, filtered by status, source and minimum score."""
         return service.list_leads(read_uow(), **args)
 
     @requires("leads:write")

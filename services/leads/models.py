@@ -52,6 +52,12 @@ class Lead(Base):
     version: Mapped[int] = mapped_column(Integer, default=1)
 
 
+# The lead list's `sort=` names and what each orders by; the e-mail case-insensitively, as it is matched.
+LEAD_SORTS = {"created_at": Lead.created_at, "updated_at": Lead.updated_at, "score": Lead.score,
+              "status": Lead.status, "last_name": Lead.last_name, "company": Lead.company,
+              "email": Lead.email_normalized}
+
+
 class LeadTouch(Base):
     """One capture of a lead: the first form fill, and every later one for the same open lead."""
 

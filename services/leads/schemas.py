@@ -4,10 +4,10 @@ from __future__ import annotations
 from marshmallow import Schema, fields, validate
 
 from services.common.emails import validate_email
-from services.common.pagination import PageArgs
+from services.common.pagination import PageArgs, sort_field
 from services.common.schemas import PHONE, SLUG, DegradedSchema, ScoreFactorSchema, TrimmedInput
 
-from .models import STATUSES
+from .models import LEAD_SORTS, STATUSES
 
 
 def _text(max_len: int, **kw):
@@ -38,6 +38,7 @@ class LeadQuerySchema(PageArgs):
     status = fields.String(validate=validate.OneOf(STATUSES))
     source = fields.String(validate=SLUG)
     min_score = fields.Integer(validate=validate.Range(min=0, max=100))
+    sort = sort_field(*LEAD_SORTS, default=None)  # no sort: newest first, as before sort= existed
 
 
 class TouchSchema(Schema):

@@ -11,7 +11,7 @@ from services.common.pagination import paginate
 from services.common.problems import Conflict, NotFound
 from services.common.uow import UnitOfWork, insert_or_reread
 
-from .models import OPEN_STATUSES, Lead, LeadTouch
+from .models import LEAD_SORTS, OPEN_STATUSES, Lead, LeadTouch
 from .policies import apply_score
 
 PROFILE_FIELDS = ("first_name", "last_name", "company", "job_title", "phone")
@@ -32,7 +32,7 @@ def _get(session, lead_id: uuid.UUID) -> Lead:
 
 
 def _record_touch(uow: UnitOfWork, lead: Lead, data: dict, plugins) -> None:
-    """A repeated capture: keep the first values, fill gaps, count the touch, re-score."""
+    """A repeated capture: keep the first values, fill gaps, count and announce the touch, re-score."""
     filled = False
     for name in PROFILE_FIELDS:
         if data.get(name) and not getattr(lead, name):
@@ -42,7 +42,12 @@ def _record_touch(uow: UnitOfWork, lead: Lead, data: dict, plugins) -> None:
         apply_score(plugins, lead)
     lead.touch_count += 1
     lead.version += 1
-    uow.session.add(LeadTouch(lead_id=lead.id, source=data.get("source"), campaign=data.get("campaign")))
+    touch = LeadTouch(id=uuid.uuid4(), lead_id=lead.id, source=data.get("source"), campaign=data.get("campaign"),
+                      created_at=utcnow())
+    uow.session.add(touch)
+    # The contacts timeline shows every touch of the person's lead, also the ones before it converted.
+    uow.add_event("crm.lead.touched", {"lead_id": lead.id, "touch_id": touch.id, "source": touch.source,
+                                       "campaign": touch.campaign, "occurred_at": touch.created_at}, subject=lead.id)
 
 
 def capture_lead(uow: UnitOfWork, data: dict, *, plugins) -> tuple[Lead, bool]:
@@ -88,8 +93,9 @@ def get_lead(uow: UnitOfWork, lead_id: uuid.UUID) -> dict:
         return {**{c.key: getattr(lead, c.key) for c in Lead.__table__.columns}, "touches": touches}
 
 
-def list_leads(uow: UnitOfWork, *, status=None, source=None, min_score=None, limit: int, cursor: str | None) -> dict:
-    """Leads newest first, filtered, one cursor page at a time."""
+def list_leads(uow: UnitOfWork, *, status=None, source=None, min_score=None, limit: int, cursor: str | None,
+               sort: str | None = None) -> dict:
+    """Leads newest first or by `sort`, filtered, one cursor page at a time."""
     stmt = select(Lead)
     if status:
         stmt = stmt.where(Lead.status == status)
@@ -98,7 +104,7 @@ def list_leads(uow: UnitOfWork, *, status=None, source=None, min_score=None, lim
     if min_score is not None:
         stmt = stmt.where(Lead.score >= min_score)
     with uow:
-        return paginate(uow.session, stmt, Lead.seq, limit=limit, cursor=cursor)
+        return paginate(uow.session, stmt, Lead.seq, limit=limit, cursor=cursor, sort=sort, columns=LEAD_SORTS)
 
 
 _TRANSITIONS = {

@@ -12,7 +12,6 @@ from flask_smorest import Blueprint
 
 from services.common.idempotency import HEADER_PARAMETER, idempotent
 from services.common.identity import PLUGINS_READ, record_or_receipt, requires
-from services.common.pagination import PageArgs
 from services.common.plugins import plugin_listing
 from services.common.web import read_uow, runtime, uow
 
@@ -26,6 +25,7 @@ from .schemas import (
     MemberSchema,
     ProgramCreateSchema,
     ProgramPageSchema,
+    ProgramQuerySchema,
     ProgramSchema,
     ProgramUpdateSchema,
     PurchaseCreateSchema,
@@ -51,10 +51,10 @@ def _shown(record, record_id):
 @blp.route("/programs")
 class Programs(MethodView):
     @requires("loyalty:read")
-    @blp.arguments(PageArgs, location="query")
+    @blp.arguments(ProgramQuerySchema, location="query")
     @blp.response(200, ProgramPageSchema)
     def get(self, args):
-        """List loyalty programs, newest first."""
+        """List loyalty programs, newest first or by `sort`."""
         return service.list_programs(read_uow(), **args)
 
     @requires(service.ADMIN_SCOPE)
@@ -91,7 +91,7 @@ class Members(MethodView):
     @blp.arguments(MemberQuerySchema, location="query")
     @blp.response(200, MemberPageSchema)
     def get(self, args):
-        """List members, newest first, filtered by contact or program."""
+        """List members, newest first or by `sort`, filtered by contact or program."""
         return service.list_members(read_uow(), **args)
 
     @requires("loyalty:write")
@@ -120,7 +120,7 @@ class Transactions(MethodView):
     @blp.arguments(TransactionQuerySchema, location="query")
     @blp.response(200, TransactionPageSchema)
     def get(self, args, member_id):
-        """A member's ledger, newest first, with the plugin factors behind every earn."""
+        """A member's ledger, newest first or by `sort`, with the plugin factors behind every earn."""
         return service.list_transactions(read_uow(), member_id, **args)
 
 

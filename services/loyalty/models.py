@@ -63,6 +63,8 @@ class Member(Base):
     tier: Mapped[str | None] = mapped_column(String(50), default=None)  # placeholder until tiers ship
     enrolled_via: Mapped[str] = mapped_column(String(20))  # "api" | "event" | "purchase"
     enrolled_at: Mapped[datetime] = mapped_column(default=utcnow)
+    # Closed by a contact merge (merges.py): the membership its points and purchases moved to.
+    merged_into_id: Mapped[uuid.UUID | None] = mapped_column(default=None)
 
 
 class Purchase(Base):
@@ -111,3 +113,11 @@ class LedgerEntry(Base):
     factors: Mapped[list] = mapped_column(default=list)
     degraded: Mapped[list] = mapped_column(default=list)
     created_at: Mapped[datetime] = mapped_column(default=utcnow)
+
+
+# Each list's `sort=` names and what each orders by. A member's balance is derived from the ledger, not stored,
+# so it is not among them: ordering by it would sum every member's ledger for each page.
+PROGRAM_SORTS = {"created_at": Program.created_at, "updated_at": Program.updated_at, "name": Program.name,
+                 "code": Program.code}
+MEMBER_SORTS = {"enrolled_at": Member.enrolled_at, "tier": Member.tier}
+TRANSACTION_SORTS = {"created_at": LedgerEntry.created_at, "points": LedgerEntry.points}

@@ -6,10 +6,10 @@ from decimal import Decimal, InvalidOperation
 
 from marshmallow import Schema, ValidationError, fields, validate, validates_schema
 
-from services.common.pagination import PageArgs
+from services.common.pagination import PageArgs, sort_field
 from services.common.schemas import CURRENCY, SLUG, DegradedSchema, ScoreFactorSchema, TrimmedInput
 
-from .models import ENTRY_KINDS
+from .models import ENTRY_KINDS, MEMBER_SORTS, PROGRAM_SORTS, TRANSACTION_SORTS
 
 MAX_AMOUNT = Decimal(1000000000000)  # 10**12 per purchase; far above any till, far below the column's limit
 MAX_RATE = Decimal(1000)
@@ -100,6 +100,10 @@ class ProgramUpdateSchema(TrimmedInput):
     auto_enrol = fields.Boolean()
 
 
+class ProgramQuerySchema(PageArgs):
+    sort = sort_field(*PROGRAM_SORTS, default=None)  # no sort: newest first, as before sort= existed
+
+
 class ProgramPageSchema(Schema):
     items = fields.List(fields.Nested(ProgramSchema))
     next_cursor = fields.String(allow_none=True)
@@ -121,11 +125,15 @@ class MemberSchema(Schema):
     tier = fields.String(allow_none=True, metadata={"description": "Placeholder: null until tiers ship."})
     enrolled_via = fields.String()
     enrolled_at = UTCDateTime()
+    merged_into_id = fields.UUID(allow_none=True, metadata={
+        "description": "Set when the membership was closed by a contact merge: the membership its points and "
+                       "purchases moved to."})
 
 
 class MemberQuerySchema(PageArgs):
     contact_id = fields.UUID()
     program_id = fields.UUID()
+    sort = sort_field(*MEMBER_SORTS, default=None)  # no sort: newest first, as before sort= existed
 
 
 class MemberPageSchema(Schema):
@@ -151,6 +159,7 @@ class TransactionSchema(Schema):
 
 class TransactionQuerySchema(PageArgs):
     kind = fields.String(validate=validate.OneOf(ENTRY_KINDS))
+    sort = sort_field(*TRANSACTION_SORTS, default=None)  # no sort: newest first, as before sort= existed
 
 
 class TransactionPageSchema(Schema):

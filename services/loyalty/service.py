@@ -16,14 +16,17 @@ from sqlalchemy.dialects.postgresql import insert as pg_insert
 
 from services.common.db import utcnow
 from services.common.pagination import paginate
-from services.common.problems import Conflict, NotFound, Unprocessable
+from services.common.problems import Conflict, Moved, NotFound, Unprocessable
 from services.common.uow import UnitOfWork, insert_or_reread
 
 from .models import (
     ADJUST,
     EARN,
+    MEMBER_SORTS,
+    PROGRAM_SORTS,
     REDEEM,
     REVERSE,
+    TRANSACTION_SORTS,
     LedgerEntry,
     Member,
     Program,
@@ -109,6 +112,11 @@ def _member(session, member_id: uuid.UUID, *, lock: bool = False) -> Member:
     member = session.scalar(stmt)
     if member is None:
         raise NotFound(f"No loyalty member with id {member_id}.")
+    if lock and member.merged_into_id is not None:
+        # Closed by a contact merge (merges.py): its points and purchases are on the other membership now.
+        raise Moved(f"Member {member_id} was combined into member {member.merged_into_id} when its contact was "
+                    "merged.", old_id=member_id, new_id=member.merged_into_id, merged_into_id=str(member.merged_into_id)
+                    ).for_readers(READ_SCOPE, otherwise=f"Member {member_id} was closed when its contact was merged.")
     return member
 
 
@@ -119,15 +127,17 @@ def _membership(session, program_id: uuid.UUID, contact_id: uuid.UUID) -> Member
 def _member_view(member: Member, totals: LedgerTotals) -> dict:
     return {"id": member.id, "program_id": member.program_id, "contact_id": member.contact_id,
             "balance": totals.balance, "lifetime_points": totals.lifetime_points, "tier": member.tier,
-            "enrolled_via": member.enrolled_via, "enrolled_at": member.enrolled_at}
+            "enrolled_via": member.enrolled_via, "enrolled_at": member.enrolled_at,
+            "merged_into_id": member.merged_into_id}
 
 
 # --- programs -------------------------------------------------------------------------------------------------
 
-def list_programs(uow: UnitOfWork, *, limit: int, cursor: str | None) -> dict:
-    """Programs, newest first, one cursor page at a time."""
+def list_programs(uow: UnitOfWork, *, limit: int, cursor: str | None, sort: str | None = None) -> dict:
+    """Programs, newest first or by `sort`, one cursor page at a time."""
     with uow:
-        return paginate(uow.session, select(Program), Program.seq, limit=limit, cursor=cursor)
+        return paginate(uow.session, select(Program), Program.seq, limit=limit, cursor=cursor, sort=sort,
+                        columns=PROGRAM_SORTS)
 
 
 def get_program(uow: UnitOfWork, program_id: uuid.UUID) -> Program:
@@ -260,27 +270,30 @@ def get_member(uow: UnitOfWork, member_id: uuid.UUID) -> dict:
         return _member_view(rows[0][0], totals)
 
 
-def list_members(uow: UnitOfWork, *, contact_id=None, program_id=None, limit: int, cursor: str | None) -> dict:
-    """Members newest first, filtered by contact or program, each with its balance."""
+def list_members(uow: UnitOfWork, *, contact_id=None, program_id=None, limit: int, cursor: str | None,
+                 sort: str | None = None) -> dict:
+    """Members newest first or by `sort`, filtered by contact or program, each with its balance."""
     stmt = select(Member)
     if contact_id is not None:
         stmt = stmt.where(Member.contact_id == contact_id)
     if program_id is not None:
         stmt = stmt.where(Member.program_id == program_id)
     with uow:
-        page = paginate(uow.session, stmt, Member.seq, limit=limit, cursor=cursor)
+        page = paginate(uow.session, stmt, Member.seq, limit=limit, cursor=cursor, sort=sort, columns=MEMBER_SORTS)
         totals = _totals_by_member(uow.session, [m.id for m in page["items"]])
         return {"items": [_member_view(m, totals[m.id]) for m in page["items"]], "next_cursor": page["next_cursor"]}
 
 
-def list_transactions(uow: UnitOfWork, member_id: uuid.UUID, *, kind=None, limit: int, cursor: str | None) -> dict:
-    """A member's ledger entries, newest first, with the factors behind each earn."""
+def list_transactions(uow: UnitOfWork, member_id: uuid.UUID, *, kind=None, limit: int, cursor: str | None,
+                      sort: str | None = None) -> dict:
+    """A member's ledger entries, newest first or by `sort`, with the factors behind each earn."""
     with uow:
         _member(uow.session, member_id)
         stmt = select(LedgerEntry).where(LedgerEntry.member_id == member_id)
         if kind:
             stmt = stmt.where(LedgerEntry.kind == kind)
-        return paginate(uow.session, stmt, LedgerEntry.seq, limit=limit, cursor=cursor)
+        return paginate(uow.session, stmt, LedgerEntry.seq, limit=limit, cursor=cursor, sort=sort,
+                        columns=TRANSACTION_SORTS)
 
 
 # --- the ledger -----------------------------------------------------------------------------------------------

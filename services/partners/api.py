@@ -19,7 +19,6 @@ from flask_smorest import Blueprint
 from services.common.etags import Precondition, etag
 from services.common.idempotency import HEADER_PARAMETER, idempotent
 from services.common.identity import current_principal, record_or_receipt, requires
-from services.common.pagination import PageArgs
 from services.common.web import read_uow, uow
 
 from . import service
@@ -27,6 +26,7 @@ from .models import IdempotencyRecord
 from .schemas import (
     ContractCreateSchema,
     ContractPageSchema,
+    ContractQuerySchema,
     ContractSchema,
     PartnerCreateSchema,
     PartnerPageSchema,
@@ -38,6 +38,7 @@ from .schemas import (
     PortalTermsHistorySchema,
     TermsChangeSchema,
     TermsHistorySchema,
+    TermsQuerySchema,
     TermsSchema,
     TermsVersionSchema,
 )
@@ -91,7 +92,7 @@ class Partners(MethodView):
     @partners_blp.arguments(PartnerQuerySchema, location="query")
     @partners_blp.response(200, PartnerPageSchema)
     def get(self, args):
-        """List partners, newest first, filtered by type, status and a name fragment (`q`)."""
+        """List partners, newest first or by `sort`, filtered by type, status and a name fragment (`q`)."""
         return service.list_partners(read_uow(), **args)
 
     @requires("partners:write")
@@ -127,11 +128,11 @@ class PartnerById(MethodView):
 @partners_blp.route("/<uuid:partner_id>/contracts")
 class PartnerContracts(MethodView):
     @requires("partners:read")
-    @partners_blp.arguments(PageArgs, location="query")
+    @partners_blp.arguments(ContractQuerySchema, location="query")
     @partners_blp.response(200, ContractPageSchema)
     @partners_blp.alt_response(404, description="No partner has this id.")
     def get(self, args, partner_id):
-        """A partner's contracts, newest first, each with the terms in force."""
+        """A partner's contracts, newest first or by `sort`, each with the terms in force."""
         return service.list_contracts(read_uow(), partner_id, **args)
 
     @requires("partners:write")
@@ -164,11 +165,11 @@ class ContractById(MethodView):
 @contracts_blp.route("/<uuid:contract_id>/terms")
 class ContractTermsView(MethodView):
     @requires("partners:read")
-    @contracts_blp.arguments(PageArgs, location="query")
+    @contracts_blp.arguments(TermsQuerySchema, location="query")
     @contracts_blp.response(200, TermsHistorySchema, headers=_ETAG_HEADER)
     @contracts_blp.alt_response(404, description="No contract has this id.")
     def get(self, args, contract_id):
-        """The versions of the contract's terms, newest first, in cursor pages."""
+        """The versions of the contract's terms, newest first or by `sort`, in cursor pages."""
         history = service.list_terms(read_uow(), contract_id, **args)
         return history, 200, _contract_headers(history)
 
@@ -233,10 +234,10 @@ class PortalMe(MethodView):
 @portal_blp.route("/contracts")
 class PortalContracts(MethodView):
     @requires(kind="partner")
-    @portal_blp.arguments(PageArgs, location="query")
+    @portal_blp.arguments(ContractQuerySchema, location="query")
     @portal_blp.response(200, PortalContractPageSchema)
     def get(self, args):
-        """The calling partner's contracts, newest first, each with the terms in force."""
+        """The calling partner's contracts, newest first or by `sort`, each with the terms in force."""
         return service.list_own_contracts(read_uow(), _caller_partner_id(), **args)
 
 
@@ -254,10 +255,10 @@ class PortalContractById(MethodView):
 @portal_blp.route("/contracts/<uuid:contract_id>/terms")
 class PortalContractTerms(MethodView):
     @requires(kind="partner")
-    @portal_blp.arguments(PageArgs, location="query")
+    @portal_blp.arguments(TermsQuerySchema, location="query")
     @portal_blp.response(200, PortalTermsHistorySchema, headers=_ETAG_HEADER)
     @portal_blp.alt_response(404, description="The calling partner has no contract with this id.")
     def get(self, args, contract_id):
-        """The versions of the terms of one of the calling partner's contracts, newest first, in cursor pages."""
+        """The versions of the terms of one of the calling partner's contracts, newest first or by `sort`, paged."""
         history = service.list_own_terms(read_uow(), _caller_partner_id(), contract_id, **args)
         return history, 200, _contract_headers(history)

@@ -85,3 +85,12 @@ class ContractTerms(Base):
     notice_period_days: Mapped[int] = mapped_column(Integer, default=0)
     changed_by: Mapped[str | None] = mapped_column(String(200), default=None)  # the API key that made this version
     created_at: Mapped[datetime] = mapped_column(default=utcnow)
+
+
+# Each list's `sort=` names and what each orders by. The contract list's term names order by the terms in force.
+PARTNER_SORTS = {"created_at": Partner.created_at, "updated_at": Partner.updated_at, "name": Partner.name,
+                 "status": Partner.status, "type": Partner.type, "country": Partner.country}
+TERMS_SORTS = {"version": ContractTerms.version, "effective_from": ContractTerms.effective_from,
+               "effective_to": ContractTerms.effective_to, "discount_percent": ContractTerms.discount_percent}
+CONTRACT_SORTS = {"created_at": Contract.created_at, "updated_at": Contract.updated_at, "title": Contract.title,
+                  **{name: TERMS_SORTS[name] for name in ("effective_from", "effective_to", "discount_percent")}}

@@ -5,11 +5,11 @@ from decimal import Decimal
 
 from marshmallow import Schema, ValidationError, fields, validate, validates_schema
 
-from services.common.pagination import PageArgs
+from services.common.pagination import PageArgs, sort_field
 from services.common.schemas import CURRENCY, TrimmedInput
 
 from . import rules
-from .models import PARTNER_STATUSES, PARTNER_TYPES
+from .models import CONTRACT_SORTS, PARTNER_SORTS, PARTNER_STATUSES, PARTNER_TYPES, TERMS_SORTS
 
 _COUNTRY = validate.Regexp(r"^[A-Z]{2}$", error="Use a two-letter ISO 3166 code in capitals, such as DE.")
 _MAX_VOLUME = Decimal("999999999999.999")  # fits NUMERIC(15, 3)
@@ -99,12 +99,18 @@ class TermsVersionSchema(PortalTermsVersionSchema):
 class PortalTermsHistorySchema(Schema):
     contract_id = fields.UUID()
     current_version = fields.Integer()
-    items = fields.List(fields.Nested(PortalTermsVersionSchema), metadata={"description": "Newest version first."})
+    items = fields.List(fields.Nested(PortalTermsVersionSchema),
+                        metadata={"description": "Newest version first, or in the order `sort` asks for."})
     next_cursor = fields.String(allow_none=True)
 
 
 class TermsHistorySchema(PortalTermsHistorySchema):
-    items = fields.List(fields.Nested(TermsVersionSchema), metadata={"description": "Newest version first."})
+    items = fields.List(fields.Nested(TermsVersionSchema),
+                        metadata={"description": "Newest version first, or in the order `sort` asks for."})
+
+
+class TermsQuerySchema(PageArgs):
+    sort = sort_field(*TERMS_SORTS, default=None)  # no sort: newest version first, as before sort= existed
 
 
 # -- contracts ---------------------------------------------------------------------------------------------
@@ -126,6 +132,10 @@ class PortalContractSchema(Schema):
 
 class ContractSchema(PortalContractSchema):
     terms = fields.Nested(TermsVersionSchema, metadata={"description": "The terms in force."})
+
+
+class ContractQuerySchema(PageArgs):
+    sort = sort_field(*CONTRACT_SORTS, default=None)  # no sort: newest first, as before sort= existed
 
 
 class ContractPageSchema(Schema):
@@ -159,6 +169,7 @@ class PartnerQuerySchema(PageArgs):
     status = fields.String(validate=validate.OneOf(PARTNER_STATUSES))
     q = fields.String(validate=validate.Length(min=1, max=200),
                       metadata={"description": "Part of the partner's name, case-insensitive."})
+    sort = sort_field(*PARTNER_SORTS, default=None)  # no sort: newest first, as before sort= existed
 
 
 class PartnerSchema(Schema):

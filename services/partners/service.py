@@ -11,18 +11,20 @@ from decimal import Decimal
 from sqlalchemy import and_, func, select, true, tuple_, update
 
 from services.common.db import utcnow
-from services.common.pagination import DEFAULT_LIMIT, decode_cursor, encode_cursor, paginate
+from services.common.pagination import DEFAULT_LIMIT, Keyset, decode_cursor, encode_cursor, paginate
 from services.common.etags import Precondition
 from services.common.problems import Conflict, NotFound, PreconditionFailed, Unprocessable
 from services.common.uow import UnitOfWork
 
 from . import rules
-from .models import TERM_FIELDS, Contract, ContractTerms, Partner
+from .models import CONTRACT_SORTS, PARTNER_SORTS, TERM_FIELDS, TERMS_SORTS, Contract, ContractTerms, Partner
 
 PARTNER_FIELDS = ("name", "type", "country")
 READ_SCOPE = "partners:read"
 # The schemas accept at most this many decimal places, so quantizing to them never rounds.
 _DECIMAL_STEPS = {"discount_percent": Decimal("0.01"), "minimum_order_volume": Decimal("0.001")}
+# The contract list's sorts by a term of the terms in force.
+_BY_TERMS = CONTRACT_SORTS.keys() & TERMS_SORTS.keys()
 
 
 # -- loading -----------------------------------------------------------------------------------------------
@@ -68,26 +70,34 @@ def _contract_detail(session, contract_id: uuid.UUID, *, owner: uuid.UUID | None
 
 
 def _contract_history(session, contract_id: uuid.UUID, *, owner: uuid.UUID | None, limit: int,
-                      cursor: str | None) -> dict:
-    """One page of a contract's terms versions, newest first, with the contract, in one query; 404 when none.
+                      cursor: str | None, sort: str | None = None) -> dict:
+    """One page of a contract's terms versions (newest first or by `sort`) with the contract, in one query; 404 if none.
 
-    The cursor is the last version shown: the page holds the versions below it (the unique index on
-    contract_id, version serves the query). A cursor past the end gives the contract with no terms rows.
+    Without a sort the cursor is the last version shown: the page holds the versions below it (the unique index
+    on contract_id, version serves the query). A cursor past the end gives the contract with no terms rows.
     """
-    after = decode_cursor(cursor)
-    terms_on = true() if after is None else ContractTerms.version < after
+    keyset = None if sort is None else Keyset(ContractTerms.seq, sort=sort, columns=TERMS_SORTS, cursor=cursor)
+    if keyset is None:
+        after = decode_cursor(cursor)
+        terms_on, order_by = true() if after is None else ContractTerms.version < after, (ContractTerms.version.desc(),)
+    else:
+        terms_on, order_by = true() if keyset.after is None else keyset.after, keyset.order_by
     stmt = (select(Contract, ContractTerms)
             .outerjoin(ContractTerms, and_(ContractTerms.contract_id == Contract.id, terms_on))
             .where(Contract.id == contract_id))
     if owner is not None:
         stmt = stmt.where(Contract.partner_id == owner)
-    rows = session.execute(stmt.order_by(ContractTerms.version.desc()).limit(limit + 1)).all()
+    rows = session.execute(stmt.order_by(*order_by).limit(limit + 1)).all()
     if not rows:
         # One message for "does not exist" and "belongs to someone else", so the portal reveals nothing.
         raise NotFound(f"No contract with id {contract_id}.")
     contract = rows[0][0]
     items = [terms for _contract, terms in rows if terms is not None]
-    next_cursor = encode_cursor(items[limit - 1].version) if len(items) > limit else None
+    next_cursor = None
+    if len(items) > limit:
+        last = items[limit - 1]
+        next_cursor = (encode_cursor(last.version) if keyset is None
+                       else keyset.next_cursor(last, getattr(last, keyset.key.key)))
     return {"contract_id": contract.id, "current_version": contract.current_version, "items": items[:limit],
             "next_cursor": next_cursor}
 
@@ -103,6 +113,17 @@ def _values(terms: ContractTerms) -> dict:
 
 def _detail(contract: Contract, terms: ContractTerms) -> dict:
     return {**{c.key: getattr(contract, c.key) for c in Contract.__table__.columns}, "terms": terms}
+
+
+def _contracts_page(session, partner_id: uuid.UUID, *, limit: int, cursor: str | None, sort: str | None) -> dict:
+    """One page of a partner's contracts, newest first or by `sort`, each with the terms in force."""
+    stmt = select(Contract).where(Contract.partner_id == partner_id)
+    if sort is not None and sort.removeprefix("-") in _BY_TERMS:
+        # Every contract has its terms in force, so the inner join drops none.
+        stmt = stmt.join(ContractTerms, and_(ContractTerms.contract_id == Contract.id,
+                                             ContractTerms.version == Contract.current_version))
+    page = paginate(session, stmt, Contract.seq, limit=limit, cursor=cursor, sort=sort, columns=CONTRACT_SORTS)
+    return _with_current_terms(session, page)
 
 
 def _with_current_terms(session, page: dict) -> dict:
@@ -169,8 +190,9 @@ def get_partner(uow: UnitOfWork, partner_id: uuid.UUID) -> Partner:
         return _partner(uow.session, partner_id)
 
 
-def list_partners(uow: UnitOfWork, *, type=None, status=None, q=None, limit: int, cursor: str | None) -> dict:
-    """Partners newest first, filtered by type, status and a name fragment, one cursor page at a time."""
+def list_partners(uow: UnitOfWork, *, type=None, status=None, q=None, limit: int, cursor: str | None,
+                  sort: str | None = None) -> dict:
+    """Partners newest first or by `sort`, filtered by type, status and a name fragment, a cursor page at a time."""
     stmt = select(Partner)
     if type:
         stmt = stmt.where(Partner.type == type)
@@ -179,7 +201,7 @@ def list_partners(uow: UnitOfWork, *, type=None, status=None, q=None, limit: int
     if q:
         stmt = stmt.where(func.lower(Partner.name).contains(q.lower(), autoescape=True))
     with uow:
-        return paginate(uow.session, stmt, Partner.seq, limit=limit, cursor=cursor)
+        return paginate(uow.session, stmt, Partner.seq, limit=limit, cursor=cursor, sort=sort, columns=PARTNER_SORTS)
 
 
 def update_partner(uow: UnitOfWork, partner_id: uuid.UUID, changes: dict) -> Partner:
@@ -233,19 +255,19 @@ def get_contract(uow: UnitOfWork, contract_id: uuid.UUID) -> dict:
         return _contract_detail(uow.session, contract_id, owner=None)
 
 
-def list_contracts(uow: UnitOfWork, partner_id: uuid.UUID, *, limit: int, cursor: str | None) -> dict:
-    """A partner's contracts newest first, each with the terms in force."""
+def list_contracts(uow: UnitOfWork, partner_id: uuid.UUID, *, limit: int, cursor: str | None,
+                   sort: str | None = None) -> dict:
+    """A partner's contracts newest first or by `sort`, each with the terms in force."""
     with uow:
         _partner(uow.session, partner_id)
-        page = paginate(uow.session, select(Contract).where(Contract.partner_id == partner_id), Contract.seq,
-                        limit=limit, cursor=cursor)
-        return _with_current_terms(uow.session, page)
+        return _contracts_page(uow.session, partner_id, limit=limit, cursor=cursor, sort=sort)
 
 
-def list_terms(uow: UnitOfWork, contract_id: uuid.UUID, *, limit: int = DEFAULT_LIMIT, cursor: str | None = None) -> dict:
-    """The versions of a contract's terms, newest first, one cursor page at a time."""
+def list_terms(uow: UnitOfWork, contract_id: uuid.UUID, *, limit: int = DEFAULT_LIMIT, cursor: str | None = None,
+               sort: str | None = None) -> dict:
+    """The versions of a contract's terms, newest first or by `sort`, one cursor page at a time."""
     with uow:
-        return _contract_history(uow.session, contract_id, owner=None, limit=limit, cursor=cursor)
+        return _contract_history(uow.session, contract_id, owner=None, limit=limit, cursor=cursor, sort=sort)
 
 
 def get_terms_version(uow: UnitOfWork, contract_id: uuid.UUID, version: int) -> ContractTerms:
@@ -320,13 +342,12 @@ def get_own_partner(uow: UnitOfWork, partner_id: uuid.UUID) -> Partner:
         return _partner(uow.session, owner)
 
 
-def list_own_contracts(uow: UnitOfWork, partner_id: uuid.UUID, *, limit: int, cursor: str | None) -> dict:
-    """The calling partner's contracts newest first, each with the terms in force."""
+def list_own_contracts(uow: UnitOfWork, partner_id: uuid.UUID, *, limit: int, cursor: str | None,
+                       sort: str | None = None) -> dict:
+    """The calling partner's contracts newest first or by `sort`, each with the terms in force."""
     owner = _owner(partner_id)
     with uow:
-        page = paginate(uow.session, select(Contract).where(Contract.partner_id == owner), Contract.seq,
-                        limit=limit, cursor=cursor)
-        return _with_current_terms(uow.session, page)
+        return _contracts_page(uow.session, owner, limit=limit, cursor=cursor, sort=sort)
 
 
 def get_own_contract(uow: UnitOfWork, partner_id: uuid.UUID, contract_id: uuid.UUID) -> dict:
@@ -337,8 +358,8 @@ def get_own_contract(uow: UnitOfWork, partner_id: uuid.UUID, contract_id: uuid.U
 
 
 def list_own_terms(uow: UnitOfWork, partner_id: uuid.UUID, contract_id: uuid.UUID, *, limit: int = DEFAULT_LIMIT,
-                   cursor: str | None = None) -> dict:
-    """The versions of the terms of one of the calling partner's contracts, newest first, a page at a time."""
+                   cursor: str | None = None, sort: str | None = None) -> dict:
+    """The versions of the terms of one of the calling partner's contracts, newest first or by `sort`, paged."""
     owner = _owner(partner_id)
     with uow:
-        return _contract_history(uow.session, contract_id, owner=owner, limit=limit, cursor=cursor)
+        return _contract_history(uow.session, contract_id, owner=owner, limit=limit, cursor=cursor, sort=sort)

@@ -21,7 +21,7 @@ NOT_VIEWS = {"healthz", "readyz", "metrics_view", "static", "proxy"}
 # Values no query schema accepts: a paging limit that is not a number, ids that are not UUIDs, unknown enums.
 MALFORMED_QUERY = {"limit": "not-a-number", "cursor": "%%%", "contact_id": "x", "program_id": "x",
                    "status": "no-such-status", "type": "no-such-type", "kind": "no-such-kind", "min_score": "x",
-                   "source": "NOT A SOURCE", "email": "x" * 300, "q": "x" * 300}
+                   "source": "NOT A SOURCE", "email": "x" * 300, "q": "x" * 300, "sort": "no-such-field"}
 MALFORMED_BODY = ["not", "an", "object"]
 # Too long to be a key: @idempotent would answer 422 if it ran before the scope check.
 MALFORMED_HEADERS = {"Idempotency-Key": "k" * 300, "If-Match": "garbage"}
