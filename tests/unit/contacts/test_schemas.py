@@ -75,7 +75,7 @@ def test_an_update_refuses_unknown_and_read_only_fields():
 
 
 def test_search_arguments_default_to_the_first_page():
-    assert ContactQuerySchema().load({}) == {"limit": 50, "cursor": None}
+    assert ContactQuerySchema().load({}) == {"limit": 50, "cursor": None, "sort": None}
 
 
 def test_a_search_term_is_trimmed_and_bounded():
