@@ -227,6 +227,8 @@ class ContactErasedData(_EventData):
     contact_id = fields.UUID(required=True)
     email = fields.String(allow_none=True, load_default=None)
     lead_ids = fields.List(fields.UUID(), load_default=list)
+    # Contacts merged into this one earlier: other services may still name the person by these ids.
+    merged_ids = fields.List(fields.UUID(), load_default=list)
 
 
 class ErasureCompletedData(_EventData):
