@@ -88,8 +88,8 @@ class Moved(Problem):
 
 
 _SLUGS = {301: "moved", 400: "bad-request", 401: "unauthorized", 403: "forbidden", 404: "not-found",
-          405: "method-not-allowed", 409: "conflict", 410: "gone", 412: "precondition-failed", 413: "payload-too-large", 414: "uri-too-long",
-          415: "unsupported-media-type",
+          405: "method-not-allowed", 409: "conflict", 410: "gone", 412: "precondition-failed", 413: "payload-too-large",
+          414: "uri-too-long", 415: "unsupported-media-type",
           422: "validation-error", 428: "precondition-required", 429: "too-many-requests",
           431: "request-header-fields-too-large",
           500: "internal-error", 502: "bad-gateway", 503: "service-unavailable", 504: "gateway-timeout"}
