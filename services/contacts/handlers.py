@@ -5,7 +5,7 @@ from services.common.catalog import Event
 from services.common.consumer import event_cause, handles_batches
 from services.common.uow import UnitOfWork
 
-from . import erasure, service, timeline
+from . import erasure, service, timeline, tombstones
 
 
 @handles_batches
@@ -20,8 +20,13 @@ def on_lead_converted(uow: UnitOfWork, events: list[Event]) -> None:
 @handles_batches
 def on_purchase_recorded(uow: UnitOfWork, events: list[Event]) -> None:
     """Purchases were recorded: count each once in its contact's purchase metrics, and show it on the timeline."""
+    # A purchase loyalty recorded before it handled a merge names the merged contact: count it on the survivor.
+    moved = tombstones.survivors(uow.session, {event.data["contact_id"] for event in events})
     for event in events:
-        service.record_purchase_metrics(uow, event.data, event_id=event.id)
+        purchase = event.data
+        if purchase["contact_id"] in moved:
+            purchase = {**purchase, "contact_id": moved[purchase["contact_id"]]}
+        service.record_purchase_metrics(uow, purchase, event_id=event.id)
     timeline.add_entries(uow.session, [timeline.from_event(event) for event in events])
 
 

@@ -22,7 +22,7 @@ from services.common.pagination import paginate
 from services.common.uow import UnitOfWork
 
 from .models import Contact, ContactLead, TimelineEntry
-from .tombstones import missing_contact
+from .tombstones import missing_contact, survivors
 
 # Every kind the stream shows (filter with ?kind=); docs/api-contacts.md says what each holds.
 KINDS = ("interaction", "complaint", "lead_created", "lead_touched", "lead_converted", "purchase",
@@ -57,6 +57,9 @@ def add_entries(session: Session, entries: Iterable[Mapping]) -> None:
         rows.setdefault(row["id"], row)  # the same record twice in one batch: the first one counts
     if not rows:
         return
+    moved = survivors(session, {row["contact_id"] for row in rows.values()})
+    if moved:
+        rows = {key: {**row, "contact_id": moved.get(row["contact_id"], row["contact_id"])} for key, row in rows.items()}
     # The table, not the mapped class: an ORM bulk insert splits the rows by which values are null.
     if session.get_bind().dialect.name == "postgresql":
         stmt = pg_insert(_ENTRIES).on_conflict_do_nothing(index_elements=["id"])

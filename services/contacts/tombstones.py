@@ -30,6 +30,24 @@ def survivor_of(session: Session, contact_id: uuid.UUID) -> uuid.UUID | None:
     return session.scalar(_SURVIVOR, {"contact_id": contact_id})
 
 
+def survivors(session: Session, contact_ids) -> dict[uuid.UUID, uuid.UUID]:
+    """For each of these ids that was merged, the contact it lives on as today; {} when none was (one query).
+
+    Events name the contact their service knew: one published before that service handled the merge still
+    names the merged id, and what it adds must land on the survivor. A chain costs one query per link.
+    """
+    result: dict[uuid.UUID, uuid.UUID] = {}
+    heads = {contact_id: contact_id for contact_id in contact_ids if contact_id is not None}
+    for _ in range(100):
+        if not heads:
+            break
+        moved = dict(session.execute(select(_MERGES.c.merged_id, _MERGES.c.survivor_id)
+                                     .where(_MERGES.c.merged_id.in_(set(heads.values())))).all())
+        heads = {original: moved[head] for original, head in heads.items() if head in moved}
+        result.update(heads)
+    return result
+
+
 def merged_contact(contact_id: uuid.UUID, survivor_id: uuid.UUID) -> Moved:
     """A read of a merged id is sent on to its survivor (301); a write is refused naming it (410)."""
     # Only a caller that may read contacts learns which contact the person lives on as.
