@@ -17,7 +17,7 @@ from services.contacts.attributes import (
     without_attribute_filters,
 )
 from services.contacts.record_schemas import AccountCreateSchema, AttributeDefinitionCreateSchema
-from services.contacts.schemas import ContactQuerySchema
+from services.contacts.schemas import ContactCreateSchema, ContactQuerySchema
 from services.contacts.tags import normalize_tag, tag_set
 
 
@@ -169,3 +169,11 @@ def test_the_free_mail_list_is_shared_with_the_lead_scorer(domain, free):
 
 def test_disposable_mail_is_told_apart():
     assert is_disposable_mail("mailinator.com") and not is_disposable_mail("gmail.com")
+
+
+def test_a_body_names_at_most_as_many_attributes_as_can_be_defined():
+    assert len(ContactCreateSchema().load({"email": "a@example.com",
+                                           "attributes": {f"a{i}": "x" for i in range(200)}})["attributes"]) == 200
+    with pytest.raises(ValidationError) as caught:
+        ContactCreateSchema().load({"email": "a@example.com", "attributes": {f"a{i}": "x" for i in range(201)}})
+    assert set(caught.value.messages) == {"attributes"}
