@@ -71,6 +71,9 @@ class ContactById(MethodView):
     @requires("contacts:read")
     @blp.response(200, ContactDetailSchema, headers=_ETAG_HEADER)
     @blp.alt_response(404, description="No contact has this id.")
+    @blp.alt_response(301, description="The id was merged: `Location` and `survivor_id` name the contact it "
+                                       "lives on as.")
+    @blp.alt_response(410, description="The contact was erased; `erasure_id` names the erasure.")
     @blp.doc(responses={"200": {"content": {vcard.MEDIA_TYPE: {"schema": {"type": "string"}}}}})
     def get(self, contact_id):
         """One contact with its purchase metrics, and its version as the ETag; a vCard 4.0 for `Accept: text/vcard`."""
@@ -84,6 +87,8 @@ class ContactById(MethodView):
     @blp.arguments(ContactUpdateSchema)
     @blp.response(200, ContactSchema, headers=_ETAG_HEADER)
     @blp.alt_response(404, description="No contact has this id.")
+    @blp.alt_response(410, description="The id was merged (`survivor_id` names the contact it lives on as) or "
+                                       "erased (`erasure_id`).")
     @blp.alt_response(409, description="Another contact has the new e-mail; `existing_contact_id` names it "
                                        "(only to a key with `contacts:read`).")
     @blp.alt_response(412, description="If-Match named a version that is no longer current.")

@@ -8,7 +8,7 @@ from services.common.emails import validate_email
 from services.common.pagination import PageArgs, sort_field
 from services.common.schemas import PHONE, Trimmed, TrimmedEmail
 
-from .attributes import DEFINITIONS_MAX, attribute_filter_args, without_attribute_filters
+from .attributes import DEFINITIONS_MAX, at_most_definitions, attribute_filter_args, without_attribute_filters
 from .filters import SORT_COLUMNS
 from .models import EMAIL_MAX, MONEY_PLACES, NAME_MAX, ORG_MAX, PHONE_MAX
 from .tags import TAG_RULE, Tag, Tags
@@ -36,7 +36,7 @@ class _ContactFields(Schema):
                        "whose domain is the e-mail's, if there is one (never for free mail)."})
     tags = Tags(metadata={"description": f"The contact's tags (replaces them all on PATCH). {TAG_RULE} At most 100."})
     attributes = fields.Dict(keys=fields.String(), values=fields.Raw(allow_none=True),
-                             validate=validate.Length(max=DEFINITIONS_MAX), metadata={
+                             validate=at_most_definitions, metadata={"maxProperties": DEFINITIONS_MAX,
         "description": "Custom attribute values by name, typed by their definitions; on PATCH only the names sent "
                        "change, and null removes a value."})
 
