@@ -74,7 +74,8 @@ class ContactById(MethodView):
     @blp.alt_response(301, description="The id was merged: `Location` and `survivor_id` name the contact it "
                                        "lives on as.")
     @blp.alt_response(410, description="The contact was erased; `erasure_id` names the erasure.")
-    @blp.doc(responses={"200": {"content": {vcard.MEDIA_TYPE: {"schema": {"type": "string"}}}}})
+    @blp.alt_response(200, success=True, content_type=vcard.MEDIA_TYPE, schema={"type": "string"},
+                      description="The contact; as a vCard 4.0 (RFC 6350) for `Accept: text/vcard`.")
     def get(self, contact_id):
         """One contact with its purchase metrics, and its version as the ETag; a vCard 4.0 for `Accept: text/vcard`."""
         details = service.get_contact_details(read_uow(), contact_id)
