@@ -135,16 +135,20 @@ def _contact_exists(session: Session, contact_id: uuid.UUID) -> bool:
     return session.scalar(select(Contact.seq).where(Contact.id == contact_id)) is not None
 
 
+# What the history may be sorted by (`sort=`); without one, the most recently recorded first.
+SORTS = {"occurred_at": ConsentChange.occurred_at, "recorded_at": ConsentChange.recorded_at}
+
+
 def list_consent_changes(uow: UnitOfWork, contact_id: uuid.UUID, *, limit: int, cursor: str | None,
-                         channel: str | None = None, purpose: str | None = None) -> dict:
-    """A contact's consent history, the most recently recorded first, optionally for one channel or purpose."""
+                         channel: str | None = None, purpose: str | None = None, sort: str | None = None) -> dict:
+    """A contact's consent history (by default the most recently recorded first), optionally for one channel or purpose."""
     stmt = select(ConsentChange).where(ConsentChange.contact_id == contact_id)
     if channel:
         stmt = stmt.where(ConsentChange.channel == channel)
     if purpose:
         stmt = stmt.where(ConsentChange.purpose == purpose)
     with uow:
-        page = paginate(uow.session, stmt, ConsentChange.seq, limit=limit, cursor=cursor)
+        page = paginate(uow.session, stmt, ConsentChange.seq, limit=limit, cursor=cursor, sort=sort, columns=SORTS)
         # Only an empty page needs to tell "no such contact" from "no history (yet)".
         if not page["items"] and not _contact_exists(uow.session, contact_id):
             raise missing_contact(uow.session, contact_id)

@@ -8,7 +8,7 @@ from marshmallow import RAISE, Schema, fields, validate
 from services.common.catalog import CONSENT_CHANNELS, CONSENT_PURPOSES
 from services.common.idempotency import HEADER_PARAMETER, idempotent
 from services.common.identity import current_principal, record_or_receipt, requires
-from services.common.pagination import PageArgs
+from services.common.pagination import PageArgs, sort_field
 from services.common.schemas import Trimmed
 from services.common.web import read_uow, uow
 
@@ -74,6 +74,7 @@ class ConsentsRecordedSchema(Schema):
 class ConsentQuerySchema(PageArgs):
     channel = fields.String(validate=validate.OneOf(CONSENT_CHANNELS))
     purpose = fields.String(validate=validate.OneOf(CONSENT_PURPOSES))
+    sort = sort_field(*consent.SORTS, default=None)  # no sort: the most recently recorded first
 
 
 class ConsentPageSchema(Schema):

@@ -142,14 +142,18 @@ def record_feedback(uow: UnitOfWork, contact_id: uuid.UUID, answer: Mapping, *, 
         return feedback
 
 
+# What the answers may be sorted by (`sort=`); without one, the most recently recorded first.
+SORTS = {"occurred_at": Feedback.occurred_at, "recorded_at": Feedback.recorded_at, "score": Feedback.score}
+
+
 def list_feedback(uow: UnitOfWork, contact_id: uuid.UUID, *, limit: int, cursor: str | None,
-                  kind: str | None = None) -> dict:
-    """A contact's survey answers, the most recently recorded first, optionally of one kind."""
+                  kind: str | None = None, sort: str | None = None) -> dict:
+    """A contact's survey answers (by default the most recently recorded first), optionally of one kind."""
     stmt = select(Feedback).where(Feedback.contact_id == contact_id)
     if kind:
         stmt = stmt.where(Feedback.kind == kind)
     with uow:
-        page = paginate(uow.session, stmt, Feedback.seq, limit=limit, cursor=cursor)
+        page = paginate(uow.session, stmt, Feedback.seq, limit=limit, cursor=cursor, sort=sort, columns=SORTS)
         # Only an empty page needs to tell "no such contact" from "no answers (yet)".
         if not page["items"] and uow.session.scalar(select(Contact.seq).where(Contact.id == contact_id)) is None:
             raise missing_contact(uow.session, contact_id)

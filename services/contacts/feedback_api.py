@@ -11,7 +11,7 @@ from marshmallow import RAISE, Schema, ValidationError, fields, validate
 
 from services.common.idempotency import HEADER_PARAMETER, idempotent
 from services.common.identity import current_principal, record_or_receipt, requires
-from services.common.pagination import PageArgs
+from services.common.pagination import PageArgs, sort_field
 from services.common.schemas import Trimmed
 from services.common.web import read_uow, uow
 
@@ -64,6 +64,7 @@ class FeedbackSchema(Schema):
 
 class FeedbackQuerySchema(PageArgs):
     kind = fields.String(validate=validate.OneOf(feedback.KINDS))
+    sort = sort_field(*feedback.SORTS, default=None)  # no sort: the most recently recorded first
 
 
 class FeedbackPageSchema(Schema):
