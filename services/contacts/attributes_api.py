@@ -38,7 +38,12 @@ class AttributeDefinitions(MethodView):
         return definition, 201, {"Location": f"{blp.url_prefix}/{definition.name}"}
 
 
-@blp.route("/<string:name>")
+# Documented with its pattern, so a client (and a fuzzer) knows which names can exist.
+_NAME_PARAMETER = {"in": "path", "name": "name", "required": True, "description": "The attribute's name.",
+                   "schema": {"type": "string", "pattern": f"^{attributes.NAME.pattern}$"}}
+
+
+@blp.route("/<string:name>", parameters=[_NAME_PARAMETER])
 class AttributeDefinitionByName(MethodView):
     @requires("contacts:read")
     @blp.response(200, AttributeDefinitionSchema)

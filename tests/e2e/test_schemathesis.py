@@ -12,6 +12,7 @@ Hypothesis is derandomised and keeps no example database, so a run is repeatable
 """
 from __future__ import annotations
 
+import base64
 import re
 from collections import Counter
 
@@ -77,18 +78,34 @@ class Records:
         purchase = _post(f"{api}/loyalty/purchases", self.admin, {
             "member_id": member["id"], "amount": "12.50", "currency": "EUR", "occurred_at": "2026-01-02T10:00:00+00:00"})
         victim = _post(f"{api}/admin/keys", self.admin, {"name": "schemathesis-victim", "scopes": ["leads:read"]})
+        contacts = f"{api}/contacts"
+        account = _post(f"{api}/accounts", self.admin, {"name": "Schemathesis Ltd", "domain": "schemathesis-ltd.example"})
+        _post(f"{contacts}/{contact['id']}/tags", self.admin, {"tags": ["vip"]})
+        _post(f"{contacts}/attributes", self.admin, {"name": "tier", "type": "enum", "options": ["gold", "silver"]})
+        interaction = _post(f"{contacts}/{contact['id']}/interactions", self.admin, {
+            "type": "note", "summary": "Met at the fair", "occurred_at": "2026-01-02T09:00:00+00:00"})
+        imported = _post(f"{contacts}/imports", self.admin, {
+            "file": base64.b64encode(b"E-mail,Name\nimported@schemathesis.example,Ida\n").decode(),
+            "mapping": {"E-mail": "email", "Name": "first_name"}})
+        # Erasing is for good: the erasure route works on a person of its own, never on the shared contact.
+        erased = _post(f"{contacts}", self.admin, {"email": "eve@schemathesis.example"})
+        erasure = _post(f"{contacts}/{erased['id']}/erasure", self.admin, {})
         self.existing = {
             "contact_id": contact["id"], "lead_id": lead["id"], "program_id": program["id"], "member_id": member["id"],
             "transaction_id": purchase["transaction_id"], "partner_id": partner, "contract_id": contract,
-            "version": 1, "key_id": victim["id"],
+            "version": 1, "key_id": victim["id"], "account_id": account["id"], "tag": "vip", "name": "tier",
+            "interaction_id": interaction["id"], "import_id": imported["id"], "erasure_id": erasure["id"],
         }
         self.portal_existing = {"contract_id": portal_contract}
+        self.erased_contact = erased["id"]
 
     def headers(self, path: str) -> dict:
         return {"Authorization": f"Bearer {self.partner if path.startswith(PORTAL) else self.admin}"}
 
     def path_parameters(self, path: str) -> dict:
         known = {**self.existing, **self.portal_existing} if path.startswith(PORTAL) else self.existing
+        if path.endswith("/erasure"):
+            known = {**known, "contact_id": self.erased_contact}
         return {name: known[name] for name in _PATH_PARAMETER.findall(path)}
 
 
