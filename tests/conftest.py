@@ -22,13 +22,37 @@ def shared_amqp_url():
     infra.delete_vhost(vhost)
 
 
+@pytest.fixture(scope="session")
+def migrated_template():
+    """Factory: `migrated_template("contacts")` is a database migrated once per run, for tests to copy.
+
+    Copying a migrated database (CREATE DATABASE ... TEMPLATE) takes a third of the time of creating one and
+    running every migration, for each of the suite's many tests that want a fresh service database.
+    """
+    from crm.registry import SUITE
+
+    templates: dict[str, str] = {}
+
+    def template(name: str) -> str:
+        if name not in templates:
+            url = infra.create_database(f"template_{name}")
+            SUITE.migrate(name, url)  # disposes its engine: a template must have no open connection
+            templates[name] = url
+        return templates[name]
+
+    yield template
+    for url in templates.values():
+        infra.drop_database(url)
+
+
 @pytest.fixture
 def make_database():
-    """Factory: `make_database("leads")` creates a fresh PostgreSQL database, dropped after the test."""
+    """Factory: `make_database("leads")` creates a fresh PostgreSQL database (a copy of `template=` if given),
+    dropped after the test."""
     created = []
 
-    def make(label: str) -> str:
-        url = infra.create_database(label)
+    def make(label: str, *, template: str | None = None) -> str:
+        url = infra.create_database(label, template=template)
         created.append(url)
         return url
 
@@ -66,7 +90,7 @@ def make_settings(request, shared_amqp_url):
 
 
 @pytest.fixture
-def service_app(make_database, make_settings):
+def service_app(make_database, make_settings, migrated_template):
     """Factory: `service_app("leads", **env)` is that service's app on a fresh migrated PostgreSQL database.
 
     Built through the suite registry, like every process. `database_url=` puts it on a database the test
@@ -79,8 +103,7 @@ def service_app(make_database, make_settings):
 
     def make(name: str, *, database_url: str | None = None, **env):
         if database_url is None:
-            database_url = make_database(name)
-            SUITE.migrate(name, database_url)
+            database_url = make_database(name, template=migrated_template(name))
         app = SUITE.create_app(name, make_settings(name, database_url, **env))
         apps.append(app)
         return app

@@ -31,11 +31,12 @@ def _psycopg_url(url: str) -> str:
     return url.replace("postgresql+psycopg://", "postgresql://")
 
 
-def create_database(label: str) -> str:
-    """Create an empty PostgreSQL database and return its SQLAlchemy URL."""
+def create_database(label: str, *, template: str | None = None) -> str:
+    """Create a PostgreSQL database and return its SQLAlchemy URL: empty, or a copy of `template` (a URL)."""
     name = f"crmt_{uuid.uuid4().hex[:10]}_{label}"
+    copy_of = f' TEMPLATE "{urlsplit(template).path.lstrip("/")}"' if template else ""
     with psycopg.connect(_psycopg_url(admin_database_url()), autocommit=True) as conn:
-        conn.execute(f'CREATE DATABASE "{name}"')
+        conn.execute(f'CREATE DATABASE "{name}"{copy_of}')
     return _with_database(admin_database_url(), name).replace("postgresql://", "postgresql+psycopg://", 1)
 
 
