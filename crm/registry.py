@@ -2,9 +2,9 @@
 
 Everything suite-wide derives from it: the broker topology (each queue is bound to exactly the event types its
 service's handlers take), the service names the settings accept and the upstreams the gateway knows, the processes
-`crm run` starts, the default route table, the RabbitMQ definitions file and the test suite's process list. Adding
-a service is one `ServiceEntry` here plus its package (`app.py` with `create_app`/`create_worker`, `handlers.py`
-with `HANDLERS`, `migrations/`).
+`crm run` starts, the default route table and its upload routes, the RabbitMQ definitions file and the test
+suite's process list. Adding a service is one `ServiceEntry` here plus its package (`app.py` with
+`create_app`/`create_worker`, `handlers.py` with `HANDLERS`, `migrations/`).
 
 Entries name modules by dotted path and are imported only when asked for, so reading the registry (the gateway's
 route table, `crm --help`) imports no service.
@@ -25,6 +25,9 @@ class ServiceEntry:
     port: int  # default TCP port of its web process (CRM_<NAME>_PORT overrides it in `crm run`)
     package: str  # dotted package path; holds app.py, handlers.py (optional) and migrations/
     routes: tuple[str, ...] = ()  # gateway path prefixes served by this service
+    # Paths under `routes` (templates like /api/v1/contacts/{id}/photo) whose views take uploads
+    # (services.common.web.upload_arguments): the gateway lets bodies up to CRM_MAX_UPLOAD_BYTES through on them.
+    upload_routes: tuple[str, ...] = ()
     web: bool = True  # has a web process behind the gateway
     worker: bool = True  # has a worker (outbox relay + consumer)
     title: str = ""
@@ -60,6 +63,10 @@ class Registry:
         prefixes = [p for e in self.entries for p in e.routes]
         if len(set(prefixes)) != len(prefixes):
             raise ValueError("a route prefix is registered for two services")
+        for e in self.entries:
+            for path in e.upload_routes:
+                if not any(path.startswith(prefix + "/") for prefix in e.routes):
+                    raise ValueError(f"{e.name}: upload route {path!r} is not under one of its routes")
 
     def with_entry(self, entry: ServiceEntry) -> "Registry":
         """A registry with one more service (tests use this)."""
@@ -113,6 +120,10 @@ class Registry:
         """The default gateway route table: path prefix -> upstream service."""
         return {prefix: e.name for e in self.upstreams for prefix in e.routes}
 
+    def upload_routes(self) -> tuple[str, ...]:
+        """The paths of the default route table that take uploads (bodies up to CRM_MAX_UPLOAD_BYTES)."""
+        return tuple(path for e in self.upstreams for path in e.upload_routes)
+
     def migrations_dir(self, name: str) -> Path:
         """The Alembic script folder of one service."""
         package = importlib.import_module(self.entry(name).package)
@@ -148,7 +159,8 @@ class Registry:
 
 SUITE = Registry((
     ServiceEntry("contacts", 8081, "services.contacts", title="CRM Contacts",
-                 routes=("/api/v1/contacts", "/api/v1/accounts", "/api/v1/segments", "/api/v1/analytics")),
+                 routes=("/api/v1/contacts", "/api/v1/accounts", "/api/v1/segments", "/api/v1/analytics"),
+                 upload_routes=("/api/v1/contacts/imports",)),
     ServiceEntry("leads", 8082, "services.leads", title="CRM Leads",
                  routes=("/api/v1/leads", "/api/v1/campaigns", "/api/v1/offers", "/api/v1/triggers",
                          "/api/v1/plugins")),

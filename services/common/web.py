@@ -1,4 +1,4 @@
-"""The Flask application kit: OpenAPI, problem+json, request ids, identity, health, metrics, JSON logs."""
+"""The Flask application kit: OpenAPI, problem+json, request ids, identity, health, metrics, JSON logs, uploads."""
 from __future__ import annotations
 
 import json
@@ -7,10 +7,14 @@ import re
 import time
 import uuid
 from contextlib import contextmanager
+from dataclasses import dataclass
+from functools import wraps
 from typing import Callable, Iterable
 
 from flask import Flask, Response, current_app, g, jsonify, request
 from prometheus_client import CONTENT_TYPE_LATEST, CollectorRegistry, Counter, Histogram, generate_latest
+from webargs.flaskparser import FlaskParser
+from werkzeug.datastructures import CombinedMultiDict
 
 from .broker import ping
 from .identity import HEADER as IDENTITY_HEADER
@@ -19,6 +23,7 @@ from .logs import configure_logging
 from . import swagger_ui
 from .openapi import SuiteApi
 from .problems import problem_response, register_problem_handlers
+from .settings import MAX_JSON_BYTES
 from .uow import UnitOfWork
 
 log = logging.getLogger("crm.http")
@@ -104,6 +109,111 @@ def hostile_input_problem():
                             errors={field: [_NUL]})
 
 
+# -- upload routes ---------------------------------------------------------------------------------------------
+
+MULTIPART = "multipart/form-data"
+ANY_MEDIA_TYPE = "*/*"
+_UPLOAD = "_crm_upload"  # the attribute that marks a view (outer decorators carry it up: functools.wraps)
+
+
+@dataclass(frozen=True)
+class UploadRoute:
+    """What a view takes besides the JSON of every route: bodies of `media_types` up to `max_bytes`.
+
+    `max_bytes` None is the process's CRM_MAX_UPLOAD_BYTES. `applies`, when given, says per request whether the
+    view takes an upload there (the gateway's one proxy view does only on its route table's upload routes).
+    """
+
+    media_types: tuple[str, ...]
+    max_bytes: int | None = None
+    applies: Callable[[], bool] | None = None
+
+    def takes(self, mimetype: str) -> bool:
+        return ANY_MEDIA_TYPE in self.media_types or mimetype in self.media_types
+
+
+def upload_route(*media_types: str, max_bytes: int | None = None, applies: Callable[[], bool] | None = None):
+    """Mark a view as an upload route: it also takes bodies of `media_types` (ANY_MEDIA_TYPE: any), up to
+    `max_bytes` (default CRM_MAX_UPLOAD_BYTES). A JSON body keeps the 1 MiB limit of every route."""
+    route = UploadRoute(tuple(media_types), max_bytes, applies)
+
+    def mark(view):
+        setattr(view, _UPLOAD, route)
+        return view
+
+    return mark
+
+
+def declared_upload_route(view, method: str) -> UploadRoute | None:
+    """The upload route a view function (or a MethodView's `method`) declares, else None."""
+    view_class = getattr(view, "view_class", None)
+    if view_class is not None:
+        view = getattr(view_class, method.lower(), None)
+    return getattr(view, _UPLOAD, None)
+
+
+def _upload_problem(settings):
+    """None when the request's view takes its (non-JSON) body as an upload, raising the size limit to the
+    route's; else the 415 naming what the route takes, or a 413 when the declared length is over the limit."""
+    view = current_app.view_functions.get(request.endpoint) if request.endpoint else None
+    route = declared_upload_route(view, request.method)
+    if route is not None and route.applies is not None and not route.applies():
+        route = None
+    if route is None or not route.takes(request.mimetype):
+        takes = "".join(f" or {media_type}" for media_type in route.media_types) if route else ""
+        return problem_response(415, "Unsupported Media Type",
+                                f"Send the body as application/json{takes}, not {request.mimetype or 'no type'}.")
+    limit = route.max_bytes or settings.max_upload_bytes
+    if (request.content_length or 0) > limit:
+        return problem_response(413, "Request Entity Too Large",
+                                f"The body is larger than the {limit:,} bytes this route takes.", max_bytes=limit)
+    request.max_content_length = limit  # werkzeug holds a body without Content-Length (chunked) to it as it reads
+    return None
+
+
+class _PartsParser(FlaskParser):
+    """webargs' Flask parser whose `files` location is a multipart body's parts: its files and its fields."""
+
+    def load_files(self, req, schema):
+        return self._makeproxy(CombinedMultiDict([req.files, req.form]), schema)
+
+
+_PARTS_PARSER = _PartsParser()
+
+
+def upload_arguments(blp, schema, *, json_schema=None, max_bytes: int | None = None):
+    """flask-smorest arguments of an upload route: a multipart/form-data body's parts (files and fields) loaded
+    with `schema`, a JSON body with `json_schema` when given; the view gets the result like `@blp.arguments`.
+
+    Marks the view as an upload route for multipart/form-data (`upload_route`) and documents both bodies and
+    the 413/415/422 answers. Put it where `@blp.arguments` would go. Werkzeug spools a file part over 500 KB to a
+    temporary file, so a large upload is not held in memory by the parsing.
+    """
+
+    def decorate(view):
+        @wraps(view)
+        def parse_then_call(*args, **kwargs):
+            if json_schema is not None and _is_json(request.mimetype):
+                data = _PARTS_PARSER.parse(json_schema, location="json")
+            else:
+                data = _PARTS_PARSER.parse(schema, location="files", unknown=None)  # the schema's own `unknown`
+            return view(*args, data, **kwargs)
+
+        content = {MULTIPART: {"schema": schema}}
+        if json_schema is not None:
+            content["application/json"] = {"schema": json_schema}
+        documented = blp.doc(requestBody={"required": True, "content": content})(parse_then_call)
+        for status, description in (
+                (413, ("The body is larger than the route takes: CRM_MAX_UPLOAD_BYTES (default 32 MiB) as "
+                       "multipart/form-data, 1 MiB as JSON.")),
+                (415, "The body is neither multipart/form-data nor JSON."),
+                (422, "A part is missing or invalid; `errors` names it.")):
+            documented = blp.alt_response(status, description=description)(documented)
+        return upload_route(MULTIPART, max_bytes=max_bytes)(documented)
+
+    return decorate
+
+
 class _Metrics:
     def __init__(self, service: str):
         self.registry = CollectorRegistry()
@@ -130,7 +240,7 @@ def create_service_app(
         API_TITLE=title, API_VERSION="v1", OPENAPI_VERSION="3.0.3",
         OPENAPI_URL_PREFIX="/api", OPENAPI_JSON_PATH="openapi.json",
         OPENAPI_SWAGGER_UI_PATH="/docs", **swagger_ui.CONFIG,  # the UI's files are served by the app itself
-        MAX_CONTENT_LENGTH=1 << 20, JSON_SORT_KEYS=False,
+        MAX_CONTENT_LENGTH=MAX_JSON_BYTES, JSON_SORT_KEYS=False,
     )
     app.json.sort_keys = False
     # SuiteApi: errors documented as problem+json, decimals as decimal strings (openapi.py).
@@ -166,10 +276,12 @@ def create_service_app(
             # In the service that owns the route (the gateway relays its answer), and only for a route that takes
             # the method: an unknown path or method stays a 404 or 405.
             return problem_response(400, "Bad Request", f"A {request.method} needs a JSON body (application/json).")
-        if request.method in _BODY_METHODS and (request.content_length or request.headers.get("Transfer-Encoding")):
-            if not _is_json(request.mimetype):
-                return problem_response(415, "Unsupported Media Type",
-                                        f"Send the body as application/json, not {request.mimetype or 'no type'}.")
+        if (request.method in _BODY_METHODS and not _is_json(request.mimetype)
+                and (request.content_length or request.headers.get("Transfer-Encoding"))):
+            # Every route takes JSON up to 1 MiB; an upload route (upload_route) also its own media types and size.
+            refused = _upload_problem(settings)
+            if refused is not None:
+                return refused
         return hostile_input_problem()
 
     @app.after_request

@@ -3,8 +3,10 @@ from __future__ import annotations
 
 import base64
 import binascii
+import json
 
 from marshmallow import RAISE, Schema, ValidationError, fields, validate
+from werkzeug.datastructures import FileStorage
 
 from . import imports
 from .models import IMPORT_FIELD_MAX, IMPORT_STATUSES
@@ -23,19 +25,62 @@ class Base64File(fields.String):
             raise ValidationError("Not valid base64: send the file's bytes base64-encoded (RFC 4648).") from None
 
 
-class ImportCreateSchema(Schema):
-    class Meta:
-        unknown = RAISE
+class UploadedFile(fields.Field):
+    """A multipart file part (`curl -F file=@people.csv`), read into bytes: the part's exact bytes, undecoded."""
 
-    file = Base64File(required=True, metadata={
-        "description": "The CSV file, base64-encoded: UTF-8 (a byte-order mark is allowed), a header row, at most "
-                       f"{imports.MAX_ROWS:,} data rows.", "format": "byte"})
-    mapping = fields.Dict(
+    def _deserialize(self, value, attr, data, **kwargs):
+        if not isinstance(value, FileStorage):
+            raise ValidationError("Send the CSV as a file part, e.g. curl -F file=@people.csv.")
+        return value.stream.read()
+
+
+class JsonMapping(fields.Dict):
+    """A mapping object; in a multipart body its part is JSON text (a field, or a file: -F mapping=@mapping.json)."""
+
+    def _deserialize(self, value, attr, data, **kwargs):
+        try:
+            if isinstance(value, FileStorage):
+                value = value.stream.read().decode("utf-8")
+            if isinstance(value, str):
+                value = json.loads(value)
+        except (ValueError, RecursionError):  # UnicodeDecodeError is a ValueError
+            raise ValidationError('Not JSON: send a JSON object, e.g. {"E-mail": "email"}.') from None
+        return super()._deserialize(value, attr, data, **kwargs)
+
+
+_FILE_RULES = f"UTF-8 (a byte-order mark is allowed), a header row, at most {imports.MAX_ROWS:,} data rows."
+
+
+def _mapping(field_class=fields.Dict) -> fields.Dict:
+    """The mapping field (a new one per schema: marshmallow binds a field to one schema)."""
+    return field_class(
         keys=fields.String(validate=validate.Length(min=1, max=HEADER_MAX)),
         values=fields.String(validate=validate.Length(min=1, max=IMPORT_FIELD_MAX)), required=True,
         metadata={"description": "CSV header -> contact field (" + ", ".join(imports.TARGETS) + "); email is "
                                  "required. Unmapped columns are ignored.",
                   "example": {"E-mail": "email", "First name": "first_name", "Company": "company"}})
+
+
+class ImportUploadSchema(Schema):
+    """The multipart/form-data body: the file as it is, the mapping as a JSON part."""
+
+    class Meta:
+        unknown = RAISE
+
+    file = UploadedFile(required=True, metadata={"type": "string", "format": "binary",
+                                                 "description": "The CSV file: " + _FILE_RULES})
+    mapping = _mapping(JsonMapping)
+
+
+class ImportCreateSchema(Schema):
+    """The JSON body: the file base64-encoded, within the 1 MiB a JSON body may have."""
+
+    class Meta:
+        unknown = RAISE
+
+    file = Base64File(required=True, metadata={"description": "The CSV file, base64-encoded: " + _FILE_RULES,
+                                               "format": "byte"})
+    mapping = _mapping()
 
 
 class ImportSchema(Schema):

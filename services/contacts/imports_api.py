@@ -1,7 +1,9 @@
 """HTTP entrypoints of contact imports: submit a CSV, follow its progress, page through the rows it refused.
 
 The worker applies an import (import_jobs.py); these views only store it and read it. Every route needs
-`contacts:import`, also the reads: an import holds the file's data and its errors quote the rows.
+`contacts:import`, also the reads: an import holds the file's data and its errors quote the rows. The file comes
+as multipart/form-data up to CRM_MAX_UPLOAD_BYTES (an upload route of the kit, and of the suite registry, so
+the gateway lets it through), or base64 in JSON within the 1 MiB of any JSON body.
 """
 from __future__ import annotations
 
@@ -12,10 +14,11 @@ from flask_smorest import Blueprint
 from services.common.idempotency import HEADER_PARAMETER, idempotent
 from services.common.identity import requires
 from services.common.pagination import PageArgs
-from services.common.web import read_uow, uow
+from services.common.web import read_uow, upload_arguments, uow
 
 from . import imports
-from .import_schemas import ImportCreateSchema, ImportErrorPageSchema, ImportPageSchema, ImportSchema
+from .import_schemas import (ImportCreateSchema, ImportErrorPageSchema, ImportPageSchema, ImportSchema,
+                             ImportUploadSchema)
 from .models import IdempotencyRecord
 
 SCOPE = "contacts:import"
@@ -28,7 +31,7 @@ blp = Blueprint("contact-imports", __name__, url_prefix="/api/v1/contacts/import
 class Imports(MethodView):
     @requires(SCOPE)
     @idempotent(IdempotencyRecord)
-    @blp.arguments(ImportCreateSchema)
+    @upload_arguments(blp, ImportUploadSchema, json_schema=ImportCreateSchema)
     @blp.response(202, ImportSchema, headers={"Location": {"description": "The import's URL.",
                                                            "schema": {"type": "string"}}})
     @blp.doc(parameters=[HEADER_PARAMETER])

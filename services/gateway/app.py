@@ -11,8 +11,8 @@ from services.common import swagger_ui
 from services.common.problems import problem_response
 from services.common.runtime import Runtime, build_runtime
 from crm.registry import SUITE
-from services.common.settings import Settings, web_concurrency
-from services.common.web import OPEN_PATHS, create_service_app
+from services.common.settings import MAX_JSON_BYTES, Settings, web_concurrency
+from services.common.web import ANY_MEDIA_TYPE, OPEN_PATHS, create_service_app, upload_route
 
 from . import api, keys
 from .aggregate import merge_openapi, probe_all
@@ -25,6 +25,7 @@ log = logging.getLogger("crm.gateway")
 PUBLIC_PATHS = (*OPEN_PATHS, "/api/openapi.json", "/api/docs")
 PROXY_METHODS = ["GET", "POST", "PUT", "PATCH", "DELETE"]
 READINESS_TIMEOUT = 2.0
+STREAMED_BODY_OVER = MAX_JSON_BYTES
 OPENAPI_TIMEOUT = 5.0
 
 
@@ -91,6 +92,13 @@ def authenticate_request():
     return None
 
 
+def _takes_upload() -> bool:
+    return _gateway().routes.takes_upload(request.path)
+
+
+# The route table's upload routes take bodies up to CRM_MAX_UPLOAD_BYTES in any media type: the upstream's view
+# says which it takes (415); every other path keeps the kit's JSON-only 1 MiB.
+@upload_route(ANY_MEDIA_TYPE, applies=_takes_upload)
 def forward_request(rest: str):
     """Send a routed /api/v1/... call to its upstream with the caller's signed identity."""
     gateway = _gateway()
@@ -100,10 +108,14 @@ def forward_request(rest: str):
     route = gateway.routes.match(path)
     if route is None:
         return problem_response(404, "Not Found", f"No service serves {path}.")
+    length = request.content_length
+    # A body up to the JSON limit is read and sent as bytes (resent as is if a pooled connection died unused);
+    # a larger one (an upload route's) is passed on as it is read, never held whole in memory.
+    streamed = (length or 0) > STREAMED_BODY_OVER or (length is None and "Transfer-Encoding" in request.headers)
     return gateway.proxy.forward(route.upstream, method=request.method, path=path,
                                  query_string=request.query_string, headers=request.headers,
-                                 body=request.get_data(cache=False), principal=g.principal,
-                                 request_id=g.request_id)
+                                 body=request.stream if streamed else request.get_data(cache=False),
+                                 body_length=length, principal=g.principal, request_id=g.request_id)
 
 
 def aggregated_readiness():
@@ -159,7 +171,8 @@ def create_app(settings: Settings | None = None, *, proxy: UpstreamProxy | None 
     settings = settings or SUITE.settings("gateway")
     # The default table derives from the suite registry; CRM_GATEWAY_ROUTES replaces it with a file.
     routes = (RouteTable.load(settings.gateway_routes) if settings.gateway_routes
-              else RouteTable.from_mapping(SUITE.route_map(), source="the suite registry"))
+              else RouteTable.from_mapping(SUITE.route_map(), uploads=SUITE.upload_routes(),
+                                           source="the suite registry"))
     runtime = build_runtime(settings, None, None)
     _processes, threads = web_concurrency()
     gateway = Gateway(settings=settings, runtime=runtime, routes=routes,

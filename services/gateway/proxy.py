@@ -1,4 +1,4 @@
-"""Forwarding to upstream services: pooled HTTP, identity token, timeouts and a circuit breaker."""
+"""Forwarding to upstream services: pooled HTTP, identity token, timeouts, a circuit breaker, streamed bodies."""
 from __future__ import annotations
 
 import json
@@ -6,10 +6,12 @@ import logging
 import math
 import threading
 import time
-from collections.abc import Callable, Mapping
+from collections.abc import Callable, Iterator, Mapping
+from typing import BinaryIO
 from urllib.parse import quote
 
 import urllib3
+import werkzeug.exceptions
 from flask import Response
 from urllib3.exceptions import HTTPError, NewConnectionError, ProtocolError, TimeoutError
 
@@ -27,7 +29,12 @@ FORWARDED_REQUEST_HEADERS = ("Content-Type", "Accept", "If-Match", "If-None-Matc
 FORWARDED_WHEN_EMPTY = ("Idempotency-Key",)
 # Only these upstream headers reach the caller (never hop-by-hop ones, cookies or Content-Length/Encoding,
 # which the gateway recomputes for the body it sends).
-FORWARDED_RESPONSE_HEADERS = ("Content-Type", "ETag", "Location", "Retry-After", "Link", "Allow")
+FORWARDED_RESPONSE_HEADERS = ("Content-Type", "Content-Disposition", "ETag", "Location", "Retry-After", "Link",
+                              "Allow")
+# An answer whose Content-Length is at most this is read whole and sent with its length (every JSON answer of the
+# API); a longer one, or one without a length (an export, sent chunked), is relayed piece by piece as it arrives.
+BUFFERED_ANSWER_MAX = 256 * 1024
+RELAY_PIECE = 64 * 1024
 # The gateway's own principal when it fetches an upstream's OpenAPI document.
 GATEWAY_PRINCIPAL = Principal(key_id="gateway", kind="internal", name="gateway")
 # The gateway itself asking the partners service whether a partner exists (before binding a key to it).
@@ -122,6 +129,39 @@ def replayable(method: str, headers: Mapping[str, str]) -> bool:
     return method.upper() in IDEMPOTENT_METHODS or bool(headers.get("Idempotency-Key"))
 
 
+class UpstreamBrokeOff(Exception):
+    """An upstream stopped sending a streamed answer midway; the caller's connection is cut, so it sees a truncated
+    body (no last chunk), never a complete-looking one."""
+
+
+class UpstreamBody:
+    """An upstream answer's body relayed to the caller as it arrives: the WSGI iterable of a streamed response.
+
+    The upstream read timeout applies to each piece, not to the whole answer, so a long export keeps flowing. Read
+    to its end, the connection goes back to the pool; when the caller goes away first (the WSGI server closes the
+    iterable early) or the upstream breaks off, the connection is closed instead: it may still hold unread bytes.
+    """
+
+    def __init__(self, answer: urllib3.BaseHTTPResponse, upstream: str, breaker: CircuitBreaker):
+        self._answer, self._upstream, self._breaker = answer, upstream, breaker
+        self._complete = False
+
+    def __iter__(self) -> Iterator[bytes]:
+        try:
+            yield from self._answer.stream(RELAY_PIECE)
+        except (HTTPError, OSError) as exc:
+            self._breaker.record_failure()
+            log.warning("upstream %s broke off a streamed answer: %s", self._upstream, type(exc).__name__,
+                        extra={"event": "gateway.upstream_broke_off", "upstream": self._upstream})
+            raise UpstreamBrokeOff(f"the {self._upstream} service broke off its answer ({type(exc).__name__})") from exc
+        self._complete = True
+
+    def close(self) -> None:
+        if not self._complete:
+            self._answer.close()
+        self._answer.release_conn()
+
+
 class UpstreamStatusError(Exception):
     """An upstream answered a document request (readiness, OpenAPI) with an error status."""
 
@@ -192,8 +232,13 @@ class UpstreamProxy:
         return headers
 
     def forward(self, upstream: str, *, method: str, path: str, query_string: bytes, headers: Mapping[str, str],
-                body: bytes, principal: Principal, request_id: str | None) -> Response:
-        """Send one call to `upstream` and translate the answer (or the failure) into a response."""
+                body: bytes | BinaryIO, principal: Principal, request_id: str | None,
+                body_length: int | None = None) -> Response:
+        """Send one call to `upstream` and translate the answer (or the failure) into a response.
+
+        `body` is the request's bytes, or a stream (an upload) sent as it is read, `body_length` bytes long (None:
+        sent chunked). A long answer is relayed as it arrives (UpstreamBody).
+        """
         base = self.upstreams.get(upstream)
         if base is None:
             return problem_response(503, "Service Unavailable",
@@ -217,8 +262,14 @@ class UpstreamProxy:
         outgoing = {name: headers[name] for name in FORWARDED_REQUEST_HEADERS
                     if headers.get(name) or (name in FORWARDED_WHEN_EMPTY and headers.get(name) is not None)}
         outgoing.update(self.identity_headers(upstream, principal, request_id))
+        if not isinstance(body, bytes):
+            if body_length is not None:
+                outgoing["Content-Length"] = str(body_length)  # else urllib3 sends the stream chunked
+        elif not body:
+            body = None
         try:
-            answer = self._send(pool, method, target, body=body or None, headers=outgoing)
+            answer = self._send(pool, method, target, body=body, headers=outgoing)
+            content = self._read_short(answer)
         except TimeoutError as exc:
             breaker.record_failure()
             # urllib3 files a refused or unresolvable connection under its timeouts too; it is unreachable.
@@ -230,6 +281,11 @@ class UpstreamProxy:
         except (HTTPError, OSError) as exc:
             breaker.record_failure()
             return self._unreachable(upstream, exc)
+        except werkzeug.exceptions.HTTPException:
+            # Reading the caller's streamed body failed (past its size limit: 413; the caller left): not the
+            # upstream's fault. urllib3 has closed the half-sent request's connection.
+            breaker.record_success()
+            raise
         except Exception:
             breaker.record_failure()  # never leave a half-open trial unreported
             raise
@@ -237,11 +293,14 @@ class UpstreamProxy:
         if answer.status >= 400 and not _is_json(answer.headers.get("Content-Type", "")):
             # Only gunicorn itself answers an upstream error in anything but problem+json: an HTML page for a
             # request it could not parse (a header past its size limit). It never reaches the caller.
+            if content is None:  # unread: drop the connection rather than read a page nobody will see
+                answer.close()
+                answer.release_conn()
             log.warning("upstream %s refused a request with HTTP %s", upstream, answer.status,
                         extra={"event": "gateway.upstream_refused", "upstream": upstream})
             return problem_response(answer.status, answer.reason or "Bad Request",
                                     f"The {upstream} service refused the request before reading it.", upstream=upstream)
-        return self._translate(answer, base)
+        return self._translate(answer, UpstreamBody(answer, upstream, breaker) if content is None else content, base)
 
     def _send(self, pool: urllib3.HTTPConnectionPool, method: str, target: str, *, body, headers):
         """urlopen, once more on a fresh connection when a replayable request lost its connection unanswered.
@@ -253,10 +312,12 @@ class UpstreamProxy:
         """
         for attempt in (1, 2):
             try:
+                # preload_content=False: the body is read by _read_short or relayed by UpstreamBody.
                 return pool.urlopen(method, target, body=body, headers=headers, timeout=self._timeout,
-                                    redirect=False, retries=False, assert_same_host=False)
+                                    redirect=False, retries=False, assert_same_host=False, preload_content=False)
             except ProtocolError:
-                if attempt == 2 or not replayable(method, headers):
+                # A streamed body (an upload) was consumed by the first attempt: it cannot be sent again.
+                if attempt == 2 or not replayable(method, headers) or not isinstance(body, (bytes, type(None))):
                     raise
 
     @staticmethod
@@ -266,8 +327,18 @@ class UpstreamProxy:
         return problem_response(502, "Bad Gateway", f"The {upstream} service is unreachable.", upstream=upstream)
 
     @staticmethod
-    def _translate(answer: urllib3.BaseHTTPResponse, base: str) -> Response:
-        response = Response(answer.data, status=answer.status)
+    def _read_short(answer: urllib3.BaseHTTPResponse) -> bytes | None:
+        """The body of a short answer (by its Content-Length; none for HEAD, 204, 304), read whole, which returns
+        the connection to the pool; None for a long one or one without a length, relayed by UpstreamBody."""
+        remaining = answer.length_remaining
+        if remaining is not None and remaining <= BUFFERED_ANSWER_MAX:
+            return answer.read()
+        return None
+
+    @staticmethod
+    def _translate(answer: urllib3.BaseHTTPResponse, content: bytes | UpstreamBody, base: str) -> Response:
+        # A relayed body goes out without a Content-Length, so the WSGI server sends it chunked, piece by piece.
+        response = Response(content, status=answer.status, direct_passthrough=isinstance(content, UpstreamBody))
         del response.headers["Content-Type"]
         for name in FORWARDED_RESPONSE_HEADERS:
             value = answer.headers.get(name)
