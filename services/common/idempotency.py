@@ -87,6 +87,25 @@ def fingerprint(method: str, path: str, body: bytes) -> str:
     return digest.hexdigest()
 
 
+def _file_digest(file) -> str:
+    """sha256 of an uploaded file part, read in blocks from where werkzeug spooled it, then rewound for the view."""
+    digest, stream = hashlib.sha256(), file.stream
+    for block in iter(lambda: stream.read(1 << 16), b""):
+        digest.update(block)
+    stream.seek(0)
+    return digest.hexdigest()
+
+
+def request_body() -> bytes:
+    """The body as `fingerprint` counts it: a multipart/form-data one by its parts (fields, JSON ones canonical,
+    and each file's digest), since a client picks a new random boundary for every request, a retry included."""
+    if request.mimetype != "multipart/form-data":
+        return request.get_data()
+    fields = sorted((name, canonical_body(value.encode()).decode()) for name, value in request.form.items(multi=True))
+    files = sorted((name, _file_digest(file)) for name, file in request.files.items(multi=True))
+    return json.dumps({"fields": fields, "files": files}).encode()
+
+
 def key_problem(key: str | None) -> str | None:
     """Why a header value is not a usable key, or None when it is."""
     if key is None or not _KEY.match(key):
@@ -178,7 +197,7 @@ def idempotent(model, *, lease_seconds: float = DEFAULT_LEASE_SECONDS):
             rt = current_app.extensions["crm.runtime"]
             principal = g.principal.key_id if getattr(g, "principal", None) else "anonymous"
             claim = claim_key(rt.session_factory, model, principal, key,
-                              fingerprint(request.method, request.path, request.get_data()),
+                              fingerprint(request.method, request.path, request_body()),
                               lease_seconds=lease_seconds)
             if claim.outcome == REPLAY:
                 replay = Response(claim.body, status=claim.status, mimetype="application/json")

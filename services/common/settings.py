@@ -34,17 +34,20 @@ def _number(kind: type, *, above: float | None = None, at_least: float | None = 
     """A parser of one number setting: `kind` (int or float) within the given bounds; errors name the variable."""
     expected = "a whole number" if kind is int else "a number"
 
+    def show(bound: float) -> str:  # 1048576, not 1.04858e+06
+        return str(int(bound)) if float(bound).is_integer() else f"{bound:g}"
+
     def parse(name: str, raw: str):
         try:
             value = kind(raw)
         except ValueError:
             raise SettingsError(name, f"expected {expected}{unit and ' of' + unit}, got {raw!r}") from None
         if above is not None and value <= above:
-            raise SettingsError(name, f"must be greater than {above:g}, got {raw!r}")
+            raise SettingsError(name, f"must be greater than {show(above)}, got {raw!r}")
         if at_least is not None and value < at_least:
-            raise SettingsError(name, f"must be {at_least:g} or more, got {raw!r}")
+            raise SettingsError(name, f"must be {show(at_least)} or more, got {raw!r}")
         if at_most is not None and value > at_most:
-            raise SettingsError(name, f"must be at most {at_most:g}{unit}, got {raw!r}")
+            raise SettingsError(name, f"must be at most {show(at_most)}{unit}, got {raw!r}")
         return value
 
     return parse
@@ -60,6 +63,10 @@ _retention_days = _number(int, above=0, at_most=3650, unit=" days")
 # Milliseconds one plugin call may take: 1 to 60000 (a request waits this long at most per hook).
 _plugin_timeout_ms = _number(int, above=0, at_most=60_000, unit=" ms")
 _token_ttl = _number(float, above=0, at_most=MAX_TOKEN_TTL, unit=" seconds")
+# Bytes an upload route takes (web.py `upload_arguments`): at least what every route takes (1 MiB), at most 1 GiB
+# (waitress, in front of the gateway, refuses a larger body before the app sees it).
+MAX_JSON_BYTES = 1 << 20
+_upload_bytes = _number(int, at_least=MAX_JSON_BYTES, at_most=1 << 30, unit=" bytes")
 
 
 def _port(name: str, raw: str) -> int:
@@ -202,6 +209,7 @@ class Settings:
     retention_days: int = 7  # published outbox rows, inbox rows and idempotency keys older than this are purged
     # Where a phone number without +country code is (duplicate contacts); None: such numbers match digit for digit.
     default_phone_region: str | None = None
+    max_upload_bytes: int = 32 << 20  # the body an upload route takes (CSV imports); every other route 1 MiB
 
     def replace(self, **changes) -> "Settings":
         """A copy with some values changed (tests use this)."""
@@ -326,4 +334,5 @@ def from_env(service: str, env: Mapping[str, str] | None = None, *, require_secr
         worker_port=_read(env, "CRM_WORKER_PORT", _port, DEFAULT_WORKER_PORT),
         retention_days=_read(env, "CRM_RETENTION_DAYS", _retention_days, Settings.retention_days),
         default_phone_region=_read(env, "CRM_DEFAULT_PHONE_REGION", _phone_region, None),
+        max_upload_bytes=_read(env, "CRM_MAX_UPLOAD_BYTES", _upload_bytes, Settings.max_upload_bytes),
     )
