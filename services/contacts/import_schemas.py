@@ -8,6 +8,8 @@ import json
 from marshmallow import RAISE, Schema, ValidationError, fields, validate
 from werkzeug.datastructures import FileStorage
 
+from services.common.pagination import PageArgs, sort_field
+
 from . import imports
 from .models import IMPORT_FIELD_MAX, IMPORT_STATUSES
 
@@ -99,6 +101,11 @@ class ImportSchema(Schema):
     created_at = fields.AwareDateTime()
     started_at = fields.AwareDateTime(allow_none=True)
     finished_at = fields.AwareDateTime(allow_none=True)
+
+
+class ImportQuerySchema(PageArgs):
+    status = fields.String(validate=validate.OneOf(IMPORT_STATUSES))
+    sort = sort_field(*imports.SORTS, default=None)  # no sort: newest first
 
 
 class ImportPageSchema(Schema):

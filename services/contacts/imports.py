@@ -23,8 +23,8 @@ from .attributes import NAME as ATTRIBUTE_NAME
 from .models import PROFILE_FIELDS, AttributeDefinition, ContactImport, ContactImportError, ContactImportFile
 
 MAX_ROWS = 100_000
-# The largest file the service takes. Over HTTP the request limit (1 MiB) is reached first; the CLI reads files
-# up to this size.
+# The largest file the service takes. Over HTTP the upload limit (CRM_MAX_UPLOAD_BYTES, 32 MiB by default; 1 MiB
+# for JSON) is usually reached first; the CLI reads files up to this size.
 MAX_FILE_BYTES = 64 * 1024 * 1024
 TARGETS = ("email",) + PROFILE_FIELDS
 TAGS = "tags"
@@ -234,10 +234,19 @@ def get_import(uow: UnitOfWork, import_id: uuid.UUID) -> ContactImport:
         return found
 
 
-def list_imports(uow: UnitOfWork, *, limit: int, cursor: str | None) -> dict:
-    """Imports newest first, one page at a time."""
+# What the list may be sorted by (`sort=`); without one, newest first.
+SORTS = {"created_at": ContactImport.created_at, "finished_at": ContactImport.finished_at,
+         "total_rows": ContactImport.total_rows, "failed": ContactImport.failed}
+
+
+def list_imports(uow: UnitOfWork, *, limit: int, cursor: str | None, status: str | None = None,
+                 sort: str | None = None) -> dict:
+    """Imports (by default newest first), optionally in one status, one page at a time."""
+    stmt = select(ContactImport)
+    if status:
+        stmt = stmt.where(ContactImport.status == status)
     with uow:
-        return paginate(uow.session, select(ContactImport), ContactImport.seq, limit=limit, cursor=cursor)
+        return paginate(uow.session, stmt, ContactImport.seq, limit=limit, cursor=cursor, sort=sort, columns=SORTS)
 
 
 def list_import_errors(uow: UnitOfWork, import_id: uuid.UUID, *, limit: int, cursor: str | None) -> dict:

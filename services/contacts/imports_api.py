@@ -17,8 +17,8 @@ from services.common.pagination import PageArgs
 from services.common.web import read_uow, upload_arguments, uow
 
 from . import imports
-from .import_schemas import (ImportCreateSchema, ImportErrorPageSchema, ImportPageSchema, ImportSchema,
-                             ImportUploadSchema)
+from .import_schemas import (ImportCreateSchema, ImportErrorPageSchema, ImportPageSchema, ImportQuerySchema,
+                             ImportSchema, ImportUploadSchema)
 from .models import IdempotencyRecord
 
 SCOPE = "contacts:import"
@@ -43,10 +43,10 @@ class Imports(MethodView):
         return created, 202, {"Location": f"{blp.url_prefix}/{created.id}"}
 
     @requires(SCOPE)
-    @blp.arguments(PageArgs, location="query")
+    @blp.arguments(ImportQuerySchema, location="query")
     @blp.response(200, ImportPageSchema)
     def get(self, args):
-        """List imports, newest first."""
+        """List imports, newest first (or by `sort`), optionally in one `status`."""
         return imports.list_imports(read_uow(), **args)
 
 

@@ -350,3 +350,16 @@ def test_the_contacts_worker_runs_imports_on_a_thread_of_its_own(client, contact
     finally:
         worker.stop()
         worker.runtime.engine.dispose()
+
+
+def test_the_import_list_filters_by_status_and_sorts_by_size(client, runtime):
+    small = _submit(client, HEADER + _rows(1))
+    large = _submit(client, HEADER + _rows(5, start=10))
+    _run_job(runtime)
+    waiting = _submit(client, HEADER + _rows(3, start=20))
+
+    listed = client.get(BASE, headers=IMPORTER, query_string={"sort": "-total_rows"}).json["items"]
+    assert [item["id"] for item in listed] == [large["id"], waiting["id"], small["id"]]
+    pending = client.get(BASE, headers=IMPORTER, query_string={"status": "pending"}).json["items"]
+    assert [item["id"] for item in pending] == [waiting["id"]]
+    assert client.get(BASE, headers=IMPORTER, query_string={"sort": "mapping"}).status_code == 422
