@@ -34,6 +34,7 @@ CONTACTS = "contacts"  # the source of the entries this service records itself
 # Newest first: by when it happened, then by arrival (seq) among entries of the same instant.
 NEWEST_FIRST = "-occurred_at"
 _ORDER = {"occurred_at": TimelineEntry.occurred_at}
+SORTS = tuple(_ORDER)  # `sort=occurred_at` reads the stream from its start
 _ENTRIES = TimelineEntry.__table__
 _LINKS = ContactLead.__table__
 
@@ -240,12 +241,12 @@ def timeline_statement(contact_id: uuid.UUID, kinds: Iterable[str] | None = None
 
 
 def list_timeline(uow: UnitOfWork, contact_id: uuid.UUID, *, limit: int, cursor: str | None,
-                  kinds: Iterable[str] | None = None) -> dict:
-    """One page of a contact's timeline, newest first, optionally only some kinds: one query per page."""
+                  kinds: Iterable[str] | None = None, sort: str | None = None) -> dict:
+    """One page of a contact's timeline, newest first (or oldest first), optionally only some kinds: one query."""
     with uow:
         session = uow.session
         page = paginate(session, timeline_statement(contact_id, kinds), TimelineEntry.seq, limit=limit,
-                        cursor=cursor, sort=NEWEST_FIRST, columns=_ORDER)
+                        cursor=cursor, sort=sort or NEWEST_FIRST, columns=_ORDER)
         # Only an empty page may mean an unknown contact: the second query runs on that path alone.
         if not page["items"] and session.scalar(select(Contact.seq).where(Contact.id == contact_id)) is None:
             raise missing_contact(session, contact_id)

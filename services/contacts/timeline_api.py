@@ -6,7 +6,7 @@ from flask_smorest import Blueprint
 from marshmallow import Schema, fields, validate
 
 from services.common.identity import requires
-from services.common.pagination import PageArgs
+from services.common.pagination import PageArgs, sort_field
 from services.common.web import read_uow
 
 from . import timeline
@@ -18,6 +18,7 @@ blp = Blueprint("timeline", __name__, url_prefix="/api/v1/contacts",
 class TimelineQuerySchema(PageArgs):
     kind = fields.List(fields.String(validate=validate.OneOf(timeline.KINDS, error="Must be one of: {choices}.")),
                        metadata={"description": "Only these kinds (repeat the parameter for several)."})
+    sort = sort_field(*timeline.SORTS, default=None)  # no sort: newest first
 
 
 class TimelineEntrySchema(Schema):
@@ -44,6 +45,6 @@ class Timeline(MethodView):
     @blp.response(200, TimelinePageSchema)
     @blp.alt_response(404, description="No contact has this id.")
     def get(self, args, contact_id):
-        """A contact's timeline, newest first: interactions, leads, purchases, points, offers, feedback, consent."""
+        """A contact's timeline, newest first (`sort=occurred_at`: oldest first), from every service."""
         return timeline.list_timeline(read_uow(), contact_id, kinds=args.get("kind"), limit=args["limit"],
-                                      cursor=args["cursor"])
+                                      cursor=args["cursor"], sort=args["sort"])

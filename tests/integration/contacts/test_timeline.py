@@ -206,15 +206,20 @@ def test_pages_walk_every_entry_once_newest_first_with_ties_by_arrival(dispatche
     for event in events:
         dispatcher.dispatch(event)
     expected = [str(events[i].id) for i in sorted(range(len(times)), key=lambda i: (times[i], i), reverse=True)]
+    assert _walk(client, contact_id) == expected
+    # From the start: oldest first, ties by arrival the other way round.
+    assert _walk(client, contact_id, sort="occurred_at") == list(reversed(expected))
+
+
+def _walk(client, contact_id, **query) -> list[str]:
     seen, cursor = [], None
     while True:
-        page = _timeline(client, contact_id, limit=2, **({"cursor": cursor} if cursor else {}))
+        page = _timeline(client, contact_id, limit=2, **query, **({"cursor": cursor} if cursor else {}))
         assert len(page["items"]) <= 2
         seen += [item["id"] for item in page["items"]]
         cursor = page["next_cursor"]
         if cursor is None:
-            break
-    assert seen == expected
+            return seen
 
 
 def test_the_kind_filter_is_repeatable(dispatcher, client, rw_headers):
@@ -229,7 +234,7 @@ def test_the_kind_filter_is_repeatable(dispatcher, client, rw_headers):
 
 @pytest.mark.parametrize("query, field", [
     ({"kind": "gossip"}, "kind"), ({"kind": ["purchase", "nope"]}, "kind"), ({"limit": 500}, "limit"),
-    ({"cursor": "not-a-cursor"}, "cursor"),
+    ({"cursor": "not-a-cursor"}, "cursor"), ({"sort": "kind"}, "sort"),
 ])
 def test_bad_timeline_arguments_are_a_422_naming_them(client, rw_headers, query, field):
     contact_id = _contact(client, rw_headers)
