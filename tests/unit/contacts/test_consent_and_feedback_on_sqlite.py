@@ -5,23 +5,12 @@ import uuid
 from datetime import date, datetime, timedelta, timezone
 from decimal import Decimal
 
-import pytest
 from sqlalchemy import select, update
 
-from services.common.runtime import build_runtime
-from services.common.settings import Settings
 from services.contacts import consent, feedback, service
-from services.contacts.models import Base, ConsentChange, Contact, InboxEntry, OutboxMessage
+from services.contacts.models import ConsentChange, Contact
 
 T0 = datetime(2026, 3, 10, 12, 0, tzinfo=timezone.utc)
-
-
-@pytest.fixture
-def runtime():
-    rt = build_runtime(Settings(service="contacts", database_url="sqlite:///:memory:"), OutboxMessage, InboxEntry)
-    Base.metadata.create_all(rt.engine)
-    yield rt
-    rt.engine.dispose()
 
 
 def _contact(rt, email: str, **values) -> uuid.UUID:

@@ -9,21 +9,11 @@ import pytest
 from services.common.catalog import make_event, parse_event
 from services.common.consumer import InboxDispatcher
 from services.common.problems import NotFound
-from services.common.runtime import build_runtime
-from services.common.settings import Settings
 from services.contacts import interactions, service, timeline
 from services.contacts.handlers import HANDLERS
-from services.contacts.models import Base, InboxEntry, OutboxMessage
+from services.contacts.models import InboxEntry
 
 T0 = datetime(2026, 3, 1, 12, 0, tzinfo=UTC)
-
-
-@pytest.fixture
-def runtime():
-    rt = build_runtime(Settings(service="contacts", database_url="sqlite:///:memory:"), OutboxMessage, InboxEntry)
-    Base.metadata.create_all(rt.engine)
-    yield rt
-    rt.engine.dispose()
 
 
 def _event(event_type: str, data: dict):

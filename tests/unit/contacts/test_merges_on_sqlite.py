@@ -9,24 +9,11 @@ import pytest
 from sqlalchemy import select
 
 from services.common.problems import Moved
-from services.common.runtime import build_runtime
-from services.common.settings import Settings
 from services.contacts import duplicates, merges, service
 from services.contacts.models import (
-    Base,
     Contact,
     ContactMerge,
-    InboxEntry,
-    OutboxMessage,
 )
-
-
-@pytest.fixture
-def runtime():
-    rt = build_runtime(Settings(service="contacts", database_url="sqlite:///:memory:"), OutboxMessage, InboxEntry)
-    Base.metadata.create_all(rt.engine)
-    yield rt
-    rt.engine.dispose()
 
 
 def _create(rt, email, **fields):

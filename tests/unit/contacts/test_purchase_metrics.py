@@ -28,14 +28,6 @@ from services.contacts.schemas import ContactDetailSchema
 T0 = datetime(2026, 3, 1, 12, 0, tzinfo=UTC)
 
 
-@pytest.fixture
-def runtime():
-    rt = build_runtime(Settings(service="contacts", database_url="sqlite:///:memory:"), OutboxMessage, InboxEntry)
-    Base.metadata.create_all(rt.engine)
-    yield rt
-    rt.engine.dispose()
-
-
 def _purchase(contact_id: uuid.UUID, amount: str = "10.00", currency: str = "EUR", occurred_at: datetime = T0,
               purchase_id: uuid.UUID | None = None) -> dict:
     return {"purchase_id": purchase_id or uuid.uuid4(), "member_id": uuid.uuid4(), "contact_id": contact_id,

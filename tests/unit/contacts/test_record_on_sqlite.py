@@ -10,18 +10,8 @@ import pytest
 from sqlalchemy import select
 
 from services.common.problems import Conflict, Unprocessable
-from services.common.runtime import build_runtime
-from services.common.settings import Settings
 from services.contacts import accounts, attributes, service, tags
-from services.contacts.models import Base, Contact, InboxEntry, OutboxMessage
-
-
-@pytest.fixture
-def runtime():
-    rt = build_runtime(Settings(service="contacts", database_url="sqlite:///:memory:"), OutboxMessage, InboxEntry)
-    Base.metadata.create_all(rt.engine)
-    yield rt
-    rt.engine.dispose()
+from services.contacts.models import Contact
 
 
 def _contact(rt, email, **data):

@@ -9,18 +9,8 @@ from sqlalchemy import func, select
 
 from services.common.etags import Precondition
 from services.common.problems import Conflict, NotFound, PreconditionFailed
-from services.common.runtime import build_runtime
-from services.common.settings import Settings
 from services.contacts import service
-from services.contacts.models import Base, Contact, InboxEntry, OutboxMessage
-
-
-@pytest.fixture
-def runtime():
-    rt = build_runtime(Settings(service="contacts", database_url="sqlite:///:memory:"), OutboxMessage, InboxEntry)
-    Base.metadata.create_all(rt.engine)
-    yield rt
-    rt.engine.dispose()
+from services.contacts.models import Contact, OutboxMessage
 
 
 def _contacts(rt) -> list[Contact]:
