@@ -5,22 +5,25 @@ matched false) in the account of its e-mail domain, if there is one; a known one
 values (tags are added, attributes set by name), and only when that changes something does the contact get a
 new version and `crm.contact.updated` naming the changed fields. A row that changes nothing writes nothing.
 
-On PostgreSQL a chunk is set-based: COPY into a temporary table, then one statement locks the known contacts in
-e-mail order, updates those that change, inserts the new ones in e-mail order and writes every outbox row. Two
-imports (or an import and a lead conversion, which locks and inserts in the same order) touching the same
-addresses wait for each other rather than deadlock. Elsewhere (SQLite, one writer at a time) the ORM does it row
-by row.
+On PostgreSQL a chunk is one statement (one round trip), its rows sent as arrays: it compares the known contacts
+with their rows without locking them, locks in e-mail order only those that change (and compares again, as they
+are once locked), updates them, inserts the new ones in e-mail order and writes every outbox row, the events'
+JSON put together from a template rendered once per chunk. Two imports (or an import and a lead conversion, which
+locks and inserts in the same order) touching the same addresses wait for each other rather than deadlock.
+Elsewhere (SQLite, one writer at a time) the ORM does it row by row.
 """
 from __future__ import annotations
 
 import json
+import re
 import uuid
-from dataclasses import dataclass, field
+from collections.abc import Callable
+from dataclasses import dataclass, field, replace
+from datetime import datetime
 
 from sqlalchemy import select, text
-from sqlalchemy.orm import Session
 
-from services.common.catalog import SPEC_VERSION
+from services.common.catalog import make_event
 from services.common.db import is_postgres, new_id, utcnow
 from services.common.outbox import OUTBOX_NOTIFY_CHANNEL
 from services.common.uow import UnitOfWork
@@ -29,11 +32,11 @@ from .accounts import match_accounts
 from .models import PROFILE_FIELDS, Contact
 from .tags import TAGS_PER_RECORD
 
-CREATED, UPDATED, UNCHANGED, REFUSED = "created", "updated", "unchanged", "refused"
 JSON_FIELDS = ("tags", "attributes")
 CHANGEABLE = tuple(sorted(PROFILE_FIELDS + JSON_FIELDS))  # in the order crm.contact.updated lists them
-# A concurrent writer may create an address between our look-up and our insert; its row is then updated by a
-# second pass (it is committed by then, as ON CONFLICT waited for it). More passes mean a writer keeps deleting.
+# A concurrent writer may create an address between our look-up and our insert, or change or delete a contact
+# before we lock it; such rows go through a second pass (the writer has committed by then: we waited for it).
+# More passes mean writers keep doing so.
 MAX_PASSES = 3
 
 
@@ -48,22 +51,27 @@ class ChunkOutcome:
     refused_rows: list[int] = field(default_factory=list)  # would exceed TAGS_PER_RECORD
 
 
-def apply_rows(uow: UnitOfWork, rows: list[dict]) -> ChunkOutcome:
-    """Upsert `rows` (row, email, email_normalized and the given fields; one row per address)."""
-    if not rows:
-        return ChunkOutcome()
-    if is_postgres(uow.session):
-        return _apply_on_postgres(uow, rows)
-    return _apply_with_orm(uow, rows)
+def apply_rows(uow: UnitOfWork, rows: list[dict], *, meanwhile: Callable[[], None] | None = None) -> ChunkOutcome:
+    """Upsert `rows` (row, email, email_normalized and the given fields; one row per address).
+
+    `meanwhile` (the caller's next piece of work, called once) runs while PostgreSQL works on the rows.
+    """
+    if not rows or not is_postgres(uow.session):
+        outcome = _apply_with_orm(uow, rows) if rows else ChunkOutcome()
+        if meanwhile is not None:
+            meanwhile()
+        return outcome
+    return _apply_on_postgres(uow, rows, meanwhile)
 
 
 # -- PostgreSQL: set-based -------------------------------------------------------------------------------------
 
 _COLUMNS = ("row", "email", "email_normalized") + PROFILE_FIELDS + JSON_FIELDS
-_STAGE = text(
-    "CREATE TEMPORARY TABLE import_rows (row integer, email text, email_normalized text PRIMARY KEY, "
-    + ", ".join(f"{name} text" for name in PROFILE_FIELDS) + ", tags jsonb, attributes jsonb) ON COMMIT DROP")
-_COPY = f"COPY import_rows ({', '.join(_COLUMNS)}) FROM STDIN"
+_ARRAYS = {"row": "integer[]", "tags": "jsonb[]", "attributes": "jsonb[]"}  # else text[]
+# The chunk's rows arrive in the statement itself, one array per column (sent in binary, psycopg's fastest): no
+# staging table to create, fill, analyse and drop, and the planner knows the row count from the arrays.
+_ROWS = ("SELECT * FROM unnest(" + ", ".join(f"CAST(%({name})b AS {_ARRAYS.get(name, 'text[]')})" for name in _COLUMNS)
+         + f") AS r({', '.join(_COLUMNS)})")
 
 # Tags added to the current ones: sorted by code point, as Python sorts them (tags.tag_set), unique.
 _ADDED_TAGS = ("(SELECT jsonb_agg(d.tag ORDER BY d.tag COLLATE \"C\") FROM "
@@ -75,14 +83,30 @@ _NEW_VALUES = ", ".join(
         " AS attributes")])
 _CHANGED = "array_remove(ARRAY[" + ", ".join(
     f"CASE WHEN n.{name} IS DISTINCT FROM k.old_{name} THEN '{name}' END" for name in CHANGEABLE) + "]::text[], NULL)"
+# A known contact's current (old_) and imported (new_) values, side by side.
+_OLD_AND_NEW = ", ".join(f"c.{name} AS old_{name}, r.{name} AS new_{name}" for name in CHANGEABLE)
+_LOCKED_AND_NEW = ", ".join(f"c.{name} AS old_{name}, m.new_{name}" for name in CHANGEABLE)
 
-_UPSERT = text(f"""
-WITH known AS (
-    SELECT c.seq, c.id, c.email_normalized, r.row,
-           {", ".join(f"c.{name} AS old_{name}, r.{name} AS new_{name}" for name in CHANGEABLE)}
-    FROM contacts c JOIN import_rows r ON r.email_normalized = c.email_normalized
-    ORDER BY c.email_normalized
-    FOR UPDATE OF c
+_UPSERT = f"""
+WITH import_rows AS MATERIALIZED ({_ROWS}),
+matched AS MATERIALIZED (
+    -- The rows whose address is known, compared with their contacts as they are, unlocked: a lock writes the
+    -- row, and a contact the row leaves as it is needs none (most of a file imported again).
+    -- LIMIT 1 keeps the look-up a probe of the e-mail index per row: a table that grew during the import still
+    -- has the statistics of a small one, and the planner would otherwise hash all of it for every chunk.
+    SELECT k.seq, k.email_normalized, k.row, {", ".join(f"k.new_{name}" for name in CHANGEABLE)},
+           {_CHANGED} AS changed
+    FROM (SELECT c.seq, r.email_normalized, r.row, {_OLD_AND_NEW}
+          FROM import_rows r
+          CROSS JOIN LATERAL (SELECT * FROM contacts c WHERE c.email_normalized = r.email_normalized LIMIT 1) c) k
+    CROSS JOIN LATERAL (SELECT {_NEW_VALUES}) n
+),
+known AS (
+    -- The contacts the rows change, locked one by one in e-mail order, read again as they are once locked.
+    SELECT c.seq, c.id, c.email_normalized, m.row, {_LOCKED_AND_NEW}
+    FROM (SELECT * FROM matched WHERE cardinality(changed) > 0 ORDER BY email_normalized) m
+    CROSS JOIN LATERAL (SELECT * FROM contacts c WHERE c.seq = m.seq AND c.email_normalized = m.email_normalized
+                        FOR UPDATE) c
 ),
 planned AS (
     SELECT k.seq, k.id, k.email_normalized, k.row, n.*, {_CHANGED} AS changed,
@@ -91,7 +115,7 @@ planned AS (
 ),
 updated AS (
     UPDATE contacts c
-    SET {", ".join(f"{name} = p.{name}" for name in CHANGEABLE)}, version = c.version + 1, updated_at = :now
+    SET {", ".join(f"{name} = p.{name}" for name in CHANGEABLE)}, version = c.version + 1, updated_at = %(now)s
     FROM planned p
     WHERE c.seq = p.seq AND cardinality(p.changed) > 0 AND NOT p.refused
     RETURNING c.id, c.email_normalized, c.version, p.changed
@@ -99,83 +123,125 @@ updated AS (
 inserted AS (
     INSERT INTO contacts (id, {", ".join(_COLUMNS[1:])}, account_id, consents, created_at, updated_at, version)
     SELECT gen_random_uuid(), {", ".join(f"r.{name}" for name in _COLUMNS[1:-2])},
-           COALESCE(r.tags, '[]'), COALESCE(r.attributes, '{{}}'), a.id, '{{}}', :now, :now, 1
+           COALESCE(r.tags, '[]'), COALESCE(r.attributes, '{{}}'), a.id, '{{}}', %(now)s, %(now)s, 1
     FROM import_rows r
     -- The rule of accounts.match_accounts, applied as the row goes in: the account of the address domain.
     LEFT JOIN accounts a ON a.domain = split_part(r.email_normalized, '@', -1)
-    WHERE NOT EXISTS (SELECT 1 FROM known k WHERE k.email_normalized = r.email_normalized)
+    WHERE NOT EXISTS (SELECT 1 FROM matched m WHERE m.email_normalized = r.email_normalized)
     ORDER BY r.email_normalized
     ON CONFLICT (email_normalized) DO NOTHING
     RETURNING id, email, email_normalized
 ),
-events AS (
-    SELECT gen_random_uuid() AS event_id, 'crm.contact.created' AS event_type, i.id AS contact_id,
-           json_build_object('contact_id', i.id, 'email', i.email, 'lead_id', NULL, 'matched', false) AS data
-    FROM inserted i
-    UNION ALL
-    SELECT gen_random_uuid(), 'crm.contact.updated', u.id,
-           json_build_object('contact_id', u.id, 'changed', to_json(u.changed), 'version', u.version)
-    FROM updated u
-),
 announced AS (
     INSERT INTO outbox (event_id, event_type, payload, created_at, attempts)
-    SELECT e.event_id, e.event_type,
-           json_build_object('specversion', CAST(:specversion AS text), 'id', e.event_id,
-                             'source', CAST(:source AS text), 'type', e.event_type, 'time', CAST(:time AS text),
-                             'subject', e.contact_id::text, 'datacontenttype', 'application/json',
-                             'data', e.data, 'correlationid', CAST(:correlation_id AS text),
-                             'causationid', CAST(:causation_id AS text))::text,
-           :now, 0
-    FROM events e
+    SELECT e.event_id, e.event_type, e.payload, %(now)s, 0
+    FROM (SELECT e.event_id, 'crm.contact.created' AS event_type, __created_payload__ AS payload
+          FROM (SELECT gen_random_uuid() AS event_id, i.* FROM inserted i) e
+          UNION ALL
+          SELECT e.event_id, 'crm.contact.updated', __updated_payload__
+          FROM (SELECT gen_random_uuid() AS event_id, u.* FROM updated u) e) e
     RETURNING 1
+),
+-- Every planned row has its outcome: updated, unchanged or refused (the lock held, the update cannot miss).
+done AS (
+    SELECT email_normalized FROM inserted
+    UNION ALL SELECT email_normalized FROM planned
+    UNION ALL SELECT email_normalized FROM matched WHERE cardinality(changed) = 0
 )
-SELECT '{CREATED}' AS outcome, id, email_normalized FROM inserted
-UNION ALL SELECT '{UPDATED}', id, email_normalized FROM updated
-UNION ALL SELECT '{UNCHANGED}', id, email_normalized FROM planned WHERE cardinality(changed) = 0
-UNION ALL SELECT '{REFUSED}', id, email_normalized FROM planned WHERE refused
-""")
-_FORGET = text("DELETE FROM import_rows WHERE email_normalized = ANY(:done)")
+SELECT (SELECT array_agg(id) FROM inserted) AS created_ids,
+       (SELECT count(*) FROM updated) AS updated,
+       (SELECT count(*) FROM matched WHERE cardinality(changed) = 0)
+       + (SELECT count(*) FROM planned WHERE cardinality(changed) = 0) AS unchanged,
+       (SELECT array_agg(row) FROM planned WHERE refused AND cardinality(changed) > 0) AS refused_rows,
+       -- Rows without an outcome: a concurrent writer created their address, or changed or deleted its contact,
+       -- between this statement's look-up and its write. Another pass takes them.
+       (SELECT array_agg(r.email_normalized) FROM import_rows r
+        WHERE NOT EXISTS (SELECT 1 FROM done d WHERE d.email_normalized = r.email_normalized)) AS left_keys,
+       (SELECT count(*) FROM announced) AS announced
+"""
+
+# Where an event's payload takes a value of its row: the SQL giving that value's JSON text.
+_CREATED_HOLES = {"id": "'\"' || e.event_id || '\"'", "subject": "'\"' || e.id || '\"'",
+                  "contact_id": "'\"' || e.id || '\"'", "email": "to_json(e.email)::text"}
+_UPDATED_HOLES = {"id": "'\"' || e.event_id || '\"'", "subject": "'\"' || e.id || '\"'",
+                  "contact_id": "'\"' || e.id || '\"'", "changed": "to_json(e.changed)::text",
+                  "version": "e.version::text"}
+_SAMPLES = {"crm.contact.created": {"contact_id": uuid.UUID(int=0), "email": "x@example.com", "lead_id": None,
+                                    "matched": False},
+            "crm.contact.updated": {"contact_id": uuid.UUID(int=0), "changed": ["email"], "version": 1}}
 
 
-def _stage(session: Session, rows: list[dict]) -> None:
-    session.execute(_STAGE)
-    cursor = session.connection().connection.driver_connection.cursor()
-    with cursor, cursor.copy(_COPY) as copy:
-        for row in rows:
-            copy.write_row([row.get(name) for name in _COLUMNS[:-2]]
-                           + [None if row.get(name) is None else json.dumps(row[name]) for name in JSON_FIELDS])
-    # Statistics for the planner, which would otherwise guess the size of a table it has never seen.
-    session.execute(text("ANALYZE import_rows"))
+def _payload(uow: UnitOfWork, now: datetime, event_type: str, holes: dict[str, str], params: dict) -> str:
+    """SQL concatenating an event's CloudEvents JSON, exactly as UnitOfWork.add_event would write it.
+
+    The event is rendered once with a marker in each hole (its id, subject and data fields named by `holes`);
+    the text between the markers becomes parameters, and SQL fills the holes row by row, so no JSON object is
+    built per row.
+    """
+    markers = {name: f"hole-{name}-{uuid.uuid4().hex}" for name in holes}
+    event = make_event(event_type, _SAMPLES[event_type], source=uow.source, correlationid=uow.correlation_id,
+                       causationid=uow.causation_id)
+    data = {**event.wire_data, **{name: marker for name, marker in markers.items() if name in event.wire_data}}
+    rendered = replace(event, id=markers["id"], subject=markers["subject"], time=now, wire_data=data).to_json()
+    hole_of = {json.dumps(marker): name for name, marker in markers.items()}
+    pieces = []
+    for part in re.split("(" + "|".join(map(re.escape, hole_of)) + ")", rendered):
+        if part in hole_of:
+            pieces.append(holes[hole_of[part]])
+        else:
+            key = f"payload_{len(params)}"
+            params[key] = part
+            pieces.append(f"CAST(%({key})s AS text)")
+    return "concat(" + ", ".join(pieces) + ")"
 
 
-def _apply_on_postgres(uow: UnitOfWork, rows: list[dict]) -> ChunkOutcome:
+def _apply_on_postgres(uow: UnitOfWork, rows: list[dict], meanwhile: Callable[[], None] | None) -> ChunkOutcome:
     session = uow.session
     session.flush()  # the statement below must see what the session holds
-    _stage(session, rows)
+    # The planner's guesses for the chunk's arrays make the statement look costly enough to compile (JIT), which
+    # takes longer than running it.
+    session.execute(text("SET LOCAL jit = off"))
     now = utcnow()
-    params = {"now": now, "time": now.isoformat(), "specversion": SPEC_VERSION, "source": uow.source,
-              "correlation_id": uow.correlation_id, "causation_id": uow.causation_id}
-    row_of = {row["email_normalized"]: row["row"] for row in rows}
-    outcome, left = ChunkOutcome(), len(rows)
-    for _pass in range(MAX_PASSES):
-        results = session.execute(_UPSERT, params).all()
-        for kind, contact_id, key in results:
-            if kind == REFUSED:
-                outcome.refused_rows.append(row_of[key])
-                continue
-            setattr(outcome, kind, getattr(outcome, kind) + 1)
-            if kind == CREATED:
-                outcome.created_ids.append(contact_id)
-        left -= len(results)
-        if not left:
-            break
-        session.execute(_FORGET, {"done": [key for _kind, _id, key in results]})
-    else:
-        raise RuntimeError(f"{left} import rows clashed with concurrent writers {MAX_PASSES} times; retry the chunk")
-    if outcome.created or outcome.updated:
+    params = {"now": now}
+    statement = (_UPSERT
+                 .replace("__created_payload__", _payload(uow, now, "crm.contact.created", _CREATED_HOLES, params))
+                 .replace("__updated_payload__", _payload(uow, now, "crm.contact.updated", _UPDATED_HOLES, params)))
+    outcome, announced = ChunkOutcome(), 0
+    connection = session.connection().connection.driver_connection
+    with connection.cursor() as cursor:
+        for _pass in range(MAX_PASSES):
+            columns = {name: [row.get(name) for row in rows] for name in _COLUMNS[:-2]}
+            columns.update({name: [None if row.get(name) is None else json.dumps(row[name]) for row in rows]
+                            for name in JSON_FIELDS})
+            # Never prepared: a generic plan would not know how many rows the arrays hold.
+            if meanwhile is None:
+                result = cursor.execute(statement, {**params, **columns}, prepare=False).fetchone()
+            else:
+                # Pipeline mode sends the statement without waiting for its answer: `meanwhile` runs as the
+                # database works, in this thread (a second one would wait for the GIL to send and receive).
+                with connection.pipeline():
+                    cursor.execute(statement, {**params, **columns}, prepare=False)
+                    meanwhile()
+                    meanwhile = None
+                    result = cursor.fetchone()
+            created_ids, updated, unchanged, refused_rows, left_keys, events = result
+            outcome.created_ids += created_ids or []
+            outcome.updated += updated
+            outcome.unchanged += unchanged
+            outcome.refused_rows += refused_rows or []
+            announced += events
+            if not left_keys:
+                break
+            left = set(left_keys)
+            rows = [row for row in rows if row["email_normalized"] in left]
+        else:
+            raise RuntimeError(f"{len(rows)} import rows clashed with concurrent writers {MAX_PASSES} times; "
+                               "retry the chunk")
+    outcome.created = len(outcome.created_ids)
+    outcome.refused_rows.sort()
+    if announced:
         # As UnitOfWork.commit does for the events it records: the relay publishes as soon as this commits.
         session.execute(text(f"NOTIFY {OUTBOX_NOTIFY_CHANNEL}"))
-    session.execute(text("DROP TABLE import_rows"))
     return outcome
 
 

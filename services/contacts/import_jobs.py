@@ -4,7 +4,8 @@ Each chunk (CHUNK_ROWS data rows) is one transaction: its contacts, their events
 checkpoint (`processed`, the counts, a renewed lease) commit together. So a worker killed mid-way leaves the
 import at its last checkpoint, and the next claim (once the lease has expired) resumes there: every row is
 applied exactly once. An import is claimed with `FOR UPDATE SKIP LOCKED` and a lease, and every chunk first
-locks the import's row and checks the lease is still its own, so two workers never run one import.
+locks the import's row and checks the lease is still its own, so two workers never run one import. The next
+chunk is read and checked while the database writes the current one.
 """
 from __future__ import annotations
 
@@ -126,13 +127,26 @@ class ImportRunner:
         reader = import_rows.reader_for(content, state.mapping, definitions)
         rows = imports.data_rows(content)
         first_rows = import_rows.resume_point(reader, rows, state.processed)
+        ahead: list = []  # the chunk read and not yet applied, or what reading it raised
+
+        def read_chunk() -> None:
+            try:
+                chunk = list(itertools.islice(rows, self.chunk_rows))
+                ahead.append(import_rows.check_chunk(reader, chunk, first_rows))
+            except Exception as exc:  # noqa: BLE001 - raised when its chunk is due: the chunk before still commits
+                ahead.append(exc)
+
+        read_chunk()
         done = state.processed
         while True:
-            chunk = list(itertools.islice(rows, self.chunk_rows))
-            last = done + len(chunk) >= state.total_rows or len(chunk) < self.chunk_rows
-            checked = import_rows.check_chunk(reader, chunk, first_rows)
+            checked = ahead.pop()
+            if isinstance(checked, Exception):
+                raise checked
+            last = done + checked.size >= state.total_rows or checked.size < self.chunk_rows
+            # The next chunk is read while the database writes this one (apply_rows' `meanwhile`).
             state = self._commit_chunk(import_id, checked, expected=done, last=last,
-                                       correlation_id=state.correlation_id, definitions=definitions)
+                                       correlation_id=state.correlation_id, definitions=definitions,
+                                       meanwhile=None if last else read_chunk)
             done = state.processed
             if on_chunk is not None:
                 on_chunk(state)
@@ -144,14 +158,15 @@ class ImportRunner:
 
     # -- one chunk ---------------------------------------------------------------------------------------
     def _commit_chunk(self, import_id: uuid.UUID, checked: import_rows.CheckedChunk, *, expected: int, last: bool,
-                      correlation_id: str | None, definitions: dict) -> ContactImport:
+                      correlation_id: str | None, definitions: dict,
+                      meanwhile: Callable[[], None] | None = None) -> ContactImport:
         with self.runtime.uow(correlation_id=correlation_id) as uow:
             session = uow.session
             held = self._lock(session, import_id)
             if held.processed != expected:
                 raise LeaseLost(f"import {import_id} is at row {held.processed}, not {expected}")
             self._hold(session, definitions, held.mapping)
-            outcome = apply_rows(uow, checked.rows)
+            outcome = apply_rows(uow, checked.rows, meanwhile=meanwhile)
             errors = checked.errors + [import_rows.row_error(row, "tags", import_rows.TOO_MANY_TAGS)
                                        for row in outcome.refused_rows]
             if errors:
