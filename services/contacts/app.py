@@ -9,14 +9,24 @@ from services.common.settings import Settings, from_env
 from services.common.web import create_service_app, runtime_readiness
 from services.common.worker import Worker
 
-from . import api, handlers
-from . import accounts_api, attributes_api, tags_api
-from . import consent_api, feedback_api
-from . import interactions_api, timeline_api
-from . import merges_api
-from . import erasure, erasure_api
-from . import export_api, imports_api
+from . import (
+    accounts_api,
+    api,
+    attributes_api,
+    consent_api,
+    erasure,
+    erasure_api,
+    export_api,
+    feedback_api,
+    handlers,
+    imports_api,
+    interactions_api,
+    merges_api,
+    tags_api,
+    timeline_api,
+)
 from .import_jobs import ImportJob
+from .models import InboxEntry, OutboxMessage
 
 # The contacts API, one blueprint per part of the customer record.
 BLUEPRINTS = (
@@ -34,7 +44,6 @@ BLUEPRINTS = (
     imports_api.blp,
     export_api.blp,
 )
-from .models import InboxEntry, OutboxMessage
 
 
 def build(settings: Settings | None = None) -> Runtime:
