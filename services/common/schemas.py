@@ -1,7 +1,9 @@
 """Marshmallow pieces every service's API shares: trimmed input, common formats, plugin decision parts."""
 from __future__ import annotations
 
-from marshmallow import Schema, fields, pre_load, validate
+from datetime import timezone
+
+from marshmallow import Schema, ValidationError, fields, pre_load, validate
 
 # Lower-case slugs: lead sources, program codes.
 SLUG = validate.Regexp(r"^[a-z0-9][a-z0-9_\-]{0,49}$", error="Use 1-50 lower-case letters, digits, '_' or '-'.")
@@ -25,6 +27,21 @@ class Trimmed(fields.String):
 
     def _deserialize(self, value, attr, data, **kwargs):
         return super()._deserialize(value, attr, data, **kwargs).strip()
+
+
+class Moment(fields.AwareDateTime):
+    """A time with an offset that is also a time in UTC: `0001-01-01T00:00:00+01:00` is in no year UTC can hold.
+
+    Stored times are UTC; converting such a value overflowed into a 500. Refused here with the field's name.
+    """
+
+    def _deserialize(self, value, attr, data, **kwargs):
+        moment = super()._deserialize(value, attr, data, **kwargs)
+        try:
+            moment.astimezone(timezone.utc)
+        except OverflowError:
+            raise ValidationError("The time is out of range.") from None
+        return moment
 
 
 class TrimmedEmail(fields.Email):

@@ -9,7 +9,7 @@ from services.common.catalog import CONSENT_CHANNELS, CONSENT_PURPOSES
 from services.common.idempotency import HEADER_PARAMETER, idempotent
 from services.common.identity import current_principal, record_or_receipt, requires
 from services.common.pagination import PageArgs, sort_field
-from services.common.schemas import Trimmed
+from services.common.schemas import Moment, Trimmed
 from services.common.web import read_uow, uow
 
 from . import consent
@@ -32,7 +32,7 @@ class ConsentChangeInSchema(Schema):
     status = fields.String(required=True, validate=validate.OneOf(consent.STATUSES))
     source = Trimmed(required=True, validate=validate.Length(min=1, max=CONSENT_SOURCE_MAX),
                      metadata={"description": "Where the statement was taken, e.g. `web-form`, `call-center`."})
-    occurred_at = fields.AwareDateTime(load_default=None, metadata={
+    occurred_at = Moment(load_default=None, metadata={
         "description": "When the person said it (with an offset); default now; at most 5 minutes ahead."})
     text_version = Trimmed(load_default=None, allow_none=True,
                            validate=validate.Length(min=1, max=CONSENT_TEXT_VERSION_MAX),

@@ -12,7 +12,7 @@ from marshmallow import RAISE, Schema, ValidationError, fields, validate
 from services.common.idempotency import HEADER_PARAMETER, idempotent
 from services.common.identity import current_principal, record_or_receipt, requires
 from services.common.pagination import PageArgs, sort_field
-from services.common.schemas import Trimmed
+from services.common.schemas import Moment, Trimmed
 from services.common.web import read_uow, uow
 
 from . import feedback
@@ -39,7 +39,7 @@ class FeedbackInSchema(Schema):
         "description": "CSAT only: the interaction of this contact that is rated (or `purchase_id`)."})
     purchase_id = fields.UUID(load_default=None, allow_none=True, metadata={
         "description": "CSAT only: the purchase of this contact that is rated (or `interaction_id`)."})
-    occurred_at = fields.AwareDateTime(load_default=None, metadata={
+    occurred_at = Moment(load_default=None, metadata={
         "description": "When the person answered (with an offset); default now; at most 5 minutes ahead."})
     survey = Trimmed(load_default=None, allow_none=True, validate=validate.Length(min=1, max=FEEDBACK_LABEL_MAX),
                      metadata={"description": "Which survey asked, e.g. `q3-relationship`."})

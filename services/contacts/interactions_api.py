@@ -10,7 +10,7 @@ from services.common.etags import Precondition, etag
 from services.common.idempotency import HEADER_PARAMETER, idempotent
 from services.common.identity import current_principal, record_or_receipt, requires
 from services.common.pagination import PageArgs, sort_field
-from services.common.schemas import Trimmed
+from services.common.schemas import Moment, Trimmed
 from services.common.web import read_uow, uow
 
 from . import interactions
@@ -50,7 +50,7 @@ class InteractionCreateSchema(Schema):
                             metadata={"description": "Required except for a note."})
     direction = fields.String(validate=_one_of(INTERACTION_DIRECTIONS), allow_none=True,
                               metadata={"description": "Required except for a note."})
-    occurred_at = fields.AwareDateTime(load_default=None, metadata={
+    occurred_at = Moment(load_default=None, metadata={
         "description": "When it happened, with a time zone; default now; at most 5 minutes ahead."})
     summary = _text(INTERACTION_SUMMARY_MAX, required=True)
     outcome = _text(INTERACTION_OUTCOME_MAX, allow_none=True)

@@ -7,7 +7,7 @@ from decimal import Decimal, InvalidOperation
 from marshmallow import Schema, ValidationError, fields, validate, validates_schema
 
 from services.common.pagination import PageArgs, sort_field
-from services.common.schemas import CURRENCY, SLUG, DegradedSchema, ScoreFactorSchema, TrimmedInput
+from services.common.schemas import CURRENCY, SLUG, DegradedSchema, Moment, ScoreFactorSchema, TrimmedInput
 
 from .models import ENTRY_KINDS, MEMBER_SORTS, PROGRAM_SORTS, TRANSACTION_SORTS
 
@@ -194,7 +194,7 @@ class PurchaseCreateSchema(TrimmedInput):
         min=Decimal(0), min_inclusive=False, max=MAX_AMOUNT, max_inclusive=False,
         error="Must be greater than 0 and less than 10^12."))
     currency = fields.String(required=True, validate=CURRENCY)
-    occurred_at = fields.AwareDateTime(required=True)
+    occurred_at = Moment(required=True)
     external_id = fields.String(load_default=None, allow_none=True, validate=validate.Length(min=1, max=200),
                                 metadata={"description": "The caller's receipt number: unique per program."})
 
