@@ -44,7 +44,8 @@ class StreamingUpstream:
         return self
 
     def __exit__(self, *exc) -> None:
-        self._server.close()
+        self.released.set()
+        _stop(self._server)
 
     @Request.application
     def _app(self, request: Request) -> Response:
@@ -86,7 +87,19 @@ def served(gateway):
     thread = threading.Thread(target=server.run, daemon=True)
     thread.start()
     yield f"http://127.0.0.1:{server.effective_port}"
-    server.close()
+    _stop(server)
+
+
+def _stop(server) -> None:
+    """Stop a waitress server for good: its running tasks end first, then every socket it holds is closed.
+
+    `server.close()` alone closed the listening socket and the wake-up pipe while a task was still answering (an
+    upstream that sleeps between pieces); when the task ended it wrote to the pipe's old file descriptor, which
+    by then belonged to the next test's PostgreSQL connection, and broke it ("invalid length of startup packet").
+    """
+    server.task_dispatcher.shutdown(timeout=30)
+    for dispatcher in list(server._map.values()):  # the listener, the wake-up pipe and any open connection
+        dispatcher.close()
 
 
 def _pool(gateway):
