@@ -281,7 +281,9 @@ class OutboxRelay:
 
     # -- publishing ----------------------------------------------------------------------------------
     def _tick(self) -> None:
-        if self._stop.is_set() or not self._channel or not self._channel.is_open:
+        # `connected` only once the channel is in confirm mode: a wake-up between the channel opening and
+        # Confirm.SelectOk published rows the broker never confirmed (and shifted every later delivery tag).
+        if self._stop.is_set() or not self.connected or not self._channel or not self._channel.is_open:
             return
         room = BATCHES_IN_FLIGHT * self.batch_size - len(self._inflight)
         if room < self.batch_size:

@@ -120,6 +120,31 @@ def test_a_lost_connection_marks_what_was_confirmed_and_releases_the_rest():
     assert relay._inflight == {} and relay._next_tag == 0
 
 
+class OpenChannel:
+    is_open = True
+
+    def __init__(self):
+        self.published = []
+
+    def basic_publish(self, *args):
+        self.published.append(args)
+
+
+def test_a_wake_up_before_confirm_mode_publishes_nothing_until_the_broker_confirms_it():
+    # Caught as a one-in-five stall: the listener's wake-up ran between the channel opening and Confirm.SelectOk,
+    # so rows went out unconfirmed and every later delivery tag pointed at the wrong row.
+    claims = []
+    relay = _relay()
+    relay.store.claim = lambda limit: claims.append(limit) or [PendingMessage(7, "e7", "crm.lead.created", b"{}")]
+    relay._channel = OpenChannel()
+    relay._on_wake()
+    relay._conn.ioloop.run_pending()
+    assert claims == [] and relay._channel.published == [] and relay._inflight == {}
+    relay._on_confirm_ok(None)  # confirm mode is on: now it claims and publishes
+    relay._conn.ioloop.run_pending()
+    assert claims == [3] and len(relay._channel.published) == 1 and relay._inflight == {1: 7}
+
+
 def test_a_claimed_row_unpacks_as_published():
     seq, event_id, event_type, payload = PendingMessage(1, "id", "crm.lead.created", "{}")
     assert (seq, event_type, payload) == (1, "crm.lead.created", "{}")
