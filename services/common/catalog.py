@@ -85,7 +85,7 @@ class PurchaseRecordedData(_EventData):
 
 
 class PurchaseReturnedData(_EventData):
-    """Part or all of a purchase was given back (the purchase's `amount` is what is kept, less its returns)."""
+    """Part or all of a purchase was given back; the points it earned for that part were taken back."""
 
     return_id = fields.UUID(required=True)
     purchase_id = fields.UUID(required=True)
