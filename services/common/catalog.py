@@ -78,6 +78,26 @@ class PurchaseRecordedData(_EventData):
     external_id = fields.String(allow_none=True, load_default=None)
     # The points the purchase earned (the sum of every plugin's awards).
     points = fields.Integer(allow_none=True, load_default=None)
+    # What the business made on it (given, or from the program's margin rate) and what the buyer was let off;
+    # None when not known.
+    margin = fields.Decimal(allow_none=True, load_default=None, **_MONEY)
+    discount = fields.Decimal(allow_none=True, load_default=None, **_MONEY)
+
+
+class PurchaseReturnedData(_EventData):
+    """Part or all of a purchase was given back; the points it earned for that part were taken back."""
+
+    return_id = fields.UUID(required=True)
+    purchase_id = fields.UUID(required=True)
+    member_id = fields.UUID(required=True)
+    contact_id = fields.UUID(required=True)
+    program_id = fields.UUID(required=True)
+    amount = fields.Decimal(required=True, **_MONEY)
+    currency = fields.String(required=True, validate=_CURRENCY)
+    occurred_at = fields.AwareDateTime(required=True)
+    margin = fields.Decimal(allow_none=True, load_default=None, **_MONEY)  # the margin given back with it
+    points = fields.Integer(allow_none=True, load_default=None)  # taken back (crm.points.reclaimed)
+    reason = fields.String(allow_none=True, load_default=None)
 
 
 class PointsEarnedData(_EventData):
@@ -114,6 +134,20 @@ class PointsAdjustedData(_EventData):
     lifetime_points = fields.Integer(required=True)
     reverses_id = fields.UUID(allow_none=True, load_default=None)
     reason = fields.String(allow_none=True, load_default=None)
+
+
+class PointsReclaimedData(_EventData):
+    """Points a purchase earned were taken back because part or all of it was returned."""
+
+    transaction_id = fields.UUID(required=True)
+    member_id = fields.UUID(required=True)
+    contact_id = fields.UUID(required=True)
+    program_id = fields.UUID(required=True)
+    points = fields.Integer(required=True)  # taken back: a positive number
+    balance = fields.Integer(required=True)
+    lifetime_points = fields.Integer(required=True)
+    purchase_id = fields.UUID(required=True)
+    return_id = fields.UUID(required=True)
 
 
 class PartnerCreatedData(_EventData):
@@ -247,6 +281,8 @@ CATALOG: dict[str, type[Schema]] = {
     "crm.points.earned": PointsEarnedData,
     "crm.points.redeemed": PointsRedeemedData,
     "crm.points.adjusted": PointsAdjustedData,
+    "crm.purchase.returned": PurchaseReturnedData,
+    "crm.points.reclaimed": PointsReclaimedData,
     "crm.partner.created": PartnerCreatedData,
     "crm.contract.created": ContractCreatedData,
     "crm.contract.terms_changed": ContractTermsChangedData,

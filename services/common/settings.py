@@ -10,6 +10,7 @@ from typing import Callable, Mapping
 
 from limits import parse_many
 
+from .currencies import ISO_4217
 from .identity import MAX_TOKEN_TTL, IdentityKeyError, load_private_key, load_public_key, public_pem
 
 # Which services exist is the suite registry's business (crm/registry.py); the kit only checks the name's shape.
@@ -127,6 +128,14 @@ def _phone_region(name: str, raw: str) -> str:
     return region
 
 
+def _currency(name: str, raw: str) -> str:
+    """An ISO 4217 currency code such as EUR (any case; kept in capitals)."""
+    code = raw.strip().upper()
+    if code not in ISO_4217:
+        raise SettingsError(name, f"expected an ISO 4217 currency code such as EUR or USD, got {raw!r}")
+    return code
+
+
 RATE_LIMIT_OFF = ("0", "off")
 
 
@@ -210,6 +219,8 @@ class Settings:
     # Where a phone number without +country code is (duplicate contacts); None: such numbers match digit for digit.
     default_phone_region: str | None = None
     max_upload_bytes: int = 32 << 20  # the body an upload route takes (CSV imports); every other route 1 MiB
+    # The currency analytics report in when a request names none (figures are per currency, never converted).
+    base_currency: str = "EUR"
 
     def replace(self, **changes) -> "Settings":
         """A copy with some values changed (tests use this)."""
@@ -335,4 +346,5 @@ def from_env(service: str, env: Mapping[str, str] | None = None, *, require_secr
         retention_days=_read(env, "CRM_RETENTION_DAYS", _retention_days, Settings.retention_days),
         default_phone_region=_read(env, "CRM_DEFAULT_PHONE_REGION", _phone_region, None),
         max_upload_bytes=_read(env, "CRM_MAX_UPLOAD_BYTES", _upload_bytes, Settings.max_upload_bytes),
+        base_currency=_read(env, "CRM_BASE_CURRENCY", _currency, Settings.base_currency),
     )

@@ -30,6 +30,7 @@ from .models import (
     ContactPurchaseMetric,
     ContactPurchaseSummary,
 )
+from .purchase_facts import TOTALS, Spend
 
 READ_SCOPE = "contacts:read"
 PLAIN_FIELDS = ("name", "domain", "industry", "size_band", "owner", "tags")
@@ -228,8 +229,7 @@ _ROLLUP = (select(func.count(_CONTACTS.c.id).label("contact_count"),
            .subquery("rollup"))
 # Spend per currency (NUMERIC sums on PostgreSQL; SQLite, which keeps amounts as text, sums in floating point
 # and the Money type rounds back to four places).
-_SPEND = (select(_METRICS.c.currency, func.sum(_METRICS.c.total).label("total"),
-                 func.sum(_METRICS.c.count).label("count"))
+_SPEND = (select(_METRICS.c.currency, *(func.sum(_METRICS.c[name]).label(name) for name in TOTALS))
           .select_from(_METRICS.join(_CONTACTS, _CONTACTS.c.id == _METRICS.c.contact_id))
           .where(_CONTACTS.c.account_id == _ACCOUNT_ID)
           .group_by(_METRICS.c.currency)
@@ -237,8 +237,7 @@ _SPEND = (select(_METRICS.c.currency, func.sum(_METRICS.c.total).label("total"),
 # The account, its roll-up and one row per currency in one round trip (as the contact's own details).
 _ACCOUNT_DETAILS = (
     select(*_ACCOUNTS.columns, _ROLLUP.c.contact_count, _ROLLUP.c.purchase_count, _ROLLUP.c.first_purchase_at,
-           _ROLLUP.c.last_purchase_at, _SPEND.c.currency.label("spend_currency"),
-           _SPEND.c.total.label("spend_total"), _SPEND.c.count.label("spend_count"))
+           _ROLLUP.c.last_purchase_at, *(_SPEND.c[name].label(f"spend_{name}") for name in ("currency", *TOTALS)))
     .select_from(_ACCOUNTS.join(_ROLLUP, true()).outerjoin(_SPEND, true()))
     .where(_ACCOUNTS.c.id == _ACCOUNT_ID)
     .order_by(_SPEND.c.currency)
@@ -264,7 +263,7 @@ def get_account_details(uow: UnitOfWork, account_id: uuid.UUID) -> dict:
             "count": first.purchase_count,
             "first_purchase_at": first.first_purchase_at,
             "last_purchase_at": first.last_purchase_at,
-            "total_spend": [{"currency": row.spend_currency, "amount": row.spend_total, "count": row.spend_count}
+            "total_spend": [Spend(row.spend_currency, *(row._mapping[f"spend_{name}"] for name in TOTALS)).view()
                             for row in rows if row.spend_currency is not None],
         },
         "contacts": contacts,

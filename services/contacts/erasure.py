@@ -75,9 +75,11 @@ STEPS = (
 
 # Tables kept as they are, and why they hold nothing that identifies the person.
 KEPT = {
-    "contact_purchases": "purchase ids, amounts and times under the pseudonymous contact id",
+    "contact_purchases": "purchase ids, amounts, margins, discounts and times under the pseudonymous contact id",
+    "contact_returns": "return and purchase ids, amounts, margins and times under the pseudonymous contact id",
     "contact_purchase_summary": "counts and times under the pseudonymous contact id",
-    "contact_purchase_metrics": "totals per currency under the pseudonymous contact id",
+    "contact_purchase_metrics": "totals per currency (spent, returned, margin, discount) under the pseudonymous "
+                                "contact id",
     "accounts": "companies, not people",
     "attribute_definitions": "the names and types of custom attributes",
     "contact_imports": "counts, the column mapping and the key that ran it",

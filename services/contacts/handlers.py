@@ -5,7 +5,10 @@ from services.common.catalog import Event
 from services.common.consumer import event_cause, handles_batches
 from services.common.uow import UnitOfWork
 
-from . import erasure, service, timeline, tombstones
+from . import erasure, purchase_facts, service, timeline
+
+
+PURCHASE_RECORDED, PURCHASE_RETURNED = "crm.purchase.recorded", "crm.purchase.returned"
 
 
 @handles_batches
@@ -18,15 +21,12 @@ def on_lead_converted(uow: UnitOfWork, events: list[Event]) -> None:
 
 
 @handles_batches
-def on_purchase_recorded(uow: UnitOfWork, events: list[Event]) -> None:
-    """Purchases were recorded: count each once in its contact's purchase metrics, and show it on the timeline."""
-    # A purchase loyalty recorded before it handled a merge names the merged contact: count it on the survivor.
-    moved = tombstones.survivors(uow.session, {event.data["contact_id"] for event in events})
-    for event in events:
-        purchase = event.data
-        if purchase["contact_id"] in moved:
-            purchase = {**purchase, "contact_id": moved[purchase["contact_id"]]}
-        service.record_purchase_metrics(uow, purchase, event_id=event.id)
+def on_purchase_facts(uow: UnitOfWork, events: list[Event]) -> None:
+    """Purchases were recorded or returned: keep each once in the fact table and its contact's totals; timeline."""
+    # One handler for both types, so a batch adds its purchases and returns to the totals in one pass (one lock
+    # order). A fact loyalty recorded before it handled a merge names the merged contact: it lands on the survivor.
+    purchase_facts.record_facts(uow, [(event.data, event.id) for event in events if event.type == PURCHASE_RECORDED],
+                                [(event.data, event.id) for event in events if event.type == PURCHASE_RETURNED])
     timeline.add_entries(uow.session, [timeline.from_event(event) for event in events])
 
 
@@ -53,13 +53,15 @@ HANDLERS = {
     "crm.lead.converted": on_lead_converted,
     "crm.contact.erased": on_contact_erased,
     "crm.erasure.completed": on_erasure_completed,
-    "crm.purchase.recorded": on_purchase_recorded,
+    PURCHASE_RECORDED: on_purchase_facts,
+    PURCHASE_RETURNED: on_purchase_facts,
     # Only add to the timeline (timeline.py builds each entry).
     "crm.lead.created": on_timeline_event,
     "crm.lead.touched": on_timeline_event,
     "crm.points.earned": on_timeline_event,
     "crm.points.redeemed": on_timeline_event,
     "crm.points.adjusted": on_timeline_event,
+    "crm.points.reclaimed": on_timeline_event,
     "crm.member.enrolled": on_timeline_event,
     "crm.member.tier_changed": on_timeline_event,
     "crm.offer.sent": on_timeline_event,

@@ -11,7 +11,6 @@ import uuid
 from collections.abc import Iterable, Mapping
 from dataclasses import dataclass, field
 from datetime import datetime
-from decimal import Decimal
 
 from sqlalchemy import Table, func, select, update
 
@@ -28,13 +27,14 @@ from .models import (
     ContactPurchaseMetric,
     ContactPurchaseSummary,
 )
-from .service import _locked_summary
+from .purchase_facts import TOTALS, Spend, locked_summary
 from .tombstones import missing_contact
 
 # How a merge treats every table with a `contact_id` column. tests/unit/contacts/test_merge_rules.py fails for a
 # table in none of these, so a table added later is not silently left behind with the merged id.
 MOVED = frozenset({  # one UPDATE each: afterwards the rows name the survivor
-    "contact_purchases", "timeline_entries", "contact_leads", "interactions", "consent_changes", "feedback",
+    "contact_purchases", "contact_returns", "timeline_entries", "contact_leads", "interactions", "consent_changes",
+    "feedback",
 })
 COMBINED = frozenset({"contact_purchase_summary", "contact_purchase_metrics"})  # keyed by contact: added up
 KEPT = frozenset({"erasures"})  # an erasure record keeps naming the id it erased
@@ -82,14 +82,13 @@ class PurchaseTotals:
     count: int = 0
     first_purchase_at: datetime | None = None
     last_purchase_at: datetime | None = None
-    spend: dict[str, tuple[Decimal, int]] = field(default_factory=dict)  # currency -> (total, count)
+    spend: dict[str, Spend] = field(default_factory=dict)  # by currency
 
     def view(self) -> dict:
-        """The `purchases` block of a contact (as service.purchases_view shows it)."""
+        """The `purchases` block of a contact (as purchase_facts.purchases_view shows it)."""
         return {"count": self.count, "first_purchase_at": self.first_purchase_at,
                 "last_purchase_at": self.last_purchase_at,
-                "total_spend": [{"currency": currency, "amount": total, "count": count}
-                                for currency, (total, count) in sorted(self.spend.items())]}
+                "total_spend": [spend.view() for _currency, spend in sorted(self.spend.items())]}
 
 
 def combined_purchases(summaries: Iterable, metrics: Iterable) -> PurchaseTotals:
@@ -101,8 +100,7 @@ def combined_purchases(summaries: Iterable, metrics: Iterable) -> PurchaseTotals
             values = [v for v in (getattr(totals, name), getattr(summary, name)) if v is not None]
             setattr(totals, name, pick(values) if values else None)
     for metric in metrics:
-        total, count = totals.spend.get(metric.currency, (Decimal(0), 0))
-        totals.spend[metric.currency] = (total + metric.total, count + metric.count)
+        totals.spend.setdefault(metric.currency, Spend(metric.currency)).add(Spend.of(metric))
     return totals
 
 
@@ -164,16 +162,17 @@ def _fold_purchases(session, survivor_id: uuid.UUID, merged_id: uuid.UUID, summa
     merged_metrics = [metric for metric in metrics if metric.contact_id == merged_id]
     if merged_summary is None and not merged_metrics:
         return {"contact_purchase_summary": 0, "contact_purchase_metrics": 0}
-    summary = summaries.get(survivor_id) or _locked_summary(session, survivor_id)
+    summary = summaries.get(survivor_id) or locked_summary(session, survivor_id)
     summary.purchase_count = totals.count
     summary.first_purchase_at, summary.last_purchase_at = totals.first_purchase_at, totals.last_purchase_at
     own = {metric.currency: metric for metric in metrics if metric.contact_id == survivor_id}
-    for currency, (total, count) in totals.spend.items():
+    for currency, spend in totals.spend.items():
         metric = own.get(currency)
         if metric is None:
-            session.add(ContactPurchaseMetric(contact_id=survivor_id, currency=currency, total=total, count=count))
-        else:
-            metric.total, metric.count = total, count
+            metric = ContactPurchaseMetric(contact_id=survivor_id, currency=currency)
+            session.add(metric)
+        for name in TOTALS:
+            setattr(metric, name, getattr(spend, name))
     for row in ([merged_summary] if merged_summary is not None else []) + merged_metrics:
         session.delete(row)
     return {"contact_purchase_summary": int(merged_summary is not None),

@@ -96,7 +96,7 @@ class Money(types.TypeDecorator):
 
 
 class ContactPurchase(Base):
-    """One purchase counted in its contact's metrics; the key keeps it from being counted twice."""
+    """One purchase counted in its contact's metrics (the purchase fact table); the key keeps it from counting twice."""
 
     __tablename__ = "contact_purchases"
 
@@ -106,6 +106,28 @@ class ContactPurchase(Base):
     currency: Mapped[str] = mapped_column(String(CURRENCY_LEN))
     occurred_at: Mapped[datetime]
     event_id: Mapped[uuid.UUID | None] = mapped_column(default=None)  # the event it was counted from
+    recorded_at: Mapped[datetime] = mapped_column(default=utcnow)
+    # Both in the purchase's currency; None when loyalty did not know them (purchases before issue 9 too).
+    margin: Mapped[Decimal | None] = mapped_column(Money(), default=None)
+    discount: Mapped[Decimal | None] = mapped_column(Money(), default=None)
+
+
+class ContactReturn(Base):
+    """One return of (part of) a purchase, from crm.purchase.returned; keyed by the return, so it counts once.
+
+    No link to `contact_purchases`: a return may arrive before its purchase (purchase_facts.py).
+    """
+
+    __tablename__ = "contact_returns"
+
+    return_id: Mapped[uuid.UUID] = mapped_column(primary_key=True)
+    purchase_id: Mapped[uuid.UUID] = mapped_column(index=True)
+    contact_id: Mapped[uuid.UUID] = mapped_column(index=True)
+    amount: Mapped[Decimal] = mapped_column(Money())
+    margin: Mapped[Decimal | None] = mapped_column(Money(), default=None)  # the margin given back
+    currency: Mapped[str] = mapped_column(String(CURRENCY_LEN))
+    occurred_at: Mapped[datetime]
+    event_id: Mapped[uuid.UUID | None] = mapped_column(default=None)
     recorded_at: Mapped[datetime] = mapped_column(default=utcnow)
 
 
@@ -122,7 +144,7 @@ class ContactPurchaseSummary(Base):
 
 
 class ContactPurchaseMetric(Base):
-    """Per contact and currency: the total spent and the number of purchases in that currency."""
+    """Per contact and currency: the total spent (gross), the purchases, what returns gave back, margin, discount."""
 
     __tablename__ = "contact_purchase_metrics"
 
@@ -130,6 +152,10 @@ class ContactPurchaseMetric(Base):
     currency: Mapped[str] = mapped_column(String(CURRENCY_LEN), primary_key=True)
     total: Mapped[Decimal] = mapped_column(Money())
     count: Mapped[int] = mapped_column(Integer, default=0)
+    returned: Mapped[Decimal] = mapped_column(Money(), default=Decimal(0))
+    # Net: the purchases' margins less the margins their returns gave back (purchases without one add nothing).
+    margin: Mapped[Decimal] = mapped_column(Money(), default=Decimal(0))
+    discount: Mapped[Decimal] = mapped_column(Money(), default=Decimal(0))
 
 
 # -- the timeline projection ----------------------------------------------------------------------------------

@@ -96,11 +96,19 @@ class ContactSchema(Schema):
     version = fields.Integer()
 
 
+def _money(description: str) -> fields.Decimal:
+    return fields.Decimal(as_string=True, places=MONEY_PLACES, metadata={"description": description})
+
+
 class SpendSchema(Schema):
     currency = fields.String(metadata={"description": "ISO 4217 code."})
-    amount = fields.Decimal(as_string=True, places=MONEY_PLACES,
-                            metadata={"description": "The exact total as a decimal string, e.g. \"123.4500\"."})
+    amount = _money("The exact total of the purchases (gross: returns not taken off), e.g. \"123.4500\".")
     count = fields.Integer(metadata={"description": "Purchases in this currency."})
+    returned = _money("What returns of these purchases gave back (`crm.purchase.returned`).")
+    net = _money("amount - returned.")
+    margin = _money("The purchases' margins less the margins their returns gave back; purchases without a margin "
+                    "add nothing.")
+    discount = _money("The purchases' discounts.")
 
 
 class PurchasesSchema(Schema):
@@ -113,7 +121,8 @@ class PurchasesSchema(Schema):
 
 class ContactDetailSchema(ContactSchema):
     purchases = fields.Nested(PurchasesSchema, metadata={
-        "description": "Purchase metrics from `crm.purchase.recorded`; zero and empty when there are none."})
+        "description": "Purchase metrics from `crm.purchase.recorded` and `crm.purchase.returned`; zero and empty "
+                       "when there are none."})
 
 
 class ContactPageSchema(Schema):

@@ -3,9 +3,6 @@ from __future__ import annotations
 
 import uuid
 from collections.abc import Iterable, Mapping, Sequence
-from dataclasses import dataclass
-from datetime import datetime
-from decimal import Decimal
 
 from sqlalchemy import bindparam, select
 from sqlalchemy.dialects.postgresql import insert as pg_insert
@@ -21,14 +18,13 @@ from services.common.uow import UnitOfWork, insert_or_reread
 from . import timeline
 from .accounts import account_ids_for_emails
 from .filters import SORT_COLUMNS, checked_filters, contacts_statement
+from .purchase_facts import TOTALS, Spend, purchases_view
 from .record_fields import changed_record_fields, new_record_fields
 from .tombstones import missing_contact
 from .models import (
-    MONEY_PLACES,
     PROFILE_FIELDS,
     PROFILE_LIMITS,
     Contact,
-    ContactPurchase,
     ContactPurchaseMetric,
     ContactPurchaseSummary,
 )
@@ -62,37 +58,6 @@ def changed_values(current: Mapping, requested: Mapping) -> dict:
             if name in EDITABLE_FIELDS and current.get(name) != value}
 
 
-def exact_amount(value) -> Decimal:
-    """A purchase amount as the exact Decimal the metrics store; ValueError when it cannot be kept exactly.
-
-    The metrics hold four decimal places. Rounding a finer amount would make the totals disagree with the
-    purchases, so such an event fails (and ends in the dead-letter queue) instead of being counted wrongly.
-    """
-    amount = Decimal(value) if not isinstance(value, Decimal) else value
-    if not amount.is_finite():
-        raise ValueError(f"purchase amount {value!r} is not a finite number")
-    if amount.as_tuple().exponent < -MONEY_PLACES:
-        raise ValueError(f"purchase amount {value!r} has more than {MONEY_PLACES} decimal places")
-    return amount
-
-
-def widen_span(first: datetime | None, last: datetime | None, occurred_at: datetime) -> tuple[datetime, datetime]:
-    """The (first, last) purchase times once a purchase at `occurred_at` is counted, whatever the arrival order."""
-    return (occurred_at if first is None else min(first, occurred_at),
-            occurred_at if last is None else max(last, occurred_at))
-
-
-def purchases_view(summary: ContactPurchaseSummary | None, metrics: Iterable[ContactPurchaseMetric]) -> dict:
-    """The `purchases` block of a contact: zero and empty when nothing was bought."""
-    return {
-        "count": summary.purchase_count if summary else 0,
-        "first_purchase_at": summary.first_purchase_at if summary else None,
-        "last_purchase_at": summary.last_purchase_at if summary else None,
-        "total_spend": [{"currency": m.currency, "amount": m.total, "count": m.count}
-                        for m in sorted(metrics, key=lambda m: m.currency)],
-    }
-
-
 # -- queries ----------------------------------------------------------------------------------------------
 
 def _values(contact: Contact) -> dict:
@@ -119,22 +84,6 @@ def _get(session: Session, contact_id: uuid.UUID, *, lock: bool = False) -> Cont
 def _insert_unless_taken(session: Session, contact: Contact, *, lock: bool = False) -> Contact | None:
     """Insert `contact`; when its e-mail is taken (also by a concurrent writer), return the holder instead."""
     return insert_or_reread(session, contact, reread=lambda: _by_email(session, contact.email_normalized, lock=lock))
-
-
-def _locked_summary(session: Session, contact_id: uuid.UUID) -> ContactPurchaseSummary:
-    """The contact's purchase summary row, created when missing, locked until the transaction ends.
-
-    Every purchase of one contact takes this lock first, so its metrics change one purchase at a time, on
-    any number of workers. (SQLite ignores FOR UPDATE, but it lets only one transaction write at a time.)
-    """
-    stmt = (select(ContactPurchaseSummary).where(ContactPurchaseSummary.contact_id == contact_id)
-            .with_for_update().execution_options(populate_existing=True))
-    summary = session.scalar(stmt)
-    if summary is not None:
-        return summary
-    summary = ContactPurchaseSummary(contact_id=contact_id, purchase_count=0)
-    # When another worker created it first, the re-read waits for its lock.
-    return insert_or_reread(session, summary, reread=lambda: session.scalar(stmt)) or summary
 
 
 def _duplicate(holder: Contact) -> Conflict:
@@ -300,23 +249,13 @@ _METRICS = ContactPurchaseMetric.__table__
 # the statement per call cost more CPU than the query itself.
 _CONTACT_DETAILS = (
     select(*_CONTACTS.columns, _SUMMARY.c.purchase_count, _SUMMARY.c.first_purchase_at, _SUMMARY.c.last_purchase_at,
-           _METRICS.c.currency.label("metric_currency"), _METRICS.c.total.label("metric_total"),
-           _METRICS.c.count.label("metric_count"))
+           *(_METRICS.c[name].label(f"metric_{name}") for name in ("currency", *TOTALS)))
     .select_from(_CONTACTS.outerjoin(_SUMMARY, _SUMMARY.c.contact_id == _CONTACTS.c.id)
                  .outerjoin(_METRICS, _METRICS.c.contact_id == _CONTACTS.c.id))
     .where(_CONTACTS.c.id == bindparam("contact_id"))
     .order_by(_METRICS.c.currency)
 )
 _CONTACT_KEYS = tuple(column.key for column in _CONTACTS.columns)
-
-
-@dataclass(frozen=True)
-class _Spend:
-    """One currency's line of the joined row, in the shape purchases_view reads."""
-
-    currency: str
-    total: Decimal
-    count: int
 
 
 def get_contact_details(uow: UnitOfWork, contact_id: uuid.UUID) -> dict:
@@ -327,45 +266,9 @@ def get_contact_details(uow: UnitOfWork, contact_id: uuid.UUID) -> dict:
             raise missing_contact(uow.session, contact_id)
     first = rows[0]
     summary = first if first.purchase_count is not None else None
-    metrics = [_Spend(row.metric_currency, row.metric_total, row.metric_count)
+    metrics = [Spend(row.metric_currency, *(row._mapping[f"metric_{name}"] for name in TOTALS))
                for row in rows if row.metric_currency is not None]
     return {**{key: first._mapping[key] for key in _CONTACT_KEYS}, "purchases": purchases_view(summary, metrics)}
-
-
-def record_purchase_metrics(uow: UnitOfWork, purchase: Mapping, *, event_id: uuid.UUID | None = None) -> bool:
-    """Count a recorded purchase in its contact's metrics; False when this purchase was counted before.
-
-    `contact_purchases` remembers every purchase id counted, so a purchase published again under a new event
-    id is not counted twice (the inbox only catches the same event delivered again). The contact need not
-    exist yet: the metrics are kept by contact id and shown once it does.
-    """
-    purchase_id = purchase["purchase_id"]
-    contact_id = purchase["contact_id"]
-    currency = purchase["currency"]
-    occurred_at = purchase["occurred_at"]
-    amount = exact_amount(purchase["amount"])
-    with uow:
-        session = uow.session
-        if session.get(ContactPurchase, purchase_id) is not None:
-            return False
-        counted = ContactPurchase(purchase_id=purchase_id, contact_id=contact_id, amount=amount,
-                                  currency=currency, occurred_at=occurred_at, event_id=event_id)
-        # A concurrent delivery of this purchase may be counted first (its insert holds ours until it commits).
-        if insert_or_reread(session, counted, reread=lambda: session.get(ContactPurchase, purchase_id)) is not None:
-            return False
-        summary = _locked_summary(session, contact_id)
-        summary.purchase_count += 1
-        summary.first_purchase_at, summary.last_purchase_at = widen_span(
-            summary.first_purchase_at, summary.last_purchase_at, occurred_at)
-        # Under the summary lock no other transaction changes this contact's per-currency rows.
-        metric = session.get(ContactPurchaseMetric, (contact_id, currency), populate_existing=True)
-        if metric is None:
-            metric = ContactPurchaseMetric(contact_id=contact_id, currency=currency, total=Decimal(0), count=0)
-            session.add(metric)
-        metric.total += amount
-        metric.count += 1
-        uow.commit()
-        return True
 
 
 def list_contacts(uow: UnitOfWork, *, limit: int, cursor: str | None, sort: str | None = None, **filters) -> dict:

@@ -26,8 +26,8 @@ from .tombstones import missing_contact, survivors
 
 # Every kind the stream shows (filter with ?kind=); docs/api-contacts.md says what each holds.
 KINDS = ("interaction", "complaint", "lead_created", "lead_touched", "lead_converted", "purchase",
-         "points_earned", "points_redeemed", "points_adjusted", "enrolled", "tier_changed", "offer_sent",
-         "feedback", "consent")
+         "purchase_returned", "points_earned", "points_redeemed", "points_adjusted", "points_reclaimed", "enrolled",
+         "tier_changed", "offer_sent", "feedback", "consent")
 SUMMARY_MAX = 500
 SOURCE_MAX = 40
 CONTACTS = "contacts"  # the source of the entries this service records itself
@@ -143,6 +143,17 @@ def _purchase(event: Event) -> dict:
                              "program_id"))
 
 
+def _purchase_returned(event: Event) -> dict:
+    d = event.data
+    points = f", {d['points']} points taken back" if d.get("points") else ""
+    why = f": {d['reason']}" if d.get("reason") else ""
+    # Keyed by the return, like a purchase by the purchase.
+    return _entry(event, "purchase_returned", id=d["return_id"], contact_id=d["contact_id"],
+                  occurred_at=d["occurred_at"], summary=f"Returned {_text(d['amount'])} {d['currency']}{points}{why}",
+                  data=_data(event, "return_id", "purchase_id", "amount", "currency", "points", "reason", "member_id",
+                             "program_id"))
+
+
 # Points entries are keyed by their loyalty transaction, like purchases by the purchase.
 def _points_earned(event: Event) -> dict:
     d = event.data
@@ -168,6 +179,15 @@ def _points_adjusted(event: Event) -> dict:
                   summary=f"Points {what} by {_signed(d['points'])} (balance {d['balance']}){why}",
                   data=_data(event, "transaction_id", "kind", "points", "balance", "reverses_id", "reason",
                              "member_id", "program_id"))
+
+
+def _points_reclaimed(event: Event) -> dict:
+    d = event.data
+    return _entry(event, "points_reclaimed", id=d["transaction_id"], contact_id=d["contact_id"],
+                  occurred_at=event.time,
+                  summary=f"{d['points']} points taken back for a return (balance {d['balance']})",
+                  data=_data(event, "transaction_id", "points", "balance", "purchase_id", "return_id", "member_id",
+                             "program_id"))
 
 
 def _enrolled(event: Event) -> dict:
@@ -201,9 +221,11 @@ _PROJECTIONS: dict[str, Callable[[Event], dict]] = {
     "crm.lead.created": _lead_created,
     "crm.lead.touched": _lead_touched,
     "crm.purchase.recorded": _purchase,
+    "crm.purchase.returned": _purchase_returned,
     "crm.points.earned": _points_earned,
     "crm.points.redeemed": _points_redeemed,
     "crm.points.adjusted": _points_adjusted,
+    "crm.points.reclaimed": _points_reclaimed,
     "crm.member.enrolled": _enrolled,
     "crm.member.tier_changed": _tier_changed,
     "crm.offer.sent": _offer_sent,

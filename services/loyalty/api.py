@@ -15,7 +15,7 @@ from services.common.identity import PLUGINS_READ, record_or_receipt, requires
 from services.common.plugins import plugin_listing
 from services.common.web import read_uow, runtime, uow
 
-from . import service
+from . import returns, service
 from .models import IdempotencyRecord
 from .schemas import (
     AdjustmentCreateSchema,
@@ -31,6 +31,8 @@ from .schemas import (
     PurchaseCreateSchema,
     PurchaseSchema,
     RedemptionCreateSchema,
+    ReturnCreateSchema,
+    ReturnSchema,
     ReversalCreateSchema,
     TransactionPageSchema,
     TransactionQuerySchema,
@@ -80,7 +82,7 @@ class ProgramById(MethodView):
     @blp.arguments(ProgramUpdateSchema)
     @blp.response(200, ProgramSchema)
     def patch(self, changes, program_id):
-        """Rename a program, change its rate for future purchases, or switch auto-enrolment (`loyalty:admin`)."""
+        """Rename a program, change its rates for future purchases, or switch auto-enrolment (`loyalty:admin`)."""
         program = service.update_program(uow(), program_id, changes)
         return _shown(program, program.id)
 
@@ -175,6 +177,19 @@ class Purchases(MethodView):
         """Record a purchase and earn its points; a repeated external_id returns the first result."""
         purchase, created = service.record_purchase(uow(), data, plugins=runtime().plugins)
         return _shown(purchase, purchase["id"]), 201 if created else 200
+
+
+@blp.route("/purchases/<uuid:purchase_id>/returns")
+class Returns(MethodView):
+    @requires("loyalty:write")
+    @idempotent(IdempotencyRecord)
+    @blp.arguments(ReturnCreateSchema)
+    @blp.response(201, ReturnSchema)
+    @blp.doc(**_IDEMPOTENT)
+    def post(self, data, purchase_id):
+        """Record a return of part or all of a purchase; the points it earned for that part are taken back."""
+        recorded = returns.return_purchase(uow(), purchase_id, data)
+        return _shown(recorded, recorded["id"])
 
 
 @blp.route("/plugins")

@@ -1,8 +1,8 @@
 """Erasure in the loyalty service: a person's ledger kept anonymous, the messages naming them purged, confirmed.
 
 Loyalty knows a person only by the pseudonymous contact id: a membership holds no name or address. What can
-name them is free text: the reason typed for a redemption or adjustment, and the explanations plugins give for
-an earn. Those go; every amount stays, so balances, lifetime points and program totals stay right. `STEPS` and
+name them is free text: the reason typed for a redemption, adjustment or return, and the explanations plugins
+give for an earn. Those go; every amount stays, so balances, lifetime points and program totals stay right. `STEPS` and
 `KEPT` are this service's one list of its tables (DESIGN §8).
 """
 from __future__ import annotations
@@ -20,23 +20,29 @@ from services.common.erasure import (
 )
 from services.common.uow import UnitOfWork
 
-from .models import Base, IdempotencyRecord, Member, OutboxMessage
+from .models import Base, IdempotencyRecord, Member, OutboxMessage, Purchase
 
 
 def _members_of(people: People):
     return select(Member.id).where(Member.contact_id.in_(people.contact_ids))
 
 
+def _purchases_of(people: People):
+    return select(Purchase.id).where(Purchase.member_id.in_(_members_of(people)))
+
+
 STEPS = (
     Erase("ledger_entries", lambda t, p: t.c.member_id.in_(_members_of(p)),
           values=lambda t: {"reason": None, "factors": [], "degraded": []},
           why="the reasons typed and the plugins' explanations; the points stay"),
+    Erase("purchase_returns", lambda t, p: t.c.purchase_id.in_(_purchases_of(p)), values=lambda t: {"reason": None},
+          why="the reasons typed for returns; amounts, margins and points stay"),
 )
 
 KEPT = {
     "programs": "the programs themselves",
     "members": "the pseudonymous contact id, program, tier and enrolment: no personal fields",
-    "purchases": "amounts, currencies, times and receipt numbers under the member",
+    "purchases": "amounts, margins, discounts, currencies, times and receipt numbers under the member",
 }
 
 

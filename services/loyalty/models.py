@@ -1,4 +1,4 @@
-"""The loyalty service's tables: programs, members, purchases, the points ledger, and its messaging tables."""
+"""The loyalty service's tables: programs, members, purchases and their returns, the points ledger, messaging."""
 from __future__ import annotations
 
 import uuid
@@ -26,11 +26,14 @@ IdempotencyRecord = idempotency_model(Base)
 
 # Money and rates: exact decimals, 4 places (never float).
 Money = Numeric(18, 4)
+# A share from 0 to 1 (a program's default margin rate), 4 places.
+Rate = Numeric(5, 4)
 # Points are whole numbers; 64-bit so that sums over a long ledger never overflow.
 Points = BigInteger()
 
-EARN, REDEEM, ADJUST, REVERSE = "earn", "redeem", "adjust", "reverse"
-ENTRY_KINDS = (EARN, REDEEM, ADJUST, REVERSE)
+# `return` takes back the points a purchase earned for the share of it that was returned (returns.py).
+EARN, REDEEM, ADJUST, REVERSE, RETURN = "earn", "redeem", "adjust", "reverse", "return"
+ENTRY_KINDS = (EARN, REDEEM, ADJUST, REVERSE, RETURN)
 
 
 class Program(Base):
@@ -45,6 +48,8 @@ class Program(Base):
     currency: Mapped[str] = mapped_column(String(3))
     points_per_unit: Mapped[Decimal] = mapped_column(Money)
     auto_enrol: Mapped[bool] = mapped_column(Boolean, default=False)
+    # The margin of a purchase that gives none: amount x rate (service.derived_margin); None: no margin then.
+    margin_rate: Mapped[Decimal | None] = mapped_column(Rate, default=None)
     is_default: Mapped[bool] = mapped_column(Boolean, default=False)
     created_at: Mapped[datetime] = mapped_column(default=utcnow)
     updated_at: Mapped[datetime] = mapped_column(default=utcnow, onupdate=utcnow)
@@ -75,6 +80,9 @@ class Purchase(Base):
         # Several NULLs are allowed on both databases: only purchases with a receipt number are de-duplicated.
         UniqueConstraint("program_id", "external_id", name="uq_purchases_program_external_id"),
         CheckConstraint("amount > 0", name="ck_purchases_amount_positive"),
+        CheckConstraint("margin >= 0 AND margin <= amount", name="ck_purchases_margin_within_amount"),
+        CheckConstraint("discount >= 0", name="ck_purchases_discount_not_negative"),
+        CheckConstraint("returned_amount >= 0 AND returned_amount <= amount", name="ck_purchases_returned_within_amount"),
     )
 
     seq: Mapped[int] = mapped_column(SeqType, primary_key=True, autoincrement=True)
@@ -86,6 +94,38 @@ class Purchase(Base):
     currency: Mapped[str] = mapped_column(String(3))
     occurred_at: Mapped[datetime] = mapped_column()
     points: Mapped[int] = mapped_column(Points, default=0)
+    # What the business made on it (given, or amount x the program's margin_rate) and what the buyer was let off.
+    margin: Mapped[Decimal | None] = mapped_column(Money, default=None)
+    discount: Mapped[Decimal | None] = mapped_column(Money, default=None)
+    # Its returns added up (returns.py), so what is left to return is read from this one locked row.
+    returned_amount: Mapped[Decimal] = mapped_column(Money, default=Decimal(0))
+    returned_margin: Mapped[Decimal] = mapped_column(Money, default=Decimal(0))
+    points_reclaimed: Mapped[int] = mapped_column(Points, default=0)
+    created_at: Mapped[datetime] = mapped_column(default=utcnow)
+
+
+class PurchaseReturn(Base):
+    """Part or all of a purchase given back; the points it had earned for that part are taken back (returns.py)."""
+
+    __tablename__ = "purchase_returns"
+    __table_args__ = (
+        CheckConstraint("amount > 0", name="ck_purchase_returns_amount_positive"),
+        CheckConstraint("margin >= 0 AND margin <= amount", name="ck_purchase_returns_margin_within_amount"),
+        Index("ix_purchase_returns_purchase_seq", "purchase_id", "seq"),
+    )
+
+    seq: Mapped[int] = mapped_column(SeqType, primary_key=True, autoincrement=True)
+    id: Mapped[uuid.UUID] = mapped_column(unique=True, default=new_id)
+    purchase_id: Mapped[uuid.UUID] = mapped_column(ForeignKey("purchases.id"))
+    amount: Mapped[Decimal] = mapped_column(Money)
+    margin: Mapped[Decimal | None] = mapped_column(Money, default=None)  # the margin given back with it
+    currency: Mapped[str] = mapped_column(String(3))
+    reason: Mapped[str | None] = mapped_column(String(500), default=None)
+    occurred_at: Mapped[datetime] = mapped_column()
+    points: Mapped[int] = mapped_column(Points, default=0)  # taken back (>= 0)
+    # Owed for this return but not taken back, because the member had spent them (returns.py).
+    points_unrecovered: Mapped[int] = mapped_column(Points, default=0)
+    transaction_id: Mapped[uuid.UUID | None] = mapped_column(ForeignKey("ledger_entries.id"), default=None)
     created_at: Mapped[datetime] = mapped_column(default=utcnow)
 
 
@@ -94,7 +134,7 @@ class LedgerEntry(Base):
 
     __tablename__ = "ledger_entries"
     __table_args__ = (
-        CheckConstraint("kind IN ('earn', 'redeem', 'adjust', 'reverse')", name="ck_ledger_entries_kind"),
+        CheckConstraint("kind IN ('earn', 'redeem', 'adjust', 'reverse', 'return')", name="ck_ledger_entries_kind"),
         Index("ix_ledger_entries_member_seq", "member_id", "seq"),
     )
 

@@ -72,6 +72,25 @@ def _reason(**kw):
     return fields.String(validate=validate.Length(min=1, max=500), **kw)
 
 
+def _margin_rate(**kw):
+    return DecimalString(validate=validate.Range(min=Decimal(0), max=Decimal(1)), metadata={
+        "description": "The share of a purchase's amount taken as its margin when the purchase gives none "
+                       "(0-1, e.g. \"0.3\"); null: such purchases have no margin."}, **kw)
+
+
+def _money(*, description: str, **kw):
+    return DecimalString(validate=validate.Range(min=Decimal(0), max=MAX_AMOUNT, max_inclusive=False,
+                                                 error="Must be 0 or more and less than 10^12."),
+                         metadata={"description": description}, **kw)
+
+
+def _not_above_amount(data: dict, name: str) -> None:
+    """422 naming `name` when it is larger than the body's amount (both valid on their own)."""
+    value, amount = data.get(name), data.get("amount")
+    if value is not None and amount is not None and value > amount:
+        raise ValidationError({name: ["Must not be more than the amount."]})
+
+
 # --- programs -----------------------------------------------------------------------------------------------
 
 class ProgramSchema(Schema):
@@ -80,6 +99,7 @@ class ProgramSchema(Schema):
     name = fields.String()
     currency = fields.String()
     points_per_unit = DecimalString()
+    margin_rate = DecimalString(allow_none=True)
     auto_enrol = fields.Boolean()
     is_default = fields.Boolean()
     created_at = UTCDateTime()
@@ -91,12 +111,14 @@ class ProgramCreateSchema(TrimmedInput):
     name = fields.String(required=True, validate=validate.Length(min=1, max=200))
     currency = fields.String(required=True, validate=CURRENCY)
     points_per_unit = DecimalString(required=True, validate=validate.Range(min=Decimal(0), max=MAX_RATE))
+    margin_rate = _margin_rate(load_default=None, allow_none=True)
     auto_enrol = fields.Boolean(load_default=False)
 
 
 class ProgramUpdateSchema(TrimmedInput):
     name = fields.String(validate=validate.Length(min=1, max=200))
     points_per_unit = DecimalString(validate=validate.Range(min=Decimal(0), max=MAX_RATE))
+    margin_rate = _margin_rate(allow_none=True)
     auto_enrol = fields.Boolean()
 
 
@@ -197,12 +219,21 @@ class PurchaseCreateSchema(TrimmedInput):
     occurred_at = Moment(required=True)
     external_id = fields.String(load_default=None, allow_none=True, validate=validate.Length(min=1, max=200),
                                 metadata={"description": "The caller's receipt number: unique per program."})
+    margin = _money(load_default=None, allow_none=True, description=(
+        "What the business made on the purchase, in its currency, 0 to amount; left out: amount x the "
+        "program's margin_rate (rounded half up to 4 places), or none when the program has no rate."))
+    discount = _money(load_default=None, allow_none=True,
+                      description="What the buyer was let off; `amount` is what they paid after it.")
 
     @validates_schema
     def _names_a_buyer(self, data, **_kw):
         if data.get("member_id") is None and data.get("contact_id") is None:
             message = "Give member_id or contact_id."
             raise ValidationError({"member_id": [message], "contact_id": [message]})
+
+    @validates_schema
+    def _margin_within_amount(self, data, **_kw):
+        _not_above_amount(data, "margin")
 
 
 class PurchaseSchema(Schema):
@@ -215,8 +246,50 @@ class PurchaseSchema(Schema):
     currency = fields.String()
     occurred_at = UTCDateTime()
     points = fields.Integer()
+    margin = DecimalString(min_places=2, allow_none=True)
+    discount = DecimalString(min_places=2, allow_none=True)
+    returned_amount = DecimalString(min_places=2, metadata={"description": "What its returns gave back so far."})
     transaction_id = fields.UUID(allow_none=True)
     balance_after = fields.Integer()
     factors = fields.List(fields.Nested(ScoreFactorSchema))
     degraded = fields.List(fields.Nested(DegradedSchema))
+    created_at = UTCDateTime()
+
+
+# --- returns ------------------------------------------------------------------------------------------------
+
+class ReturnCreateSchema(TrimmedInput):
+    amount = DecimalString(required=True, validate=validate.Range(
+        min=Decimal(0), min_inclusive=False, max=MAX_AMOUNT, max_inclusive=False,
+        error="Must be greater than 0 and less than 10^12."),
+        metadata={"description": "What is given back, in the purchase's currency; at most what is left to return."})
+    margin = _money(load_default=None, allow_none=True, description=(
+        "The margin given back with it, 0 to amount; left out: the purchase's margin in proportion (the "
+        "return of the rest gives back the rest of the margin)."))
+    reason = _reason(load_default=None, allow_none=True)
+    occurred_at = Moment(required=True)
+
+    @validates_schema
+    def _margin_within_amount(self, data, **_kw):
+        _not_above_amount(data, "margin")
+
+
+class ReturnSchema(Schema):
+    id = fields.UUID()
+    purchase_id = fields.UUID()
+    member_id = fields.UUID()
+    contact_id = fields.UUID()
+    program_id = fields.UUID()
+    amount = DecimalString(min_places=2)
+    margin = DecimalString(min_places=2, allow_none=True)
+    currency = fields.String()
+    reason = fields.String(allow_none=True)
+    occurred_at = UTCDateTime()
+    points = fields.Integer(metadata={"description": "Points taken back for the part returned."})
+    points_unrecovered = fields.Integer(metadata={
+        "description": "Points this return owed that could not be taken back: the member had spent them."})
+    transaction_id = fields.UUID(allow_none=True, metadata={"description": "The `return` ledger entry; null for 0 points."})
+    balance_after = fields.Integer()
+    returned_amount = DecimalString(min_places=2, metadata={"description": "The purchase's returns so far, this one included."})
+    returnable_amount = DecimalString(min_places=2, metadata={"description": "What is left of the purchase to return."})
     created_at = UTCDateTime()

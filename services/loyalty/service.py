@@ -19,12 +19,14 @@ from services.common.pagination import paginate
 from services.common.problems import Conflict, Moved, NotFound, Unprocessable
 from services.common.uow import UnitOfWork, insert_or_reread
 
+from .margins import purchase_margin
 from .models import (
     ADJUST,
     EARN,
     MEMBER_SORTS,
     PROGRAM_SORTS,
     REDEEM,
+    RETURN,
     REVERSE,
     TRANSACTION_SORTS,
     LedgerEntry,
@@ -53,15 +55,23 @@ def derive_totals(sums: Iterable[tuple[str, str | None, int]]) -> LedgerTotals:
     """Totals from (kind, reversed_kind, sum of points) rows.
 
     The balance is every entry added up. Lifetime points are what purchases earned, net of the earns that
-    were reversed; redemptions, adjustments and their reversals do not change them.
+    were reversed and of what returns took back; redemptions, adjustments and their reversals do not change them.
     """
     balance = lifetime = 0
     for kind, reversed_kind, points in sums:
         points = int(points or 0)
         balance += points
-        if kind == EARN or (kind == REVERSE and reversed_kind == EARN):
+        if counts_for_lifetime(kind, reversed_kind):
             lifetime += points
     return LedgerTotals(balance, lifetime)
+
+
+def counts_for_lifetime(kind: str, reversed_kind: str | None) -> bool:
+    """Whether an entry of `kind` (a reversal: of `reversed_kind`) moves the lifetime points."""
+    return kind in _EARNING or (kind == REVERSE and reversed_kind in _EARNING)
+
+
+_EARNING = (EARN, RETURN)  # a return takes back what its purchase earned
 
 
 def _sums(session, member_ids):
@@ -298,9 +308,13 @@ def list_transactions(uow: UnitOfWork, member_id: uuid.UUID, *, kind=None, limit
 
 # --- the ledger -----------------------------------------------------------------------------------------------
 
-def _append(uow: UnitOfWork, member: Member, kind: str, points: int, **fields) -> tuple[LedgerEntry, LedgerTotals]:
-    """Add one entry for a member whose row this transaction has locked; the balance may never go below 0."""
-    before = _totals(uow.session, member.id)
+def _append(uow: UnitOfWork, member: Member, kind: str, points: int, *, before: LedgerTotals | None = None,
+            **fields) -> tuple[LedgerEntry, LedgerTotals]:
+    """Add one entry for a member whose row this transaction has locked; the balance may never go below 0.
+
+    `before` is the member's totals when the caller has just read them (under the same lock).
+    """
+    before = before or _totals(uow.session, member.id)
     balance = before.balance + points
     if balance < 0:
         raise Conflict(f"The member has {before.balance} points; {-points} are needed.",
@@ -310,7 +324,7 @@ def _append(uow: UnitOfWork, member: Member, kind: str, points: int, **fields) -
     entry = LedgerEntry(id=uuid.uuid4(), member_id=member.id, kind=kind, points=points, balance_after=balance, **fields)
     uow.session.add(entry)
     uow.session.flush()
-    lifetime = before.lifetime_points + (points if kind == EARN or fields.get("reversed_kind") == EARN else 0)
+    lifetime = before.lifetime_points + (points if counts_for_lifetime(kind, fields.get("reversed_kind")) else 0)
     return entry, LedgerTotals(balance, lifetime)
 
 
@@ -337,7 +351,10 @@ def adjust_points(uow: UnitOfWork, member_id: uuid.UUID, points: int, *, reason:
 
 
 def reverse_entry(uow: UnitOfWork, member_id: uuid.UUID, entry_id: uuid.UUID, *, reason: str) -> LedgerEntry:
-    """Undo one earlier entry with an opposite one; each entry can be reversed once, reversals cannot."""
+    """Undo one earlier entry with an opposite one; each entry can be reversed once, reversals and returns cannot.
+
+    An earn whose purchase had returns is reversed by what the returns did not take back already.
+    """
     with uow:
         session = uow.session
         member = _member(session, member_id, lock=True)
@@ -345,13 +362,17 @@ def reverse_entry(uow: UnitOfWork, member_id: uuid.UUID, entry_id: uuid.UUID, *,
                                                             LedgerEntry.member_id == member.id))
         if original is None:
             raise NotFound(f"Member {member_id} has no transaction {entry_id}.")
-        if original.kind == REVERSE:
-            raise Conflict("A reversal cannot be reversed; adjust the balance instead.")
+        if original.kind in (REVERSE, RETURN):
+            raise Conflict(f"A {original.kind} entry cannot be reversed; adjust the balance instead.")
         done = session.scalar(select(LedgerEntry.id).where(LedgerEntry.reverses_id == original.id))
         if done is not None:
             raise Conflict(f"Transaction {entry_id} was already reversed.", reversal_id=str(done)
                            ).for_readers(READ_SCOPE, otherwise=f"Transaction {entry_id} was already reversed.")
-        entry, totals = _append(uow, member, REVERSE, -original.points, reason=reason, reverses_id=original.id,
+        points = original.points
+        if original.kind == EARN:
+            # Returns took some of these points back already (returns.py): only what the member still holds goes.
+            points -= session.scalar(select(Purchase.points_reclaimed).where(Purchase.id == original.purchase_id)) or 0
+        entry, totals = _append(uow, member, REVERSE, -points, reason=reason, reverses_id=original.id,
                                 reversed_kind=original.kind, purchase_id=original.purchase_id)
         _record_adjusted(uow, member, entry, totals)
         uow.commit()
@@ -402,6 +423,7 @@ def _purchase_view(purchase: Purchase, member: Member, earn: LedgerEntry | None)
     return {"id": purchase.id, "program_id": purchase.program_id, "member_id": purchase.member_id,
             "contact_id": member.contact_id, "external_id": purchase.external_id, "amount": purchase.amount,
             "currency": purchase.currency, "occurred_at": purchase.occurred_at, "points": purchase.points,
+            "margin": purchase.margin, "discount": purchase.discount, "returned_amount": purchase.returned_amount,
             "transaction_id": earn.id if earn else None, "balance_after": earn.balance_after if earn else None,
             "factors": earn.factors if earn else [], "degraded": earn.degraded if earn else [],
             "created_at": purchase.created_at}
@@ -416,8 +438,10 @@ def _recorded(session, program_id: uuid.UUID, data: dict) -> dict | None:
     if purchase is None:
         return None
     member = _member(session, purchase.member_id)
+    # A margin left out may have come from the program's rate the first time: only a given one must match.
     same = (purchase.amount == data["amount"] and purchase.currency == data["currency"]
-            and purchase.occurred_at == data["occurred_at"]
+            and purchase.occurred_at == data["occurred_at"] and purchase.discount == data.get("discount")
+            and data.get("margin") in (None, purchase.margin)
             and data.get("member_id") in (None, member.id) and data.get("contact_id") in (None, member.contact_id))
     if not same:
         raise Conflict(f"external_id {data['external_id']!r} was recorded for a different purchase.",
@@ -432,7 +456,7 @@ def record_purchase(uow: UnitOfWork, data: dict, *, plugins) -> tuple[dict, bool
     """Record a purchase and earn its points; the same external_id again returns the first result.
 
     Returns (purchase, created). The points come from the `crm_loyalty_points` plugins; the earn entry
-    keeps every award with its plugin and reason.
+    keeps every award with its plugin and reason. Without a margin, the program's margin_rate gives it (margins.py).
     """
     data = {**data, "occurred_at": data["occurred_at"].astimezone(timezone.utc)}
     with uow:
@@ -445,7 +469,8 @@ def record_purchase(uow: UnitOfWork, data: dict, *, plugins) -> tuple[dict, bool
         member = _member(session, member.id, lock=True)
         purchase = Purchase(id=uuid.uuid4(), program_id=program.id, member_id=member.id,
                             external_id=data.get("external_id"), amount=data["amount"], currency=data["currency"],
-                            occurred_at=data["occurred_at"])
+                            occurred_at=data["occurred_at"], discount=data.get("discount"),
+                            margin=purchase_margin(data.get("margin"), data["amount"], program.margin_rate))
         # The same receipt may arrive concurrently (or while we waited for the member's lock).
         first = insert_or_reread(session, purchase, reread=lambda: _recorded(session, program.id, data))
         if first is not None:
@@ -461,6 +486,7 @@ def record_purchase(uow: UnitOfWork, data: dict, *, plugins) -> tuple[dict, bool
             "purchase_id": purchase.id, "member_id": member.id, "contact_id": member.contact_id,
             "program_id": program.id, "amount": purchase.amount, "currency": purchase.currency,
             "occurred_at": purchase.occurred_at, "external_id": purchase.external_id, "points": decision.points,
+            "margin": purchase.margin, "discount": purchase.discount,
         }, subject=member.id)
         if decision.points > 0:
             uow.add_event("crm.points.earned", {

@@ -92,9 +92,10 @@ class Records:
         erasure = _post(f"{contacts}/{erased['id']}/erasure", self.admin, {})
         self.existing = {
             "contact_id": contact["id"], "lead_id": lead["id"], "program_id": program["id"], "member_id": member["id"],
-            "transaction_id": purchase["transaction_id"], "partner_id": partner, "contract_id": contract,
-            "version": 1, "key_id": victim["id"], "account_id": account["id"], "tag": "vip", "name": "tier",
-            "interaction_id": interaction["id"], "import_id": imported["id"], "erasure_id": erasure["id"],
+            "transaction_id": purchase["transaction_id"], "purchase_id": purchase["id"], "partner_id": partner,
+            "contract_id": contract, "version": 1, "key_id": victim["id"], "account_id": account["id"], "tag": "vip",
+            "name": "tier", "interaction_id": interaction["id"], "import_id": imported["id"],
+            "erasure_id": erasure["id"],
         }
         self.portal_existing = {"contract_id": portal_contract}
         self.erased_contact = erased["id"]

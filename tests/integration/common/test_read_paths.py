@@ -15,6 +15,7 @@ from services.common.uow import ReadOnlyUnitOfWork
 
 from tests.support import infra
 from tests.support.auth import identity_headers
+from tests.support.spend import spend_line
 
 
 @contextmanager
@@ -52,7 +53,8 @@ def test_a_get_of_one_contact_with_purchases_is_one_query(service_app):
                                      first_purchase_at=datetime(2026, 1, 2, tzinfo=timezone.utc),
                                      last_purchase_at=datetime(2026, 3, 4, tzinfo=timezone.utc)))
         s.add_all([ContactPurchaseMetric(contact_id=contact.id, currency="USD", total=Decimal("3.10"), count=1),
-                   ContactPurchaseMetric(contact_id=contact.id, currency="EUR", total=Decimal("12.50"), count=2)])
+                   ContactPurchaseMetric(contact_id=contact.id, currency="EUR", total=Decimal("12.50"), count=2,
+                                         returned=Decimal("2.5"), margin=Decimal(4), discount=Decimal(1))])
     client = app.test_client()
 
     with statements(runtime.engine) as sent:
@@ -61,8 +63,9 @@ def test_a_get_of_one_contact_with_purchases_is_one_query(service_app):
     assert r.status_code == 200, r.text
     assert len(sent) == 1
     assert r.json["purchases"]["count"] == 3
-    assert r.json["purchases"]["total_spend"] == [{"currency": "EUR", "amount": "12.5000", "count": 2},
-                                                  {"currency": "USD", "amount": "3.1000", "count": 1}]
+    assert r.json["purchases"]["total_spend"] == [
+        spend_line("EUR", "12.5000", 2, returned="2.5000", net="10.0000", margin="4.0000", discount="1.0000"),
+        spend_line("USD", "3.1000", 1)]
 
 
 def test_a_get_of_a_contact_without_purchases_is_one_query_and_an_unknown_one_is_404(service_app):

@@ -9,11 +9,13 @@ from decimal import Decimal
 import pytest
 from sqlalchemy import event, select
 
-from services.contacts import accounts, service
+from services.contacts import accounts, purchase_facts, service
 from services.contacts.models import Account, Contact
 from tests.support.auth import identity_headers
+from tests.support.spend import spend_line
 
 pytestmark = pytest.mark.integration
+
 
 ACCOUNTS = "/api/v1/accounts"
 CONTACTS = "/api/v1/contacts"
@@ -234,7 +236,7 @@ def test_match_accounts_joins_a_batch_in_one_update_leaving_assigned_contacts_al
 # -- read ---------------------------------------------------------------------------------------------------
 
 def _purchase(runtime, contact_id, amount, currency, day):
-    service.record_purchase_metrics(runtime.uow(), {
+    purchase_facts.record_purchase(runtime.uow(), {
         "purchase_id": uuid.uuid4(), "contact_id": uuid.UUID(contact_id), "amount": Decimal(amount),
         "currency": currency, "occurred_at": datetime(2026, 3, day, 12, tzinfo=timezone.utc)})
 
@@ -255,8 +257,8 @@ def test_an_account_shows_its_contacts_purchases_rolled_up_in_two_queries(client
     assert body["contact_count"] == 3
     assert body["purchases"] == {
         "count": 4, "first_purchase_at": "2026-03-02T12:00:00+00:00", "last_purchase_at": "2026-03-09T12:00:00+00:00",
-        "total_spend": [{"currency": "EUR", "amount": "12345679.2999", "count": 3},
-                        {"currency": "USD", "amount": "7.0000", "count": 1}]}
+        "total_spend": [spend_line("EUR", "12345679.2999", 3),
+                        spend_line("USD", "7.0000", 1)]}
     assert [c["email"] for c in body["contacts"]["items"]] == ["cy@acme.example", "bob@acme.example", "ann@acme.example"]
     assert body["contacts"]["next_cursor"] is None
     assert len(statements.sql) == 2

@@ -13,6 +13,7 @@ from services.common.consumer import InboxDispatcher
 from services.contacts.handlers import HANDLERS
 from services.contacts.models import ContactPurchase, InboxEntry, TimelineEntry
 from tests.support.auth import identity_headers
+from tests.support.spend import spend_line
 
 pytestmark = pytest.mark.integration
 
@@ -47,7 +48,7 @@ def test_a_purchase_and_points_naming_a_merged_contact_count_on_the_survivor(cli
     ])
 
     shown = client.get(f"{BASE}/{survivor}", headers=MERGER).json["purchases"]
-    assert shown["count"] == 1 and shown["total_spend"] == [{"currency": "EUR", "amount": "12.0000", "count": 1}]
+    assert shown["count"] == 1 and shown["total_spend"] == [spend_line("EUR", "12.0000", 1)]
     with runtime.session_factory() as s:
         assert s.scalar(select(ContactPurchase.contact_id).where(ContactPurchase.purchase_id == purchase_id)) \
             == uuid.UUID(survivor)

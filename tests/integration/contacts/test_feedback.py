@@ -8,7 +8,7 @@ from decimal import Decimal
 import pytest
 from sqlalchemy import select, update
 
-from services.contacts import service
+from services.contacts import purchase_facts
 from services.contacts.models import Contact, Feedback, Interaction, TimelineEntry
 from tests.support.auth import identity_headers
 
@@ -48,7 +48,7 @@ def _interaction(runtime, contact_id) -> str:
 
 def _purchase(runtime, contact_id) -> str:
     purchase_id = uuid.uuid4()
-    service.record_purchase_metrics(runtime.uow(), {"purchase_id": purchase_id, "contact_id": uuid.UUID(contact_id),
+    purchase_facts.record_purchase(runtime.uow(), {"purchase_id": purchase_id, "contact_id": uuid.UUID(contact_id),
                                                     "currency": "EUR", "amount": Decimal(20), "occurred_at": T0})
     return str(purchase_id)
 

@@ -9,7 +9,7 @@ from decimal import Decimal
 import pytest
 from sqlalchemy import func, select, update
 
-from services.contacts import service
+from services.contacts import purchase_facts
 from services.contacts.merges import COMBINED, MOVED, moved_tables
 from services.contacts.models import (
     ConsentChange,
@@ -24,6 +24,7 @@ from services.contacts.models import (
 )
 from services.contacts.timeline import add_entries, entry
 from tests.support.auth import identity_headers
+from tests.support.spend import spend_line
 
 pytestmark = pytest.mark.integration
 
@@ -45,7 +46,7 @@ def _set(runtime, contact_id, **values):
 
 
 def _purchase(runtime, contact_id, amount: str, currency: str, at: datetime):
-    service.record_purchase_metrics(runtime.uow(), {
+    purchase_facts.record_purchase(runtime.uow(), {
         "purchase_id": uuid.uuid4(), "contact_id": contact_id, "amount": Decimal(amount), "currency": currency,
         "occurred_at": at})
 
@@ -180,9 +181,9 @@ def test_purchase_metrics_are_combined_exactly(client, runtime, pair):
         "count": 4,
         "first_purchase_at": (T0 + timedelta(days=1)).isoformat(),
         "last_purchase_at": (T0 + timedelta(days=9)).isoformat(),
-        "total_spend": [{"currency": "EUR", "amount": "10.1001", "count": 2},
-                        {"currency": "GBP", "amount": "7.5000", "count": 1},
-                        {"currency": "USD", "amount": "5.0000", "count": 1}],
+        "total_spend": [spend_line("EUR", "10.1001", 2),
+                        spend_line("GBP", "7.5000", 1),
+                        spend_line("USD", "5.0000", 1)],
     }
     with runtime.session_factory() as s:
         for model in (ContactPurchaseSummary, ContactPurchaseMetric, ContactPurchase):
@@ -190,7 +191,7 @@ def test_purchase_metrics_are_combined_exactly(client, runtime, pair):
     # A purchase counted later for the survivor adds to the combined figures.
     _purchase(runtime, survivor, "1.00", "GBP", T0 + timedelta(days=10))
     spend = client.get(f"{BASE}/{survivor}", headers=MERGER).json["purchases"]["total_spend"]
-    assert {"currency": "GBP", "amount": "8.5000", "count": 2} in spend
+    assert spend_line("GBP", "8.5000", 2) in spend
 
 
 def test_a_merge_into_a_contact_without_purchases_moves_the_metrics_over(client, runtime):
@@ -200,7 +201,7 @@ def test_a_merge_into_a_contact_without_purchases_moves_the_metrics_over(client,
     assert _merge(client, survivor, merged).json["moved"]["contact_purchase_metrics"] == 1
     purchases = client.get(f"{BASE}/{survivor}", headers=MERGER).json["purchases"]
     assert purchases["count"] == 1 and purchases["total_spend"] == [
-        {"currency": "EUR", "amount": "3.3333", "count": 1}]
+        spend_line("EUR", "3.3333", 1)]
 
 
 def test_a_merged_id_sends_reads_to_the_survivor_and_refuses_writes(client, pair):

@@ -27,6 +27,7 @@ from services.contacts.models import (
     ContactPurchaseSummary,
     InboxEntry,
 )
+from tests.support.spend import spend_line
 
 pytestmark = pytest.mark.integration
 
@@ -213,8 +214,7 @@ def test_a_contact_shows_its_purchases(client, rw_headers, dispatcher):
     assert (body["id"], body["email"], body["version"]) == (contact["id"], "ann@example.com", 1)
     assert body["purchases"] == {
         "count": 3, "first_purchase_at": "2026-02-28T12:00:00+00:00", "last_purchase_at": "2026-03-02T12:00:00+00:00",
-        "total_spend": [{"currency": "EUR", "amount": "123.4500", "count": 2},
-                        {"currency": "USD", "amount": "7.0000", "count": 1}]}
+        "total_spend": [spend_line("EUR", "123.4500", 2), spend_line("USD", "7.0000", 1)]}
 
 
 def test_a_contact_without_purchases_shows_zero_and_the_list_stays_as_it_was(client, rw_headers):
@@ -237,7 +237,7 @@ def test_a_purchase_that_arrives_before_its_contact_shows_once_the_contact_exist
     body = client.get(f"{BASE}/{early_id}", headers=rw_headers).json
     assert body["purchases"] == {"count": 1, "first_purchase_at": "2026-03-01T12:00:00+00:00",
                                  "last_purchase_at": "2026-03-01T12:00:00+00:00",
-                                 "total_spend": [{"currency": "EUR", "amount": "42.0000", "count": 1}]}
+                                 "total_spend": [spend_line("EUR", "42.0000", 1)]}
 
 
 # -- the migration on PostgreSQL --------------------------------------------------------------------------

@@ -10,7 +10,7 @@ from sqlalchemy import func, select, update
 from services.common.catalog import make_event
 from services.common.consumer import InboxDispatcher
 from services.loyalty import handlers
-from services.loyalty.models import IdempotencyRecord, LedgerEntry, OutboxMessage
+from services.loyalty.models import IdempotencyRecord, LedgerEntry, OutboxMessage, PurchaseReturn
 from tests.integration.loyalty.support import balance, enrol, events, purchase_body, rw
 
 pytestmark = pytest.mark.integration
@@ -75,3 +75,25 @@ def test_erasing_someone_loyalty_never_knew_still_confirms(loyalty):
     assert dispatcher.dispatch_batch(batch) == [True, True]
     assert [e["data"]["erasure_id"] for e in events(loyalty, "crm.erasure.completed")] == \
         [str(e.data["erasure_id"]) for e in batch]
+
+
+def test_erasing_a_member_forgets_the_reasons_of_their_returns_and_keeps_the_figures(loyalty, client):
+    ann, bob = uuid.uuid4(), uuid.uuid4()
+    reasons = {}
+    for contact_id in (ann, bob):
+        r = client.post("/api/v1/loyalty/purchases", headers=rw(), json=purchase_body(contact_id, amount="30.00"))
+        assert r.status_code == 201, r.text
+        returned = client.post(f"/api/v1/loyalty/purchases/{r.json['id']}/returns", headers=rw(), json={
+            "amount": "10", "occurred_at": "2026-03-20T09:00:00Z", "reason": "Too small for Zyxwvuta Qopmnlkj"})
+        assert returned.status_code == 201, returned.text
+        reasons[contact_id] = uuid.UUID(returned.json["id"])
+    runtime = loyalty.extensions["crm.runtime"]
+    dispatcher = InboxDispatcher(lambda **kw: runtime.uow(**kw), runtime.inbox_model, handlers.HANDLERS)
+
+    assert dispatcher.dispatch_batch([_erased(ann)]) == [True]
+
+    with runtime.session_factory() as s:
+        rows = {row.id: row for row in s.execute(select(PurchaseReturn.id, PurchaseReturn.reason,
+                                                        PurchaseReturn.amount, PurchaseReturn.points))}
+    assert (rows[reasons[ann]].reason, rows[reasons[ann]].amount, rows[reasons[ann]].points) == (None, 10, 10)
+    assert rows[reasons[bob]].reason == "Too small for Zyxwvuta Qopmnlkj"

@@ -154,3 +154,15 @@ def test_a_bad_consumer_batch_setting_names_its_variable(variable, raw):
     with pytest.raises(SettingsError) as info:
         from_env("contacts", {"CRM_IDENTITY_PUBLIC_KEY": PUBLIC, variable: raw})
     assert info.value.variable == variable
+
+
+def test_the_base_currency_is_eur_unless_set_and_is_kept_in_capitals():
+    assert from_env("contacts", {"CRM_IDENTITY_PUBLIC_KEY": PUBLIC}).base_currency == "EUR"
+    assert from_env("contacts", {"CRM_IDENTITY_PUBLIC_KEY": PUBLIC, "CRM_BASE_CURRENCY": " chf "}).base_currency == "CHF"
+
+
+@pytest.mark.parametrize("raw", ["EURO", "EUE", "E", "12€", "ABC"])
+def test_a_base_currency_that_is_no_iso_4217_code_stops_start_up(raw):
+    with pytest.raises(SettingsError) as info:
+        from_env("contacts", {"CRM_IDENTITY_PUBLIC_KEY": PUBLIC, "CRM_BASE_CURRENCY": raw})
+    assert info.value.variable == "CRM_BASE_CURRENCY" and "ISO 4217" in str(info.value)

@@ -110,15 +110,23 @@ class _Metric:
     currency: str
     total: Decimal
     count: int
+    returned: Decimal = Decimal(0)
+    margin: Decimal = Decimal(0)
+    discount: Decimal = Decimal(0)
 
 
 def test_purchase_metrics_add_up_exactly():
     totals = merges.combined_purchases(
         [_Summary(2, T0 + timedelta(days=3), T0 + timedelta(days=5)), _Summary(1, T0, T0)],
-        [_Metric("EUR", Decimal("0.1000"), 1), _Metric("EUR", Decimal("0.2000"), 1),
+        [_Metric("EUR", Decimal("0.1000"), 1, Decimal("0.0500"), Decimal("0.0300"), Decimal("1.0001")),
+         _Metric("EUR", Decimal("0.2000"), 1, Decimal("0.2000"), Decimal("-0.0100")),
          _Metric("USD", Decimal("9.9999"), 1)])
     assert (totals.count, totals.first_purchase_at, totals.last_purchase_at) == (3, T0, T0 + timedelta(days=5))
-    assert totals.spend == {"EUR": (Decimal("0.3000"), 2), "USD": (Decimal("9.9999"), 1)}
+    assert [line.view() for line in totals.spend.values()] == [
+        {"currency": "EUR", "amount": Decimal("0.3000"), "count": 2, "returned": Decimal("0.2500"),
+         "net": Decimal("0.0500"), "margin": Decimal("0.0200"), "discount": Decimal("1.0001")},
+        {"currency": "USD", "amount": Decimal("9.9999"), "count": 1, "returned": 0, "net": Decimal("9.9999"),
+         "margin": 0, "discount": 0}]
     assert merges.combined_purchases([], []).view() == {"count": 0, "first_purchase_at": None,
                                                         "last_purchase_at": None, "total_spend": []}
 

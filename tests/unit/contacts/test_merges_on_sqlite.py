@@ -9,7 +9,7 @@ import pytest
 from sqlalchemy import select
 
 from services.common.problems import Moved
-from services.contacts import duplicates, merges, service
+from services.contacts import duplicates, merges, purchase_facts, service
 from services.contacts.models import (
     Contact,
     ContactMerge,
@@ -38,13 +38,18 @@ def test_a_merge_folds_everything_into_the_survivor_on_sqlite(runtime):
     merged = _create(runtime, "b@example.com", company="Acme")
     at = datetime(2026, 3, 1, tzinfo=UTC)
     for contact_id, amount in ((survivor, "1.0001"), (merged, "2.0002")):
-        service.record_purchase_metrics(runtime.uow(), {"purchase_id": uuid.uuid4(),
+        purchase_facts.record_purchase(runtime.uow(), {"purchase_id": uuid.uuid4(),
                                                         "contact_id": contact_id, "amount": Decimal(amount),
-                                                        "currency": "EUR", "occurred_at": at})
+                                                        "currency": "EUR", "occurred_at": at, "margin": Decimal(1)})
+    purchase_facts.record_facts(runtime.uow(), returns=[({
+        "return_id": uuid.uuid4(), "purchase_id": uuid.uuid4(), "contact_id": merged, "amount": Decimal("0.5"),
+        "margin": Decimal("0.25"), "currency": "EUR", "occurred_at": at}, None)])
     outcome = merges.merge_contacts(runtime.uow(), survivor, merged, actor="k")
     assert outcome["contact"]["company"] == "Acme"
-    assert outcome["contact"]["purchases"]["total_spend"] == [{"currency": "EUR", "amount": Decimal("3.0003"),
-                                                                "count": 2}]
+    assert outcome["moved"]["contact_returns"] == 1
+    assert outcome["contact"]["purchases"]["total_spend"] == [{
+        "currency": "EUR", "amount": Decimal("3.0003"), "count": 2, "returned": Decimal("0.5"),
+        "net": Decimal("2.5003"), "margin": Decimal("1.75"), "discount": 0}]
     details = service.get_contact_details(runtime.uow(read_only=True), survivor)
     assert details["purchases"]["total_spend"] == outcome["contact"]["purchases"]["total_spend"]
     with runtime.session_factory() as s:

@@ -14,7 +14,7 @@ from services.common.db import make_engine
 from crm.registry import SUITE
 from services.common.runtime import build_runtime
 from services.common.settings import Settings
-from services.contacts import service
+from services.contacts import purchase_facts, service
 from services.contacts.models import (
     Base,
     ContactPurchase,
@@ -38,25 +38,25 @@ def _purchase(contact_id: uuid.UUID, amount: str = "10.00", currency: str = "EUR
 
 @pytest.mark.parametrize("value", ["12", "12.5", "0.0001", "999999999999.9999", Decimal("1E+3")])
 def test_amounts_with_at_most_four_places_are_kept_exactly(value):
-    assert service.exact_amount(value) == Decimal(value)
+    assert purchase_facts.exact_amount(value) == Decimal(value)
 
 
 @pytest.mark.parametrize("value", ["0.00001", "1.23456", "NaN", "Infinity"])
 def test_amounts_that_cannot_be_kept_exactly_are_refused(value):
     with pytest.raises(ValueError):
-        service.exact_amount(Decimal(value))
+        purchase_facts.exact_amount(Decimal(value))
 
 
 def test_the_span_widens_whatever_order_purchases_arrive_in():
     early, mid, late = T0 - timedelta(days=3), T0, T0 + timedelta(days=5)
-    assert service.widen_span(None, None, mid) == (mid, mid)
-    assert service.widen_span(mid, mid, late) == (mid, late)
-    assert service.widen_span(mid, late, early) == (early, late)
-    assert service.widen_span(early, late, mid) == (early, late)
+    assert purchase_facts.widen_span(None, None, mid) == (mid, mid)
+    assert purchase_facts.widen_span(mid, mid, late) == (mid, late)
+    assert purchase_facts.widen_span(mid, late, early) == (early, late)
+    assert purchase_facts.widen_span(early, late, mid) == (early, late)
 
 
 def test_no_purchases_show_as_zero_and_empty():
-    assert service.purchases_view(None, []) == {"count": 0, "first_purchase_at": None, "last_purchase_at": None,
+    assert purchase_facts.purchases_view(None, []) == {"count": 0, "first_purchase_at": None, "last_purchase_at": None,
                                                 "total_spend": []}
 
 
@@ -66,11 +66,13 @@ def test_the_detail_schema_shows_amounts_as_four_place_decimal_strings():
                                      last_purchase_at=T0 + timedelta(hours=1))
     metrics = [ContactPurchaseMetric(contact_id=contact_id, currency="USD", total=Decimal(7), count=1),
                ContactPurchaseMetric(contact_id=contact_id, currency="EUR", total=Decimal("123.45"), count=2)]
-    dumped = ContactDetailSchema(only=("purchases",)).dump({"purchases": service.purchases_view(summary, metrics)})
+    dumped = ContactDetailSchema(only=("purchases",)).dump({"purchases": purchase_facts.purchases_view(summary, metrics)})
     assert dumped["purchases"] == {
         "count": 3, "first_purchase_at": "2026-03-01T12:00:00+00:00", "last_purchase_at": "2026-03-01T13:00:00+00:00",
-        "total_spend": [{"currency": "EUR", "amount": "123.4500", "count": 2},
-                        {"currency": "USD", "amount": "7.0000", "count": 1}]}
+        "total_spend": [{"currency": "EUR", "amount": "123.4500", "count": 2, "returned": "0.0000", "net": "123.4500",
+                         "margin": "0.0000", "discount": "0.0000"},
+                        {"currency": "USD", "amount": "7.0000", "count": 1, "returned": "0.0000", "net": "7.0000",
+                         "margin": "0.0000", "discount": "0.0000"}]}
 
 
 # -- on SQLite --------------------------------------------------------------------------------------------
@@ -84,10 +86,10 @@ def _metrics(rt, contact_id) -> dict:
 def test_purchases_add_up_exactly_per_currency_and_a_purchase_counts_once(runtime):
     contact_id = uuid.uuid4()
     repeated = _purchase(contact_id, "0.1000")
-    assert service.record_purchase_metrics(runtime.uow(), repeated) is True
-    assert service.record_purchase_metrics(runtime.uow(), _purchase(contact_id, "0.2")) is True
-    assert service.record_purchase_metrics(runtime.uow(), _purchase(contact_id, "5", "USD")) is True
-    assert service.record_purchase_metrics(runtime.uow(), repeated) is False
+    assert purchase_facts.record_purchase(runtime.uow(), repeated) is True
+    assert purchase_facts.record_purchase(runtime.uow(), _purchase(contact_id, "0.2")) is True
+    assert purchase_facts.record_purchase(runtime.uow(), _purchase(contact_id, "5", "USD")) is True
+    assert purchase_facts.record_purchase(runtime.uow(), repeated) is False
     assert _metrics(runtime, contact_id) == {"EUR": (Decimal("0.3000"), 2), "USD": (Decimal("5.0000"), 1)}
     with runtime.session_factory() as s:
         assert s.get(ContactPurchaseSummary, contact_id).purchase_count == 3
@@ -99,7 +101,7 @@ def test_purchases_add_up_exactly_per_currency_and_a_purchase_counts_once(runtim
 def test_a_refused_amount_changes_nothing(runtime):
     contact_id = uuid.uuid4()
     with pytest.raises(ValueError):
-        service.record_purchase_metrics(runtime.uow(), _purchase(contact_id, "1.00001"))
+        purchase_facts.record_purchase(runtime.uow(), _purchase(contact_id, "1.00001"))
     with runtime.session_factory() as s:
         assert s.scalars(select(ContactPurchase)).all() == []
     assert _metrics(runtime, contact_id) == {}
@@ -107,12 +109,14 @@ def test_a_refused_amount_changes_nothing(runtime):
 
 def test_metrics_recorded_before_the_contact_exists_show_once_it_does(runtime):
     contact = service.create_contact(runtime.uow(), {"email": "ann@example.com"})
-    service.record_purchase_metrics(runtime.uow(), _purchase(contact.id, "12.50", occurred_at=T0))
-    service.record_purchase_metrics(runtime.uow(), _purchase(contact.id, "1", occurred_at=T0 - timedelta(days=1)))
+    purchase_facts.record_purchase(runtime.uow(), _purchase(contact.id, "12.50", occurred_at=T0))
+    purchase_facts.record_purchase(runtime.uow(), _purchase(contact.id, "1", occurred_at=T0 - timedelta(days=1)))
     details = service.get_contact_details(runtime.uow(), contact.id)
     assert (details["id"], details["email"], details["version"]) == (contact.id, "ann@example.com", 1)
     assert details["purchases"] == {"count": 2, "first_purchase_at": T0 - timedelta(days=1), "last_purchase_at": T0,
-                                    "total_spend": [{"currency": "EUR", "amount": Decimal("13.5000"), "count": 2}]}
+                                    "total_spend": [{"currency": "EUR", "amount": Decimal("13.5000"), "count": 2,
+                                                     "returned": 0, "net": Decimal("13.5"), "margin": 0,
+                                                     "discount": 0}]}
 
 
 def test_the_migration_builds_the_purchase_tables_on_sqlite_as_the_models_declare_them(tmp_path):
@@ -131,8 +135,8 @@ def test_the_migration_builds_the_purchase_tables_on_sqlite_as_the_models_declar
     rt = build_runtime(Settings(service="contacts", database_url=url), OutboxMessage, InboxEntry)
     try:
         contact_id = uuid.uuid4()
-        service.record_purchase_metrics(rt.uow(), _purchase(contact_id, "99999999999.9999"))
-        service.record_purchase_metrics(rt.uow(), _purchase(contact_id, "0.0001"))
+        purchase_facts.record_purchase(rt.uow(), _purchase(contact_id, "99999999999.9999"))
+        purchase_facts.record_purchase(rt.uow(), _purchase(contact_id, "0.0001"))
         assert _metrics(rt, contact_id) == {"EUR": (Decimal("100000000000.0000"), 2)}
     finally:
         rt.engine.dispose()

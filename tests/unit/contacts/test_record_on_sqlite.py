@@ -10,7 +10,7 @@ import pytest
 from sqlalchemy import select
 
 from services.common.problems import Conflict, Unprocessable
-from services.contacts import accounts, attributes, service, tags
+from services.contacts import accounts, attributes, purchase_facts, service, tags
 from services.contacts.models import Contact
 
 
@@ -69,7 +69,7 @@ def test_the_account_roll_up_sums_on_sqlite(runtime):
     account = accounts.create_account(runtime.uow(), {"name": "Acme", "domain": "acme.example"})
     ann, bob = _contact(runtime, "ann@acme.example"), _contact(runtime, "bob@acme.example")
     for contact, amount, day in ((ann, "0.1000", 2), (ann, "0.2000", 4), (bob, "99999999.9999", 3)):
-        service.record_purchase_metrics(runtime.uow(), {
+        purchase_facts.record_purchase(runtime.uow(), {
             "purchase_id": uuid.uuid4(), "contact_id": contact.id, "amount": Decimal(amount), "currency": "EUR",
             "occurred_at": datetime(2026, 1, day, tzinfo=timezone.utc)})
     details = accounts.get_account_details(runtime.uow(read_only=True), account.id)
@@ -77,7 +77,8 @@ def test_the_account_roll_up_sums_on_sqlite(runtime):
     assert details["purchases"] == {
         "count": 3, "first_purchase_at": datetime(2026, 1, 2, tzinfo=timezone.utc),
         "last_purchase_at": datetime(2026, 1, 4, tzinfo=timezone.utc),
-        "total_spend": [{"currency": "EUR", "amount": Decimal("100000000.2999"), "count": 3}]}
+        "total_spend": [{"currency": "EUR", "amount": Decimal("100000000.2999"), "count": 3, "returned": 0,
+                         "net": Decimal("100000000.2999"), "margin": 0, "discount": 0}]}
     assert [c.email for c in details["contacts"]["items"]] == ["bob@acme.example", "ann@acme.example"]
 
 

@@ -36,3 +36,9 @@ def test_sums_from_the_database_may_be_decimals_or_none():
     from decimal import Decimal
 
     assert derive_totals([("earn", None, Decimal(42)), ("redeem", None, None)]) == LedgerTotals(42, 42)
+
+
+def test_points_a_return_took_back_come_off_the_balance_and_the_lifetime_points():
+    sums = [("earn", None, 100), ("redeem", None, -20), ("return", None, -25), ("reverse", "earn", -75)]
+
+    assert derive_totals(sums) == LedgerTotals(balance=-20, lifetime_points=0)

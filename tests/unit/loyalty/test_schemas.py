@@ -14,6 +14,7 @@ from services.loyalty.schemas import (
     PurchaseCreateSchema,
     PurchaseSchema,
     RedemptionCreateSchema,
+    ReturnCreateSchema,
     plain_decimal,
 )
 
@@ -115,4 +116,33 @@ def test_a_program_rate_is_a_decimal_string_and_the_code_a_slug():
     assert set(found) == {"code", "points_per_unit"}
     loaded = ProgramCreateSchema().load({"code": "gold", "name": "Gold", "currency": "EUR", "points_per_unit": "1.5"})
     assert loaded == {"code": "gold", "name": "Gold", "currency": "EUR", "points_per_unit": Decimal("1.5"),
-                      "auto_enrol": False}
+                      "auto_enrol": False, "margin_rate": None}
+
+
+def test_a_purchase_may_carry_a_margin_up_to_its_amount_and_a_discount():
+    loaded = PurchaseCreateSchema().load(purchase(margin="42.50", discount="5"))
+    assert (loaded["margin"], loaded["discount"]) == (Decimal("42.50"), Decimal("5"))
+    assert PurchaseCreateSchema().load(purchase())["margin"] is None
+
+    assert errors(PurchaseCreateSchema(), purchase(margin="42.51")) == {"margin": ["Must not be more than the amount."]}
+    assert set(errors(PurchaseCreateSchema(), purchase(margin="-1", discount="-0.01"))) == {"margin", "discount"}
+    assert set(errors(PurchaseCreateSchema(), purchase(margin=1.5, discount="0.00001"))) == {"margin", "discount"}
+
+
+def test_a_margin_rate_is_a_share_from_0_to_1():
+    body = {"code": "gold", "name": "Gold", "currency": "EUR", "points_per_unit": "1"}
+    assert ProgramCreateSchema().load({**body, "margin_rate": "0.35"})["margin_rate"] == Decimal("0.35")
+    for bad in ("1.0001", "-0.1", 0.3, "0.12345"):
+        assert set(errors(ProgramCreateSchema(), {**body, "margin_rate": bad})) == {"margin_rate"}
+
+
+def test_a_return_needs_a_positive_amount_and_a_time_and_its_margin_is_at_most_its_amount():
+    loaded = ReturnCreateSchema().load({"amount": "10", "occurred_at": "2026-03-15T10:00:00+01:00",
+                                        "reason": " too small "})
+    assert loaded == {"amount": Decimal("10"), "occurred_at": datetime(2026, 3, 15, 9, tzinfo=timezone.utc),
+                      "reason": "too small", "margin": None}
+    assert set(errors(ReturnCreateSchema(), {})) == {"amount", "occurred_at"}
+    assert set(errors(ReturnCreateSchema(), {"amount": "0", "occurred_at": "2026-03-15T10:00:00"})) == {
+        "amount", "occurred_at"}
+    assert errors(ReturnCreateSchema(), {"amount": "1", "margin": "1.5", "occurred_at": "2026-03-15T10:00:00Z"}) == {
+        "margin": ["Must not be more than the amount."]}
