@@ -32,6 +32,13 @@ class Precondition:
     versions: frozenset[int] = frozenset()
 
     @classmethod
+    def from_request(cls) -> Precondition:
+        """The current Flask request's If-Match."""
+        from flask import request
+
+        return cls.from_header(request.headers.get("If-Match"))
+
+    @classmethod
     def from_header(cls, header: str | None) -> Precondition:
         """Parse an If-Match value; absent or blank is `missing`.
 

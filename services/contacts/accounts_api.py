@@ -1,7 +1,6 @@
 """HTTP entrypoints of accounts (companies): parse, call one use case, serialise (as api.py does for contacts)."""
 from __future__ import annotations
 
-from flask import request
 from flask.views import MethodView
 from flask_smorest import Blueprint
 
@@ -36,10 +35,6 @@ def _headers(account) -> dict[str, str]:
 def _shown(account):
     """The account, or for a key without `contacts:read` only its id and version."""
     return record_or_receipt(accounts.READ_SCOPE, account, id=account.id, version=account.version)
-
-
-def _if_match() -> Precondition:
-    return Precondition.from_header(request.headers.get("If-Match"))
 
 
 @blp.route("")
@@ -83,7 +78,7 @@ class AccountById(MethodView):
     @blp.alt_response(412, description="If-Match named a version that is no longer current.")
     def patch(self, changes, account_id):
         """Change some fields of an account (If-Match refuses lost updates); a new domain takes in its contacts."""
-        account = accounts.update_account(uow(), account_id, changes, precondition=_if_match())
+        account = accounts.update_account(uow(), account_id, changes, precondition=Precondition.from_request())
         return _shown(account), 200, _headers(account)
 
 
@@ -96,7 +91,7 @@ class AccountTags(MethodView):
     @blp.alt_response(412, description="If-Match named a version that is no longer current.")
     def post(self, data, account_id):
         """Add tags to an account (those it has already change nothing)."""
-        account = tags.add_account_tags(uow(), account_id, data["tags"], precondition=_if_match())
+        account = tags.add_account_tags(uow(), account_id, data["tags"], precondition=Precondition.from_request())
         return _shown(account), 200, _headers(account)
 
 
@@ -108,5 +103,5 @@ class AccountTag(MethodView):
     @blp.alt_response(412, description="If-Match named a version that is no longer current.")
     def delete(self, account_id, tag):
         """Remove a tag from an account (one it does not have changes nothing)."""
-        account = tags.remove_account_tag(uow(), account_id, tag, precondition=_if_match())
+        account = tags.remove_account_tag(uow(), account_id, tag, precondition=Precondition.from_request())
         return _shown(account), 200, _headers(account)

@@ -96,5 +96,5 @@ class ContactById(MethodView):
     def patch(self, changes, contact_id):
         """Change some fields of a contact (If-Match refuses lost updates). Without `contacts:read`: id and version."""
         contact = service.update_contact(uow(), contact_id, changes,
-                                         precondition=Precondition.from_header(request.headers.get("If-Match")))
+                                         precondition=Precondition.from_request())
         return _shown(contact), 200, _headers(contact)

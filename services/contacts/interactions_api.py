@@ -1,7 +1,6 @@
 """HTTP entrypoints of a contact's interactions: parse, call one use case in interactions.py, serialise."""
 from __future__ import annotations
 
-from flask import request
 from flask.views import MethodView
 from flask_smorest import Blueprint
 from marshmallow import RAISE, Schema, fields, validate
@@ -154,5 +153,5 @@ class InteractionById(MethodView):
         """Correct the summary or outcome, or resolve a complaint (If-Match refuses lost updates)."""
         interaction = interactions.update_interaction(
             uow(), contact_id, interaction_id, changes, actor=current_principal().key_id,
-            precondition=Precondition.from_header(request.headers.get("If-Match")))
+            precondition=Precondition.from_request())
         return _shown(interaction), 200, _headers(interaction)

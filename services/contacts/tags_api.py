@@ -1,7 +1,6 @@
 """HTTP entrypoints of a contact's tags: add some, remove one."""
 from __future__ import annotations
 
-from flask import request
 from flask.views import MethodView
 from flask_smorest import Blueprint
 
@@ -26,10 +25,6 @@ def _answer(contact):
     return shown, 200, {"ETag": etag(contact.version)}
 
 
-def _if_match() -> Precondition:
-    return Precondition.from_header(request.headers.get("If-Match"))
-
-
 @blp.route("/<uuid:contact_id>/tags")
 class ContactTags(MethodView):
     @requires("contacts:write")
@@ -39,7 +34,7 @@ class ContactTags(MethodView):
     @blp.alt_response(412, description="If-Match named a version that is no longer current.")
     def post(self, data, contact_id):
         """Add tags to a contact (those it has already change nothing). Without `contacts:read`: id and version."""
-        return _answer(tags.add_contact_tags(uow(), contact_id, data["tags"], precondition=_if_match()))
+        return _answer(tags.add_contact_tags(uow(), contact_id, data["tags"], precondition=Precondition.from_request()))
 
 
 @blp.route("/<uuid:contact_id>/tags/<string:tag>")
@@ -50,4 +45,4 @@ class ContactTag(MethodView):
     @blp.alt_response(412, description="If-Match named a version that is no longer current.")
     def delete(self, contact_id, tag):
         """Remove a tag from a contact (one it does not have changes nothing)."""
-        return _answer(tags.remove_contact_tag(uow(), contact_id, tag, precondition=_if_match()))
+        return _answer(tags.remove_contact_tag(uow(), contact_id, tag, precondition=Precondition.from_request()))

@@ -12,7 +12,6 @@ from __future__ import annotations
 
 import uuid
 
-from flask import request
 from flask.views import MethodView
 from flask_smorest import Blueprint
 
@@ -185,7 +184,7 @@ class ContractTermsView(MethodView):
         """Replace the terms with a complete new set, as a new version (unchanged terms make none)."""
         detail, _created = service.change_terms(
             uow(), contract_id, terms, replace=True, actor=_actor(),
-            precondition=Precondition.from_header(request.headers.get("If-Match")))
+            precondition=Precondition.from_request())
         return _shown_contract(detail), 200, _contract_headers(detail)
 
     @requires("partners:write")
@@ -201,7 +200,7 @@ class ContractTermsView(MethodView):
         """Change some terms; the others carry over from the version in force into the new version."""
         detail, created = service.change_terms(
             uow(), contract_id, changes, replace=False, actor=_actor(),
-            precondition=Precondition.from_header(request.headers.get("If-Match")))
+            precondition=Precondition.from_request())
         headers = _contract_headers(detail)
         if not created:
             return _shown_contract(detail), 200, headers
