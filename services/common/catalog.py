@@ -271,6 +271,26 @@ class ErasureCompletedData(_EventData):
     service = fields.String(required=True)
 
 
+class ContactStageChangedData(_EventData):
+    """A refresh moved a contact to another lifecycle stage (prospect, new, general, repeater, loyal, lapsed)."""
+
+    contact_id = fields.UUID(required=True)
+    stage = fields.String(required=True)
+    previous_stage = fields.String(allow_none=True, load_default=None)  # None: the contact's first stage
+    source = fields.String(allow_none=True, load_default=None)  # "rules" or the plugin that decided
+    refresh_id = fields.UUID(required=True)
+    as_of = fields.AwareDateTime(required=True)
+
+
+class SegmentMembershipData(_EventData):
+    """A refresh found a contact newly inside (crm.segment.entered) or no longer inside (crm.segment.left) a segment."""
+
+    segment_id = fields.UUID(required=True)
+    contact_id = fields.UUID(required=True)
+    refresh_id = fields.UUID(allow_none=True, load_default=None)
+    occurred_at = fields.AwareDateTime(required=True)
+
+
 CATALOG: dict[str, type[Schema]] = {
     "crm.lead.created": LeadCreatedData,
     "crm.lead.converted": LeadConvertedData,
@@ -295,6 +315,9 @@ CATALOG: dict[str, type[Schema]] = {
     "crm.contact.erased": ContactErasedData,
     "crm.erasure.completed": ErasureCompletedData,
     "crm.interaction.recorded": InteractionRecordedData,
+    "crm.contact.stage_changed": ContactStageChangedData,
+    "crm.segment.entered": SegmentMembershipData,
+    "crm.segment.left": SegmentMembershipData,
 }
 
 

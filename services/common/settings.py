@@ -57,6 +57,7 @@ def _number(kind: type, *, above: float | None = None, at_least: float | None = 
 _positive_float = _number(float, above=0)
 _positive_int = _number(int, above=0)
 _non_negative_int = _number(int, at_least=0)
+_non_negative_float = _number(float, at_least=0)
 # Seconds a partial consumer batch waits for more deliveries: 0 (none) up to 1 (latency and heartbeats).
 _linger = _number(float, at_least=0, at_most=1, unit=" seconds")
 # Whole days; at least 1, since an inbox row must outlive every redelivery of its event (operations.md).
@@ -221,6 +222,12 @@ class Settings:
     max_upload_bytes: int = 32 << 20  # the body an upload route takes (CSV imports); every other route 1 MiB
     # The currency analytics report in when a request names none (figures are per currency, never converted).
     base_currency: str = "EUR"
+    # Contacts analytics (docs/analytics.md): parameter overrides as a JSON object (checked by the contacts
+    # service at start-up), seconds between scheduled refreshes (0: none), and the most contacts a report's
+    # ?refresh=true computes in the request.
+    analytics_parameters: str = ""
+    analytics_refresh_interval: float = 86400.0
+    analytics_sync_limit: int = 10_000
 
     def replace(self, **changes) -> "Settings":
         """A copy with some values changed (tests use this)."""
@@ -347,4 +354,8 @@ def from_env(service: str, env: Mapping[str, str] | None = None, *, require_secr
         default_phone_region=_read(env, "CRM_DEFAULT_PHONE_REGION", _phone_region, None),
         max_upload_bytes=_read(env, "CRM_MAX_UPLOAD_BYTES", _upload_bytes, Settings.max_upload_bytes),
         base_currency=_read(env, "CRM_BASE_CURRENCY", _currency, Settings.base_currency),
+        analytics_parameters=env.get("CRM_ANALYTICS_PARAMETERS") or "",
+        analytics_refresh_interval=_read(env, "CRM_ANALYTICS_REFRESH_INTERVAL", _non_negative_float,
+                                         Settings.analytics_refresh_interval),
+        analytics_sync_limit=_read(env, "CRM_ANALYTICS_SYNC_LIMIT", _non_negative_int, Settings.analytics_sync_limit),
     )

@@ -495,3 +495,142 @@ class ErasureConfirmation(Base):
     erasure_id: Mapped[uuid.UUID] = mapped_column(primary_key=True)
     service: Mapped[str] = mapped_column(String(ERASURE_SERVICE_MAX), primary_key=True)
     confirmed_at: Mapped[datetime] = mapped_column(default=utcnow)
+
+
+# -- analytics (analytics/) --------------------------------------------------------------------------------------
+#
+# Money in the analytics tables is BIGINT in units of 1/10,000 of the currency (`*_units`): exact sums on both
+# PostgreSQL and SQLite (which would add decimal strings as floats). The API turns them back into Decimals.
+
+REFRESH_STATUSES = ("pending", "running", "completed", "failed", "superseded")
+REFRESH_TRIGGERS = ("api", "schedule", "cli", "request")
+UnitsType = types.BigInteger()
+
+
+class AnalyticsRefresh(Base):
+    """One computation of every measure for one currency at one instant (`as_of`), with its parameters.
+
+    The snapshot's rows are `customer_analytics` rows with this refresh's id; `summary` holds each measure's
+    per-class summary (analytics/summaries.py), so a report reads one row. The newest completed refresh of a
+    currency is the current snapshot; older ones are `superseded` and their rows deleted.
+    """
+
+    __tablename__ = "analytics_refreshes"
+    __table_args__ = (
+        Index("ix_analytics_refreshes_current", "currency", "status", "seq"),
+        Index("ix_analytics_refreshes_status", "status", "seq"),
+        UniqueConstraint("currency", "schedule_slot", name="uq_analytics_refreshes_slot"),
+    )
+
+    seq: Mapped[int] = mapped_column(SeqType, primary_key=True, autoincrement=True)
+    id: Mapped[uuid.UUID] = mapped_column(unique=True, default=new_id)
+    status: Mapped[str] = mapped_column(String(12), default="pending")
+    trigger: Mapped[str] = mapped_column(String(10))
+    currency: Mapped[str] = mapped_column(String(CURRENCY_LEN))
+    as_of: Mapped[datetime]  # the instant the measures describe; the window ends here
+    parameters: Mapped[dict] = mapped_column(JsonDocument)  # analytics/params.py Parameters.to_json()
+    schedule_slot: Mapped[int | None] = mapped_column(types.BigInteger, default=None)  # scheduled runs only
+    step: Mapped[str | None] = mapped_column(String(20), default=None)  # the step running or last done
+    steps_done: Mapped[int] = mapped_column(Integer, default=0)
+    steps_total: Mapped[int] = mapped_column(Integer, default=0)
+    customers: Mapped[int | None] = mapped_column(Integer, default=None)  # rows in the snapshot
+    summary: Mapped[dict] = mapped_column(JsonDocument, default=dict)  # measure -> summary
+    timings: Mapped[dict] = mapped_column(JsonDocument, default=dict)  # step -> seconds
+    error: Mapped[str | None] = mapped_column(String(500), default=None)
+    requested_by: Mapped[str] = mapped_column(String(200))
+    lease_owner: Mapped[str | None] = mapped_column(String(64), default=None)
+    lease_until: Mapped[datetime | None] = mapped_column(default=None)
+    created_at: Mapped[datetime] = mapped_column(default=utcnow)
+    started_at: Mapped[datetime | None] = mapped_column(default=None)
+    finished_at: Mapped[datetime | None] = mapped_column(default=None)
+    updated_at: Mapped[datetime] = mapped_column(default=utcnow, onupdate=utcnow)
+
+
+class CustomerAnalytics(Base):
+    """One contact's measures in one snapshot (refresh). Formulas: docs/analytics.md."""
+
+    __tablename__ = "customer_analytics"
+    __table_args__ = (
+        Index("ix_customer_analytics_contact", "contact_id"),
+    )
+
+    refresh_id: Mapped[uuid.UUID] = mapped_column(primary_key=True)
+    contact_id: Mapped[uuid.UUID] = mapped_column(primary_key=True)
+    # the base pass: window = [as_of - window_days, as_of); lifetime = everything before as_of; this currency
+    purchases_window: Mapped[int] = mapped_column(Integer, default=0)
+    revenue_window_units: Mapped[int] = mapped_column(UnitsType, default=0)  # net of returns in the window
+    margin_window_units: Mapped[int] = mapped_column(UnitsType, default=0)
+    cost_window_units: Mapped[int] = mapped_column(UnitsType, default=0)
+    purchase_count: Mapped[int] = mapped_column(Integer, default=0)
+    revenue_total_units: Mapped[int] = mapped_column(UnitsType, default=0)
+    margin_total_units: Mapped[int] = mapped_column(UnitsType, default=0)
+    cost_total_units: Mapped[int] = mapped_column(UnitsType, default=0)
+    first_purchase_at: Mapped[datetime | None] = mapped_column(default=None)
+    last_purchase_at: Mapped[datetime | None] = mapped_column(default=None)
+    purchases_all_currencies: Mapped[int] = mapped_column(Integer, default=0)  # the lifecycle reads these two
+    last_purchase_any_at: Mapped[datetime | None] = mapped_column(default=None)
+    # the measures (None: the customer is outside the measure's population)
+    abc_class: Mapped[str | None] = mapped_column(String(1), default=None)
+    abc_rank: Mapped[int | None] = mapped_column(Integer, default=None)
+    abc_cumulative_units: Mapped[int | None] = mapped_column(UnitsType, default=None)  # revenue up to this rank
+    recency_score: Mapped[int | None] = mapped_column(SmallInteger, default=None)
+    frequency_score: Mapped[int | None] = mapped_column(SmallInteger, default=None)
+    monetary_score: Mapped[int | None] = mapped_column(SmallInteger, default=None)
+    rfm_segment: Mapped[str | None] = mapped_column(String(20), default=None)
+    predicted_margin_units: Mapped[int | None] = mapped_column(UnitsType, default=None)
+    clv_units: Mapped[int | None] = mapped_column(UnitsType, default=None)
+    current_profit_units: Mapped[int | None] = mapped_column(UnitsType, default=None)
+    quadrant: Mapped[str | None] = mapped_column(String(10), default=None)
+    pyramid_level: Mapped[str | None] = mapped_column(String(10), default=None)
+    stage: Mapped[str | None] = mapped_column(String(10), default=None)
+    stage_source: Mapped[str | None] = mapped_column(String(100), default=None)  # "rules" or the plugin's name
+
+
+class ContactStage(Base):
+    """A contact's current lifecycle stage, whichever currency's refresh set it; a change publishes
+    crm.contact.stage_changed (analytics/stages.py)."""
+
+    __tablename__ = "contact_stages"
+
+    contact_id: Mapped[uuid.UUID] = mapped_column(primary_key=True)
+    stage: Mapped[str] = mapped_column(String(10))
+    previous_stage: Mapped[str | None] = mapped_column(String(10), default=None)
+    source: Mapped[str] = mapped_column(String(100), default="rules")
+    refresh_id: Mapped[uuid.UUID]
+    changed_at: Mapped[datetime] = mapped_column(default=utcnow)
+
+
+# -- saved segments (segments/) ------------------------------------------------------------------------------------
+
+SEGMENT_NAME_MAX = 100
+SEGMENT_DESCRIPTION_MAX = 1000
+
+
+class Segment(Base):
+    """A saved rule set over contacts (segments/grammar.py); members are computed in SQL."""
+
+    __tablename__ = "segments"
+
+    seq: Mapped[int] = mapped_column(SeqType, primary_key=True, autoincrement=True)
+    id: Mapped[uuid.UUID] = mapped_column(unique=True, default=new_id)
+    name: Mapped[str] = mapped_column(String(SEGMENT_NAME_MAX), unique=True)
+    description: Mapped[str | None] = mapped_column(String(SEGMENT_DESCRIPTION_MAX), default=None)
+    rules: Mapped[dict] = mapped_column(JsonDocument)
+    currency: Mapped[str] = mapped_column(String(CURRENCY_LEN))  # the money and measures its rules read
+    member_count: Mapped[int | None] = mapped_column(Integer, default=None)  # at the last membership refresh
+    members_refreshed_at: Mapped[datetime | None] = mapped_column(default=None)
+    created_by: Mapped[str] = mapped_column(String(200))
+    created_at: Mapped[datetime] = mapped_column(default=utcnow)
+    updated_at: Mapped[datetime] = mapped_column(default=utcnow, onupdate=utcnow)
+    version: Mapped[int] = mapped_column(Integer, default=1)
+
+
+class SegmentMember(Base):
+    """A contact in a segment as of the last membership refresh (the basis of crm.segment.entered|left)."""
+
+    __tablename__ = "segment_members"
+    __table_args__ = (Index("ix_segment_members_contact", "contact_id"),)
+
+    segment_id: Mapped[uuid.UUID] = mapped_column(primary_key=True)
+    contact_id: Mapped[uuid.UUID] = mapped_column(primary_key=True)
+    entered_at: Mapped[datetime] = mapped_column(default=utcnow)

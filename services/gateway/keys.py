@@ -40,7 +40,9 @@ RANDOM_BYTES = 32
 # Scopes beyond `<svc>:read|write`: no `<svc>:*` includes them, a key names them.
 PRIVILEGED_SCOPES = ("loyalty:admin", PLUGINS_READ,
                      # bulk or irreversible operations on personal data (docs/api-contacts.md)
-                     "contacts:import", "contacts:export", "contacts:merge", "contacts:erase")
+                     "contacts:import", "contacts:export", "contacts:merge", "contacts:erase",
+                     # starts a computation over every customer (docs/analytics.md)
+                     "contacts:analytics")
 NAME_MAX = 100
 # Writing last_used_at on every request would turn each call into a write; a minute is precise enough.
 LAST_USED_RESOLUTION = timedelta(minutes=1)
