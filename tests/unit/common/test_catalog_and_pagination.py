@@ -43,7 +43,7 @@ def test_a_newer_publisher_with_an_extra_field_is_still_accepted():
     assert parse_event(json.dumps(body)).data["new_field"] == 1
 
 
-IRREGULAR_PAST_TENSES = {"sent"}
+IRREGULAR_PAST_TENSES = {"sent", "left"}  # crm.segment.left: the issue names it
 
 
 def test_every_catalog_type_is_named_in_past_tense_under_crm():
