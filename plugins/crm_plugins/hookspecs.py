@@ -10,7 +10,7 @@ from collections.abc import Sequence
 
 import pluggy
 
-from .types import LeadInput, PointAward, ProgramInput, PurchaseInput, ScoreFactor
+from .types import CustomerInput, LeadInput, PointAward, ProgramInput, PurchaseInput, ScoreFactor
 
 PROJECT_NAME = "crm"
 
@@ -75,5 +75,35 @@ def crm_loyalty_points(purchase: PurchaseInput, program: ProgramInput) -> PointA
     """
 
 
+@hookspec(firstresult=True)
+def crm_lifecycle_stage(customer: CustomerInput, stage: str) -> str | None:
+    """Decide a customer's lifecycle stage instead of the rules.
+
+    Kind: *decide* — the host asks the implementations in pluggy's order (the last registered first) and the
+    first one that returns a stage decides; the others' answers are not used.
+
+    Parameters:
+        customer: a frozen :class:`~crm_plugins.types.CustomerInput` with the contact's id (a UUID string),
+            ``purchase_count`` (purchases in every currency before ``as_of``), ``last_purchase_at`` (the last
+            of them, a timezone-aware UTC ``datetime``, or ``None`` for a prospect) and ``as_of`` (the instant
+            the refresh describes, timezone-aware UTC). ``customer.days_since_last_purchase`` gives whole days.
+        stage: the stage the rules gave this customer, one of ``prospect``, ``new``, ``general``,
+            ``repeater``, ``loyal``, ``lapsed`` (``crm_plugins.types.LIFECYCLE_STAGES``).
+
+    Returns:
+        One of those six stage names (a ``str``) to decide the customer's stage, or ``None`` to leave the
+        decision to the next plugin and in the end to the rules. Returning the rules' own stage decides it
+        too: the stage is then recorded as set by this plugin.
+
+    The stage is stored on the customer's snapshot row with the name of the plugin that decided it (or
+    ``"rules"``); a change of stage publishes ``crm.contact.stage_changed`` naming that source. If an
+    implementation raises, returns anything else (another string, a number...) or does not answer within the
+    services' time budget (``CRM_PLUGIN_TIMEOUT_MS``), the host logs it with the plugin's name and asks the
+    next one, as if it had returned ``None``; the refresh still completes. The hook is called once per
+    customer in every refresh (a million times for a million customers), outside any request: keep it fast
+    and side-effect free.
+    """
+
+
 # The hooks above, by name; the contract meta-test walks this list (and checks it matches the module).
-HOOK_NAMES: tuple[str, ...] = ("crm_score_lead", "crm_loyalty_points")
+HOOK_NAMES: tuple[str, ...] = ("crm_score_lead", "crm_loyalty_points", "crm_lifecycle_stage")

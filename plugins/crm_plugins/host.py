@@ -17,6 +17,7 @@ from .types import (
     PLUGIN_ERROR,
     PLUGIN_MALFORMED_RESULT,
     AppliedFactor,
+    CustomerInput,
     LeadInput,
     PluginFailure,
     PointAward,
@@ -25,8 +26,10 @@ from .types import (
     PurchaseInput,
     ScoreDecision,
     ScoreFactor,
+    StageDecision,
     award_problem,
     factor_problem,
+    stage_problem,
     was_checked,
 )
 
@@ -34,6 +37,7 @@ logger = logging.getLogger("crm.plugins")
 
 SCORE_LEAD = "crm_score_lead"
 LOYALTY_POINTS = "crm_loyalty_points"
+LIFECYCLE_STAGE = "crm_lifecycle_stage"
 
 # Why a plugin was not loaded (the `code` of an entry in `PluginHost.errors`).
 LOAD_FAILED = "plugin_load_failed"  # importing or instantiating it raised
@@ -140,6 +144,38 @@ class PluginHost:
         factors, failures = self._contribute(LOYALTY_POINTS, {"purchase": purchase, "program": program},
                                              PointAward, award_problem)
         return PointsDecision.from_awards(factors, failures)
+
+    def has_implementations(self, hook: str) -> bool:
+        """True when at least one loaded plugin implements `hook` (callers may then skip work for nobody)."""
+        caller = getattr(self.pm.hook, hook, None)
+        return bool(caller and caller.get_hookimpls())
+
+    def lifecycle_stage(self, customer: CustomerInput, stage: str) -> StageDecision:
+        """The stage of the first plugin (in pluggy's order) that returns one, else the rules' `stage`.
+
+        Every implementation is called on its own (under the time budget, all at once); one that raises,
+        returns something that is not a stage or times out is reported on the decision and passed over.
+        """
+        hook = LIFECYCLE_STAGE
+        impls = list(reversed(getattr(self.pm.hook, hook).get_hookimpls()))  # pluggy calls the last-added first
+        if not impls:
+            return StageDecision(stage)
+        failures: list[PluginFailure] = []
+        decided = None
+        for impl, (result, failure) in zip(impls, self._call_each(impls, hook, {"customer": customer, "stage": stage})):
+            if failure:
+                failures.append(failure)
+                continue
+            if result is None:
+                continue
+            problem = stage_problem(result)
+            if problem:
+                failures.append(self._malformed(impl.plugin_name, hook, problem))
+            elif decided is None:  # a later plugin's stage is not used; its failure is still reported
+                decided = StageDecision(result, impl.plugin_name)
+        if decided is None:
+            return StageDecision(stage, StageDecision.RULES, tuple(failures))
+        return StageDecision(decided.stage, decided.source, tuple(failures))
 
     def _contribute(self, hook: str, kwargs: dict, item_type: type, problem_of) -> tuple[list[AppliedFactor], list[PluginFailure]]:
         """Call each implementation of a contribute hook on its own; a bad one is dropped whole and reported."""

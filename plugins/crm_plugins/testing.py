@@ -1,6 +1,6 @@
 """Run a plugin's hooks on sample inputs, without services, under the rules the services apply.
 
-    from crm_plugins.testing import run_loyalty_points, run_score_lead
+    from crm_plugins.testing import run_lifecycle_stage, run_loyalty_points, run_score_lead
 
     def test_my_plugin_likes_referrals():
         decision = run_score_lead(my_plugin, source="referral")
@@ -10,6 +10,10 @@
     def test_my_plugin_gives_a_weekend_bonus():
         decision = run_loyalty_points(my_plugin, amount=Decimal("20.00"))  # the sample purchase is on a Saturday
         assert [(f.code, f.points) for f in decision.factors] == [("weekend_bonus", 20)]
+
+    def test_my_plugin_keeps_big_spenders_loyal():
+        decision = run_lifecycle_stage(my_plugin, stage="lapsed", purchase_count=40)
+        assert (decision.stage, decision.source) == ("loyal", "my_plugin")
 """
 from __future__ import annotations
 
@@ -19,7 +23,7 @@ from datetime import datetime, timezone
 from decimal import Decimal
 
 from .host import PluginHost
-from .types import LeadInput, PointsDecision, ProgramInput, PurchaseInput, ScoreDecision
+from .types import CustomerInput, LeadInput, PointsDecision, ProgramInput, PurchaseInput, ScoreDecision, StageDecision
 
 _SAMPLE_LEAD = LeadInput(
     id=None,
@@ -51,6 +55,13 @@ _SAMPLE_PROGRAM = ProgramInput(
     currency="EUR",
 )
 
+_SAMPLE_CUSTOMER = CustomerInput(
+    contact_id="0b9e4c1d-7a2f-4e6b-8c3d-5f1a2b3c4d5e",
+    purchase_count=4,
+    last_purchase_at=datetime(2026, 3, 14, 10, 30, tzinfo=timezone.utc),
+    as_of=datetime(2026, 6, 1, 0, 0, tzinfo=timezone.utc),
+)
+
 
 def sample_lead(**overrides) -> LeadInput:
     """A complete, plausible lead; keyword arguments replace single fields (`sample_lead(job_title=None)`)."""
@@ -65,6 +76,11 @@ def sample_purchase(**overrides) -> PurchaseInput:
 def sample_program(**overrides) -> ProgramInput:
     """The default program: 1 point per EUR; keyword arguments replace single fields."""
     return dataclasses.replace(_SAMPLE_PROGRAM, **overrides)
+
+
+def sample_customer(**overrides) -> CustomerInput:
+    """A customer with 4 purchases, the last 78 days before `as_of`; keyword arguments replace single fields."""
+    return dataclasses.replace(_SAMPLE_CUSTOMER, **overrides)
 
 
 def default_plugin_name(plugin) -> str:
@@ -106,3 +122,14 @@ def run_loyalty_points(plugin, purchase: PurchaseInput | None = None, program: P
         purchase = dataclasses.replace(purchase, **purchase_fields)
     host = make_host(plugin, names=[plugin_name] if plugin_name else None)
     return host.loyalty_points(purchase, program or sample_program())
+
+
+def run_lifecycle_stage(plugin, customer: CustomerInput | None = None, stage: str = "repeater", *,
+                        plugin_name: str | None = None, **customer_fields) -> StageDecision:
+    """Decide one customer's stage with only `plugin` loaded; `stage` is what the rules said (default repeater)."""
+    if customer is None:
+        customer = sample_customer(**customer_fields)
+    elif customer_fields:
+        customer = dataclasses.replace(customer, **customer_fields)
+    host = make_host(plugin, names=[plugin_name] if plugin_name else None)
+    return host.lifecycle_stage(customer, stage)

@@ -232,3 +232,62 @@ class PointsDecision:
             "factors": [f.to_dict() for f in self.factors],
             "degraded": [d.to_dict() for d in self.degraded],
         }
+
+
+# --- lifecycle stages -----------------------------------------------------------------------------------------
+
+# The stages a customer can be in, from no purchase yet to gone quiet (the contacts analytics' vocabulary).
+LIFECYCLE_STAGES = ("prospect", "new", "general", "repeater", "loyal", "lapsed")
+
+
+@dataclass(frozen=True, kw_only=True)
+class CustomerInput:
+    """What a plugin sees of a customer when a refresh decides their lifecycle stage (keyword arguments only).
+
+    The facts are over every currency and describe the customer as of `as_of` (the refresh's instant): the
+    purchases made before it, and the last of them. `last_purchase_at` is None for a prospect.
+    """
+
+    contact_id: str
+    purchase_count: int
+    last_purchase_at: datetime | None = None
+    as_of: datetime
+
+    @property
+    def days_since_last_purchase(self) -> int | None:
+        """Whole days from the last purchase to `as_of`; None when there is none."""
+        if self.last_purchase_at is None:
+            return None
+        return (self.as_of - self.last_purchase_at).days
+
+
+def stage_problem(stage: object) -> str | None:
+    """Why `stage` is not a lifecycle stage a plugin may return, or None when it is."""
+    if not isinstance(stage, str):
+        return f"expected one of {', '.join(LIFECYCLE_STAGES)} or None, got {type(stage).__name__}"
+    if stage not in LIFECYCLE_STAGES:
+        return f"unknown stage {stage!r}; expected one of {', '.join(LIFECYCLE_STAGES)}"
+    return None
+
+
+@dataclass(frozen=True)
+class StageDecision:
+    """A customer's lifecycle stage: the rules' stage, or the first plugin's that answered, and who decided.
+
+    `source` is "rules" when no plugin answered, else the name of the plugin whose stage won.
+    """
+
+    stage: str
+    source: str = "rules"
+    degraded: tuple[PluginFailure, ...] = ()
+
+    RULES = "rules"
+
+    @property
+    def is_degraded(self) -> bool:
+        """True when at least one plugin failed to answer."""
+        return bool(self.degraded)
+
+    def to_dict(self) -> dict:
+        """JSON-ready form."""
+        return {"stage": self.stage, "source": self.source, "degraded": [d.to_dict() for d in self.degraded]}
