@@ -5,7 +5,7 @@ import uuid
 from datetime import datetime
 from decimal import Decimal
 
-from sqlalchemy import CheckConstraint, Index, Integer, Numeric, SmallInteger, String, UniqueConstraint, types
+from sqlalchemy import CheckConstraint, Index, Integer, Numeric, SmallInteger, String, UniqueConstraint, text, types
 from sqlalchemy.orm import Mapped, mapped_column
 
 from services.common.db import JsonDocument, SeqType, make_base, messaging_models, new_id, utcnow
@@ -505,6 +505,7 @@ class ErasureConfirmation(Base):
 REFRESH_STATUSES = ("pending", "running", "completed", "failed", "superseded")
 REFRESH_TRIGGERS = ("api", "schedule", "cli", "request")
 UnitsType = types.BigInteger()
+_RUNNING_SQL = "status = 'running'"
 
 
 class AnalyticsRefresh(Base):
@@ -520,6 +521,9 @@ class AnalyticsRefresh(Base):
         Index("ix_analytics_refreshes_current", "currency", "status", "seq"),
         Index("ix_analytics_refreshes_status", "status", "seq"),
         UniqueConstraint("currency", "schedule_slot", name="uq_analytics_refreshes_slot"),
+        # One refresh per currency runs at a time (analytics/refresh.py): settles two claims racing for it.
+        Index("uq_analytics_refreshes_running", "currency", unique=True,
+              postgresql_where=text(_RUNNING_SQL), sqlite_where=text(_RUNNING_SQL)),
     )
 
     seq: Mapped[int] = mapped_column(SeqType, primary_key=True, autoincrement=True)

@@ -46,6 +46,8 @@ def upgrade() -> None:
     )
     op.create_index('ix_analytics_refreshes_current', 'analytics_refreshes', ['currency', 'status', 'seq'])
     op.create_index('ix_analytics_refreshes_status', 'analytics_refreshes', ['status', 'seq'])
+    op.create_index('uq_analytics_refreshes_running', 'analytics_refreshes', ['currency'], unique=True,
+                    postgresql_where=sa.text("status = 'running'"), sqlite_where=sa.text("status = 'running'"))
     units = [sa.Column(name, sa.BigInteger(), nullable=False) for name in (
         'revenue_window_units', 'margin_window_units', 'cost_window_units',
         'revenue_total_units', 'margin_total_units', 'cost_total_units')]
@@ -92,6 +94,7 @@ def downgrade() -> None:
     op.drop_table('contact_stages')
     op.drop_index('ix_customer_analytics_contact', 'customer_analytics')
     op.drop_table('customer_analytics')
+    op.drop_index('uq_analytics_refreshes_running', 'analytics_refreshes')
     op.drop_index('ix_analytics_refreshes_status', 'analytics_refreshes')
     op.drop_index('ix_analytics_refreshes_current', 'analytics_refreshes')
     op.drop_table('analytics_refreshes')
