@@ -27,6 +27,7 @@ from . import (
 )
 from .import_jobs import ImportJob
 from .models import InboxEntry, OutboxMessage
+from .segments import api as segments_api
 
 # The contacts API, one blueprint per part of the customer record.
 BLUEPRINTS = (
@@ -43,6 +44,7 @@ BLUEPRINTS = (
     erasure_api.blp,
     imports_api.blp,
     export_api.blp,
+    segments_api.blp,
 )
 
 

@@ -65,6 +65,7 @@ STEPS = (
     Erase("timeline_entries", lambda t, p: or_(t.c.contact_id.in_(p.contact_ids), t.c.lead_id.in_(p.lead_ids)),
           why="the person's stream, the entries of their leads included"),
     Erase("contact_leads", _of_contact, why="which leads the person came from"),
+    Erase("segment_members", _of_contact, why="the segments the person was in at the last refresh"),
     Erase("contact_import_errors", lambda t, p: containing(t.c.message, p.emails | p.emails_normalized),
           why="import messages quoting the address"),
     # A file is kept only until its import ends; one with the person in it goes, and the import fails when it

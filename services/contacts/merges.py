@@ -12,7 +12,7 @@ from collections.abc import Iterable, Mapping
 from dataclasses import dataclass, field
 from datetime import datetime
 
-from sqlalchemy import Table, func, select, update
+from sqlalchemy import Table, delete, func, select, update
 
 from services.common.db import utcnow
 from services.common.problems import Unprocessable
@@ -26,6 +26,7 @@ from .models import (
     ContactMerge,
     ContactPurchaseMetric,
     ContactPurchaseSummary,
+    SegmentMember,
 )
 from .purchase_facts import TOTALS, Spend, locked_summary
 from .tombstones import missing_contact
@@ -36,7 +37,9 @@ MOVED = frozenset({  # one UPDATE each: afterwards the rows name the survivor
     "contact_purchases", "contact_returns", "timeline_entries", "contact_leads", "interactions", "consent_changes",
     "feedback",
 })
-COMBINED = frozenset({"contact_purchase_summary", "contact_purchase_metrics"})  # keyed by contact: added up
+COMBINED = frozenset({"contact_purchase_summary", "contact_purchase_metrics",  # keyed by contact: added up
+                      # the merged id's recorded segment memberships go; the next refresh finds the survivor
+                      "segment_members"})
 KEPT = frozenset({"erasures"})  # an erasure record keeps naming the id it erased
 
 # Fields the survivor fills from the merged contact when its own are empty.
@@ -127,6 +130,14 @@ def _repoint(session, survivor_id: uuid.UUID, merged_id: uuid.UUID) -> dict[str,
             for table in moved_tables()}
 
 
+def _drop_memberships(session, merged_id: uuid.UUID) -> int:
+    """Delete the merged contact's recorded segment memberships (no events: the person stays where the survivor is).
+
+    Moving them could clash with the survivor's own; the survivor keeps or gains each at the next refresh.
+    """
+    return session.execute(delete(SegmentMember).where(SegmentMember.contact_id == merged_id)).rowcount
+
+
 def _pair(session, survivor_id: uuid.UUID, merged_id: uuid.UUID, *, lock: bool) -> tuple[Contact, Contact]:
     """Both contacts; locked in id order, so two merges of the same pair (either way round) queue, never deadlock.
 
@@ -215,11 +226,14 @@ def merge_contacts(uow: UnitOfWork, survivor_id: uuid.UUID, merged_id: uuid.UUID
         if dry_run:
             moved = {**_counts(session, merged_id),
                      "contact_purchase_summary": int(merged_id in summaries),
-                     "contact_purchase_metrics": sum(metric.contact_id == merged_id for metric in metrics)}
+                     "contact_purchase_metrics": sum(metric.contact_id == merged_id for metric in metrics),
+                     "segment_members": session.scalar(select(func.count()).select_from(SegmentMember)
+                                                       .where(SegmentMember.contact_id == merged_id))}
             record = {**_values(survivor), **changes, "version": survivor.version + 1}
             return {**outcome, "moved": moved, "contact": {**record, "purchases": totals.view()}}
         moved = {**_fold_purchases(session, survivor_id, merged_id, summaries, metrics, totals),
-                 **_repoint(session, survivor_id, merged_id)}
+                 **_repoint(session, survivor_id, merged_id),
+                 "segment_members": _drop_memberships(session, merged_id)}
         for name, value in changes.items():
             setattr(survivor, name, value)
         survivor.version += 1
