@@ -25,6 +25,7 @@ from . import (
     tags_api,
     timeline_api,
 )
+from .analytics import reports_api as analytics_reports_api
 from .import_jobs import ImportJob
 from .models import InboxEntry, OutboxMessage
 from .segments import api as segments_api
@@ -38,6 +39,7 @@ BLUEPRINTS = (
     consent_api.blp,
     feedback_api.blp,
     feedback_api.analytics_blp,
+    analytics_reports_api.blp,
     interactions_api.blp,
     timeline_api.blp,
     merges_api.blp,
