@@ -25,7 +25,9 @@ from . import (
     tags_api,
     timeline_api,
 )
+from .analytics import refreshes_api as analytics_refreshes_api
 from .analytics import reports_api as analytics_reports_api
+from .analytics.jobs import AnalyticsJob
 from .import_jobs import ImportJob
 from .models import InboxEntry, OutboxMessage
 from .segments import api as segments_api
@@ -40,6 +42,7 @@ BLUEPRINTS = (
     feedback_api.blp,
     feedback_api.analytics_blp,
     analytics_reports_api.blp,
+    analytics_refreshes_api.blp,
     interactions_api.blp,
     timeline_api.blp,
     merges_api.blp,
@@ -63,8 +66,9 @@ def create_app(settings: Settings | None = None) -> Flask:
 
 
 def create_worker(settings: Settings | None = None, *, bindings: Bindings) -> Worker:
-    """The contacts worker: outbox relay, the consumer of the events handlers.HANDLERS takes, and CSV imports."""
+    """The contacts worker: outbox relay, the consumer of the events handlers.HANDLERS takes, CSV imports and
+    analytics refreshes (with their schedule)."""
     runtime = build(settings)
     # The erasure handlers learn from the bindings which services must confirm an erasure.
     return Worker(runtime, erasure.with_confirmers(handlers.HANDLERS, bindings), bindings,
-                  jobs={"imports": ImportJob(runtime).run})
+                  jobs={"imports": ImportJob(runtime).run, "analytics": AnalyticsJob(runtime).run})
