@@ -8,7 +8,8 @@ from __future__ import annotations
 
 from collections.abc import Mapping, Sequence
 
-from sqlalchemy import String, and_, exists, func, literal, literal_column, select, true, type_coerce
+from sqlalchemy import (BigInteger, Float, String, and_, cast, exists, func, literal, literal_column, select, true,
+                        type_coerce)
 from sqlalchemy.dialects.postgresql import JSONB
 from sqlalchemy.ext.compiler import compiles
 from sqlalchemy.sql.expression import ColumnElement, FunctionElement
@@ -118,3 +119,81 @@ def _json_has_key_postgresql(element, compiler, **kw):
 @compiles(json_has_key)
 def _json_has_key_other(element, compiler, **kw):
     return compiler.process(element.other, **kw)
+
+
+# -- analytics (analytics/measures.py) ---------------------------------------------------------------------------
+#
+# Money columns are NUMERIC on PostgreSQL and decimal strings on SQLite; the analytics add them up as BIGINT
+# units of 1/10,000, exact on both. PostgreSQL sums the NUMERIC amounts and converts the sum once (exact, and
+# one cast per group rather than per row); SQLite converts each amount (4 places survive a double) and adds
+# integers.
+
+class money_units_sum(ColumnElement):
+    """SUM(amount) as integer units of 1/10,000 over the rows `where` holds (NULL when none has an amount)."""
+
+    type = BigInteger()
+    inherit_cache = True
+    _traverse_internals = [("postgresql", InternalTraversal.dp_clauseelement),
+                           ("other", InternalTraversal.dp_clauseelement)]
+
+    def __init__(self, amount, where=None):
+        total = func.sum(amount)
+        self.postgresql = cast((total if where is None else total.filter(where)) * 10000, BigInteger)
+        units = func.sum(cast(func.round(cast(amount, Float) * 10000), BigInteger))
+        self.other = units if where is None else units.filter(where)
+
+    @property
+    def _from_objects(self):
+        return self.postgresql._from_objects
+
+
+@compiles(money_units_sum, "postgresql")
+def _money_units_sum_postgresql(element, compiler, **kw):
+    return compiler.process(element.postgresql, **kw)
+
+
+@compiles(money_units_sum)
+def _money_units_sum_other(element, compiler, **kw):
+    return compiler.process(element.other, **kw)
+
+
+class seconds_between(FunctionElement):
+    """`later` - `earlier` in seconds (fractional), two timestamps."""
+
+    type = Float()
+    name = "seconds_between"
+    inherit_cache = True
+
+
+@compiles(seconds_between, "postgresql")
+def _seconds_between_postgresql(element, compiler, **kw):
+    later, earlier = (compiler.process(clause, **kw) for clause in element.clauses)
+    return f"extract(epoch from ({later} - {earlier}))"
+
+
+@compiles(seconds_between)
+def _seconds_between_other(element, compiler, **kw):
+    later, earlier = (compiler.process(clause, **kw) for clause in element.clauses)
+    return f"((julianday({later}) - julianday({earlier})) * 86400.0)"
+
+
+class round_half_even(FunctionElement):
+    """A number rounded half to even to a whole number (BIGINT): both databases' round() takes halves away from 0."""
+
+    type = BigInteger()
+    name = "round_half_even"
+    inherit_cache = True
+
+
+@compiles(round_half_even, "postgresql")
+def _round_half_even_postgresql(element, compiler, **kw):
+    x = compiler.process(element.clauses, **kw)
+    return f"CAST(CASE WHEN abs({x} - trunc({x})) = 0.5 THEN 2 * round({x} / 2) ELSE round({x}) END AS BIGINT)"
+
+
+@compiles(round_half_even)
+def _round_half_even_other(element, compiler, **kw):
+    # CAST(x AS INTEGER) truncates towards zero (SQLite's trunc() needs the optional math functions).
+    x = compiler.process(element.clauses, **kw)
+    return (f"CAST(CASE WHEN abs({x} - CAST({x} AS INTEGER)) = 0.5 THEN 2 * round({x} / 2.0) ELSE round({x}) END"
+            " AS INTEGER)")

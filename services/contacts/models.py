@@ -573,6 +573,10 @@ class CustomerAnalytics(Base):
     last_purchase_at: Mapped[datetime | None] = mapped_column(default=None)
     purchases_all_currencies: Mapped[int] = mapped_column(Integer, default=0)  # the lifecycle reads these two
     last_purchase_any_at: Mapped[datetime | None] = mapped_column(default=None)
+    # this currency's purchases in [as_of - 730 days, as_of - 365 days) and [as_of - 365 days, as_of): the
+    # snapshot's retention (analytics/measures.py retention()) counts customers, not purchases, from these
+    purchases_year_before: Mapped[int] = mapped_column(Integer, default=0)
+    purchases_last_year: Mapped[int] = mapped_column(Integer, default=0)
     # the measures (None: the customer is outside the measure's population)
     abc_class: Mapped[str | None] = mapped_column(String(1), default=None)
     abc_rank: Mapped[int | None] = mapped_column(Integer, default=None)

@@ -62,6 +62,8 @@ def upgrade() -> None:
         sa.Column('last_purchase_at', UTCDateTime(), nullable=True),
         sa.Column('purchases_all_currencies', sa.Integer(), nullable=False),
         sa.Column('last_purchase_any_at', UTCDateTime(), nullable=True),
+        sa.Column('purchases_year_before', sa.Integer(), nullable=False),
+        sa.Column('purchases_last_year', sa.Integer(), nullable=False),
         sa.Column('abc_class', sa.String(1), nullable=True),
         sa.Column('abc_rank', sa.Integer(), nullable=True),
         sa.Column('abc_cumulative_units', sa.BigInteger(), nullable=True),
