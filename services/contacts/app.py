@@ -4,6 +4,7 @@ from __future__ import annotations
 from flask import Flask
 
 from services.common.broker import Bindings
+from services.common.plugins import build_plugin_host
 from services.common.runtime import Runtime, build_runtime
 from services.common.settings import Settings, from_env
 from services.common.web import create_service_app, runtime_readiness
@@ -28,6 +29,7 @@ from . import (
 from .analytics import refreshes_api as analytics_refreshes_api
 from .analytics import reports_api as analytics_reports_api
 from .analytics.jobs import AnalyticsJob
+from .analytics.params import parameters_from_settings
 from .import_jobs import ImportJob
 from .models import InboxEntry, OutboxMessage
 from .segments import api as segments_api
@@ -54,8 +56,13 @@ BLUEPRINTS = (
 
 
 def build(settings: Settings | None = None) -> Runtime:
-    """Engine, session factory and outbox/inbox models of one contacts process."""
-    return build_runtime(settings or from_env("contacts"), OutboxMessage, InboxEntry)
+    """Engine, session factory, outbox/inbox models and the plugin host (crm_lifecycle_stage) of one contacts
+    process; CRM_ANALYTICS_PARAMETERS is checked here, so a malformed value stops the process at start-up."""
+    settings = settings or from_env("contacts")
+    parameters_from_settings(settings)
+    plugins = build_plugin_host(plugins_dir=settings.plugins_dir, disabled=settings.plugins_disabled,
+                                timeout_ms=settings.plugin_timeout_ms)
+    return build_runtime(settings, OutboxMessage, InboxEntry, plugins=plugins)
 
 
 def create_app(settings: Settings | None = None) -> Flask:
