@@ -5,6 +5,7 @@ pin the `stages` step itself; test_analytics_job.py runs whole refreshes.
 """
 from __future__ import annotations
 
+import json
 import uuid
 from datetime import UTC, datetime, timedelta
 
@@ -13,7 +14,7 @@ from crm_plugins import hookimpl
 from crm_plugins.testing import make_host
 from sqlalchemy import delete, select
 
-from services.common.catalog import parse_event
+from services.common.catalog import make_event, parse_event
 from services.contacts.analytics.params import Parameters
 from services.contacts.analytics.stages import apply_stages
 from services.contacts.models import AnalyticsRefresh, Contact, ContactStage, CustomerAnalytics, OutboxMessage
@@ -185,3 +186,21 @@ def test_the_stage_of_a_contact_that_no_longer_exists_is_dropped(runtime):
     _apply(runtime, _snapshot(runtime, {kept: "new"}))
 
     assert set(_stage_rows(runtime)) == {kept}
+
+
+def test_the_events_json_is_what_add_event_writes_for_the_same_change(runtime):
+    (contact,) = _contacts(runtime, 1)
+    refresh = _snapshot(runtime, {contact: "repeater"})
+    _apply(runtime, refresh)
+    with runtime.session_factory() as s:
+        (written,) = s.scalars(select(OutboxMessage.payload).where(OutboxMessage.event_type == CHANGED)).all()
+
+    expected = make_event(CHANGED, {"contact_id": contact, "stage": "repeater", "previous_stage": None,
+                                    "source": "rules", "refresh_id": refresh.id, "as_of": AS_OF},
+                          source=runtime.source, subject=contact)
+
+    def comparable(payload: str) -> dict:
+        return {k: v for k, v in json.loads(payload).items() if k not in ("id", "time")}
+
+    assert comparable(written) == comparable(expected.to_json())
+    assert uuid.UUID(json.loads(written)["id"]) and list(json.loads(written)) == list(json.loads(expected.to_json()))
