@@ -26,6 +26,7 @@ from sqlalchemy.orm import aliased
 from services.common.db import is_database_unavailable, utcnow
 from services.common.problems import Conflict, NotFound, Unprocessable
 from services.common.runtime import Runtime
+from services.common.currencies import ISO_4217
 
 from ..models import AnalyticsRefresh, CustomerAnalytics
 from ..segments.membership import refresh_memberships
@@ -70,7 +71,10 @@ class RefreshRunner:
             errors = exc.messages if isinstance(exc.messages, dict) else {"_schema": exc.messages}
             raise Unprocessable("The refresh's parameters are not valid: " + ", ".join(sorted(errors)) + ".",
                                 errors={f"parameters.{name}": messages for name, messages in errors.items()}) from None
-        currency = currency.upper()
+        currency = (currency or "").strip().upper()
+        if currency not in ISO_4217:
+            raise Unprocessable(f"{currency!r} is not an ISO 4217 currency code.",
+                                errors={"currency": ["Not an ISO 4217 currency code such as EUR."]})
         with self.runtime.uow() as uow:
             refresh = AnalyticsRefresh(currency=currency, as_of=as_of or utcnow(), parameters=params.to_json(),
                                        trigger=trigger, requested_by=requested_by, schedule_slot=schedule_slot,
