@@ -351,7 +351,7 @@ def _rule(node, path: str, depth: int, definitions: Mapping, problems: _Problems
         return None
     groups = [key for key in ("all", "any", "not") if key in node]
     if not groups:
-        if condition_ok and "field" in node:
+        if condition_ok and node.keys() & {"field", "op", "value"}:
             return _condition(node, path, definitions, problems)
         problems.add(path, "Use {\"all\": [...]}, {\"any\": [...]} or {\"not\": ...}"
                      + (" or a condition {\"field\", \"op\", \"value\"}." if condition_ok else "."))
