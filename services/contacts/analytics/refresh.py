@@ -110,10 +110,13 @@ class RefreshRunner:
                             .values(lease_owner=None, lease_until=None)
                             .execution_options(synchronize_session=False))
 
-    def fail(self, refresh_id: uuid.UUID, reason: str) -> AnalyticsRefresh:
-        """End a refresh this runner holds as failed (the reason kept, its partial rows deleted); returns it."""
+    def fail(self, refresh_id: uuid.UUID, reason: str, *, step: str | None = None) -> AnalyticsRefresh:
+        """End a refresh this runner holds as failed (the reason and the failing step kept, its partial rows
+        deleted); returns it."""
         with self.runtime.uow() as uow:
             held = self._lock(uow.session, refresh_id)
+            if step is not None:
+                held.step = step
             held.status, held.error, held.finished_at = FAILED, reason[:500], utcnow()
             held.lease_owner = held.lease_until = None
             _delete_rows(uow.session, refresh_id)
@@ -163,7 +166,7 @@ class RefreshRunner:
                     raise
                 log.error("analytics refresh %s: the %s step failed", refresh_id, step, exc_info=exc,
                           extra={"event": "analytics.step_failed", "refresh_id": str(refresh_id), "step": step})
-                return self.fail(refresh_id, f"The {step} step failed: {type(exc).__name__}: {exc}")
+                return self.fail(refresh_id, f"The {step} step failed: {type(exc).__name__}: {exc}", step=step)
             if on_step is not None:
                 on_step(refresh)
         return refresh
