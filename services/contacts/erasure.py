@@ -66,6 +66,8 @@ STEPS = (
           why="the person's stream, the entries of their leads included"),
     Erase("contact_leads", _of_contact, why="which leads the person came from"),
     Erase("segment_members", _of_contact, why="the segments the person was in at the last refresh"),
+    Erase("customer_analytics", _of_contact, why="the person's measures in the kept analytics snapshots"),
+    Erase("contact_stages", _of_contact, why="the person's lifecycle stage"),
     Erase("contact_import_errors", lambda t, p: containing(t.c.message, p.emails | p.emails_normalized),
           why="import messages quoting the address"),
     # A file is kept only until its import ends; one with the person in it goes, and the import fails when it

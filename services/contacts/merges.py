@@ -24,8 +24,10 @@ from .models import (
     Base,
     Contact,
     ContactMerge,
+    ContactStage,
     ContactPurchaseMetric,
     ContactPurchaseSummary,
+    CustomerAnalytics,
     SegmentMember,
 )
 from .purchase_facts import TOTALS, Spend, locked_summary
@@ -39,7 +41,10 @@ MOVED = frozenset({  # one UPDATE each: afterwards the rows name the survivor
 })
 COMBINED = frozenset({"contact_purchase_summary", "contact_purchase_metrics",  # keyed by contact: added up
                       # the merged id's recorded segment memberships go; the next refresh finds the survivor
-                      "segment_members"})
+                      "segment_members",
+                      # the merged id's analytics rows and stage go too, without events; the survivor's stay as
+                      # they are until the next refresh computes them from both contacts' facts
+                      "customer_analytics", "contact_stages"})
 KEPT = frozenset({"erasures"})  # an erasure record keeps naming the id it erased
 
 # Fields the survivor fills from the merged contact when its own are empty.
@@ -138,6 +143,18 @@ def _drop_memberships(session, merged_id: uuid.UUID) -> int:
     return session.execute(delete(SegmentMember).where(SegmentMember.contact_id == merged_id)).rowcount
 
 
+def _drop_analytics(session, merged_id: uuid.UUID, *, dry_run: bool = False) -> dict[str, int]:
+    """Delete (or with `dry_run` count) the merged contact's snapshot rows and current stage; the rows, by table."""
+    found = {}
+    for model in (CustomerAnalytics, ContactStage):
+        if dry_run:
+            found[model.__tablename__] = session.scalar(select(func.count()).select_from(model)
+                                                        .where(model.contact_id == merged_id))
+        else:
+            found[model.__tablename__] = session.execute(delete(model).where(model.contact_id == merged_id)).rowcount
+    return found
+
+
 def _pair(session, survivor_id: uuid.UUID, merged_id: uuid.UUID, *, lock: bool) -> tuple[Contact, Contact]:
     """Both contacts; locked in id order, so two merges of the same pair (either way round) queue, never deadlock.
 
@@ -228,12 +245,13 @@ def merge_contacts(uow: UnitOfWork, survivor_id: uuid.UUID, merged_id: uuid.UUID
                      "contact_purchase_summary": int(merged_id in summaries),
                      "contact_purchase_metrics": sum(metric.contact_id == merged_id for metric in metrics),
                      "segment_members": session.scalar(select(func.count()).select_from(SegmentMember)
-                                                       .where(SegmentMember.contact_id == merged_id))}
+                                                       .where(SegmentMember.contact_id == merged_id)),
+                     **_drop_analytics(session, merged_id, dry_run=True)}
             record = {**_values(survivor), **changes, "version": survivor.version + 1}
             return {**outcome, "moved": moved, "contact": {**record, "purchases": totals.view()}}
         moved = {**_fold_purchases(session, survivor_id, merged_id, summaries, metrics, totals),
                  **_repoint(session, survivor_id, merged_id),
-                 "segment_members": _drop_memberships(session, merged_id)}
+                 "segment_members": _drop_memberships(session, merged_id), **_drop_analytics(session, merged_id)}
         for name, value in changes.items():
             setattr(survivor, name, value)
         survivor.version += 1

@@ -14,7 +14,9 @@ from services.common.problems import Conflict, Unprocessable
 from services.contacts.analytics import measures
 from services.contacts.analytics.refresh import STEPS, LeaseLost, RefreshRunner
 from services.contacts.analytics.snapshots import current_refresh_id
-from services.contacts.models import AnalyticsRefresh, Contact, ContactPurchase, CustomerAnalytics
+from services.contacts.erasure import erase_contact
+from services.contacts.merges import merge_contacts
+from services.contacts.models import AnalyticsRefresh, Contact, ContactPurchase, ContactStage, CustomerAnalytics
 
 pytestmark = pytest.mark.integration
 
@@ -201,3 +203,25 @@ def test_invalid_overrides_and_currencies_are_refused_by_name(runtime):
     assert set(refused.value.extra["errors"]) == {"currency"}
     with runtime.session_factory() as s:
         assert s.scalar(select(func.count()).select_from(AnalyticsRefresh)) == 0
+
+
+def test_a_merge_drops_the_merged_contacts_measures_and_an_erasure_the_persons(runtime, contacts):
+    survivor, merged, erased, *others = contacts
+    runner = RefreshRunner(runtime)
+    done = runner.run_here(request(runner).id)
+    with runtime.session_factory() as s:
+        assert set(s.scalars(select(ContactStage.contact_id))) == set(contacts)
+
+    moved = merge_contacts(runtime.uow(), survivor, merged, actor="test")["moved"]
+    erase_contact(runtime.uow(), erased, requested_by="test")
+
+    assert (moved["customer_analytics"], moved["contact_stages"]) == (1, 1)
+    with runtime.session_factory() as s:
+        left = set(s.scalars(select(CustomerAnalytics.contact_id).where(CustomerAnalytics.refresh_id == done.id)))
+        staged = set(s.scalars(select(ContactStage.contact_id)))
+    assert left == staged == {survivor, *others}  # the survivor's stay until the next refresh
+    again = runner.run_here(request(runner).id)
+    with runtime.session_factory() as s:
+        row = s.scalar(select(CustomerAnalytics).where(CustomerAnalytics.refresh_id == again.id,
+                                                       CustomerAnalytics.contact_id == survivor))
+    assert (row.purchase_count, row.revenue_total_units) == (2, 300_000)  # 10 + 20: both contacts' purchases
