@@ -12,6 +12,7 @@ document names (`attribute_names`) and passes them in, so this module stays free
 from __future__ import annotations
 
 import re
+import uuid
 from collections.abc import Mapping
 from dataclasses import dataclass
 from datetime import date, datetime, timedelta, timezone
@@ -272,8 +273,6 @@ def _boolean(value) -> bool:
 
 
 def _uuid_text(value) -> str:
-    import uuid
-
     try:
         return str(uuid.UUID(_text(value)))
     except ValueError:

@@ -8,9 +8,11 @@ longer matches and an INSERT ... SELECT of the contacts it newly matches, each R
 ids become crm.segment.left and crm.segment.entered events. A refresh that finds no change announces nothing.
 
 The events are written to the outbox in bulk: the event is built and validated once per segment and kind, and
-each contact's payload is that JSON with its own event id and contact id put in, so 100,000 changes cost a
-few seconds, not a marshmallow round trip and an ORM object each. They are therefore not in `uow.events`; the
-outbox relay is woken by its NOTIFY (PostgreSQL) as after any commit with events.
+each contact's payload is that JSON with its own event id and contact id put in. On PostgreSQL the change and
+its outbox rows are one statement (the DELETE or INSERT ... RETURNING feeds an INSERT into the outbox in a
+data-modifying CTE), so 100,000 changes never travel to Python; SQLite (one writer, small data) does the same
+in Python. The events are therefore not in `uow.events`; the outbox relay is woken by its NOTIFY (PostgreSQL)
+as after any commit with events.
 """
 from __future__ import annotations
 
@@ -19,7 +21,7 @@ import uuid
 from dataclasses import replace
 from datetime import datetime
 
-from sqlalchemy import and_, delete, exists, func, insert, literal, select, text
+from sqlalchemy import Text, and_, cast, delete, exists, func, insert, literal, select, text
 
 from services.common.catalog import make_event
 from services.common.outbox import OUTBOX_NOTIFY_CHANNEL
@@ -37,25 +39,49 @@ _EVENT_MARK, _CONTACT_MARK = str(uuid.UUID(int=1)), str(uuid.UUID(int=2))
 _MEMBERS = SegmentMember.__table__
 
 
-def _left(session, segment: Segment, matching) -> list[uuid.UUID]:
-    """Delete the members the rule no longer matches; their contact ids."""
+def _left(segment: Segment, matching):
+    """DELETE the members the rule no longer matches, RETURNING their contact ids."""
     still = exists(matching.where(sql.CONTACTS.c.id == _MEMBERS.c.contact_id))
-    stmt = (delete(_MEMBERS).where(_MEMBERS.c.segment_id == segment.id, ~still)
+    return (delete(_MEMBERS).where(_MEMBERS.c.segment_id == segment.id, ~still)
             .returning(_MEMBERS.c.contact_id))
-    return sorted(session.execute(stmt).scalars())
 
 
-def _entered(session, segment: Segment, matching, now: datetime) -> list[uuid.UUID]:
-    """Insert the contacts the rule matches that are not members yet; their contact ids."""
+def _entered(segment: Segment, matching, now: datetime):
+    """INSERT the contacts the rule matches that are not members yet, RETURNING their contact ids."""
     known = exists(select(literal(1)).select_from(_MEMBERS).where(
         and_(_MEMBERS.c.segment_id == segment.id, _MEMBERS.c.contact_id == sql.CONTACTS.c.id)))
     rows = (matching.where(~known)
             .with_only_columns(literal(segment.id, _MEMBERS.c.segment_id.type).label("segment_id"),
                                sql.CONTACTS.c.id.label("contact_id"),
                                literal(now, _MEMBERS.c.entered_at.type).label("entered_at")))
-    stmt = (insert(_MEMBERS).from_select(["segment_id", "contact_id", "entered_at"], rows)
+    return (insert(_MEMBERS).from_select(["segment_id", "contact_id", "entered_at"], rows)
             .returning(_MEMBERS.c.contact_id))
-    return sorted(session.execute(stmt).scalars())
+
+
+def event_template(uow, event_type: str, segment_id: uuid.UUID, *, refresh_id: uuid.UUID | None,
+                   now: datetime) -> str:
+    """The CloudEvents JSON of one membership event, validated, with stand-ins for its event and contact ids."""
+    event = make_event(event_type, {"segment_id": segment_id, "contact_id": _CONTACT_MARK, "refresh_id": refresh_id,
+                                    "occurred_at": now},
+                       source=uow.source, subject=_CONTACT_MARK, correlationid=uow.correlation_id,
+                       causationid=uow.causation_id)
+    return replace(event, id=_EVENT_MARK, time=now).to_json()
+
+
+def _changed_and_announced(uow, change, event_type: str, segment: Segment, *, refresh_id, now: datetime) -> int:
+    """PostgreSQL: run `change` (a DML RETURNING contact ids) and write its events, in one statement; how many."""
+    changed = change.cte(f"changed_{event_type.rsplit('.', 1)[-1]}")
+    template = event_template(uow, event_type, segment.id, refresh_id=refresh_id, now=now)
+    numbered = select(func.gen_random_uuid().label("event_id"), changed.c.contact_id).subquery("numbered")
+    payload = func.replace(func.replace(literal(template, Text), _EVENT_MARK, cast(numbered.c.event_id, Text)),
+                           _CONTACT_MARK, cast(numbered.c.contact_id, Text))
+    outbox = OutboxMessage.__table__
+    rows = select(numbered.c.event_id, literal(event_type, outbox.c.event_type.type), payload,
+                  literal(now, outbox.c.created_at.type), literal(0, outbox.c.attempts.type))
+    events = (insert(outbox).from_select(["event_id", "event_type", "payload", "created_at", "attempts"], rows,
+                                         include_defaults=False)
+              .returning(outbox.c.event_id).cte("events"))
+    return uow.session.scalar(select(func.count()).select_from(events))
 
 
 def announce(uow, event_type: str, segment_id: uuid.UUID, contact_ids: list[uuid.UUID], *,
@@ -63,11 +89,7 @@ def announce(uow, event_type: str, segment_id: uuid.UUID, contact_ids: list[uuid
     """Write one `event_type` event per contact to the outbox, in bulk (one event validated, the rest copied)."""
     if not contact_ids:
         return 0
-    event = make_event(event_type, {"segment_id": segment_id, "contact_id": _CONTACT_MARK, "refresh_id": refresh_id,
-                                    "occurred_at": now},
-                       source=uow.source, subject=_CONTACT_MARK, correlationid=uow.correlation_id,
-                       causationid=uow.causation_id)
-    template = replace(event, id=_EVENT_MARK, time=now).to_json()
+    template = event_template(uow, event_type, segment_id, refresh_id=refresh_id, now=now)
     rows = []
     for contact_id in contact_ids:
         event_id = uuid.uuid4()
@@ -82,14 +104,18 @@ def refresh_segment(uow, segment: Segment, *, refresh_id: uuid.UUID | None, now:
     session = uow.session
     rule = checked_rules(session, segment.rules)
     matching = sql.matching_ids(rule, segment.currency, now, refresh_id=refresh_id)
-    left = _left(session, segment, matching)
-    entered = _entered(session, segment, matching, now)
-    announce(uow, LEFT, segment.id, left, refresh_id=refresh_id, now=now)
-    announce(uow, ENTERED, segment.id, entered, refresh_id=refresh_id, now=now)
+    changes = ((LEFT, _left(segment, matching)), (ENTERED, _entered(segment, matching, now)))
+    counts = {}
+    for event_type, change in changes:  # the members who left first: the INSERT then sees only those who stay
+        if session.get_bind().dialect.name == "postgresql":
+            counts[event_type] = _changed_and_announced(uow, change, event_type, segment, refresh_id=refresh_id, now=now)
+        else:
+            contact_ids = sorted(session.execute(change).scalars())
+            counts[event_type] = announce(uow, event_type, segment.id, contact_ids, refresh_id=refresh_id, now=now)
     segment.member_count = session.scalar(select(func.count()).select_from(_MEMBERS)
                                           .where(_MEMBERS.c.segment_id == segment.id))
     segment.members_refreshed_at = now
-    return {"entered": len(entered), "left": len(left), "members": segment.member_count}
+    return {"entered": counts[ENTERED], "left": counts[LEFT], "members": segment.member_count}
 
 
 def refresh_memberships(uow, refresh, now) -> dict:
