@@ -14,7 +14,7 @@ from flask_smorest import Blueprint
 from services.common.etags import Precondition, etag
 from services.common.idempotency import HEADER_PARAMETER, idempotent
 from services.common.identity import record_or_receipt, requires
-from services.common.web import read_uow, uow
+from services.common.web import read_uow, runtime, uow
 
 from . import service, vcard
 from .models import IdempotencyRecord
@@ -39,6 +39,11 @@ def _headers(contact) -> dict[str, str]:
     return {"ETag": etag(contact.version)}
 
 
+def _base_currency() -> str:
+    """The currency of the analytics a contact shows and is filtered by (CRM_BASE_CURRENCY)."""
+    return runtime().settings.base_currency
+
+
 def _shown(contact):
     """The contact, or for a key without `contacts:read` only its id and version (docs/api-contacts.md)."""
     return record_or_receipt(service.READ_SCOPE, contact, id=contact.id, version=contact.version)
@@ -51,7 +56,7 @@ class Contacts(MethodView):
     @blp.response(200, ContactPageSchema)
     def get(self, args):
         """List contacts, newest first or by `sort`, by exact e-mail or a search term over name, e-mail and company."""
-        return service.list_contacts(read_uow(), **args)
+        return service.list_contacts(read_uow(), analytics_currency=_base_currency(), **args)
 
     @requires("contacts:write")
     @idempotent(IdempotencyRecord)
@@ -78,7 +83,7 @@ class ContactById(MethodView):
                       description="The contact; as a vCard 4.0 (RFC 6350) for `Accept: text/vcard`.")
     def get(self, contact_id):
         """One contact with its purchase metrics, and its version as the ETag; a vCard 4.0 for `Accept: text/vcard`."""
-        details = service.get_contact_details(read_uow(), contact_id)
+        details = service.get_contact_details(read_uow(), contact_id, analytics_currency=_base_currency())
         headers = {"ETag": etag(details["version"])}
         if vcard.wanted(request.accept_mimetypes):
             return Response(vcard.vcard(details), mimetype=vcard.MEDIA_TYPE, headers=headers)

@@ -12,11 +12,17 @@ from collections.abc import Iterator, Mapping
 
 from services.common.uow import UnitOfWork
 
+from .analytics.contact_measures import CONTACT_MEASURES, MONEY, with_contact_measures
+from .analytics.snapshots import money
 from .filters import checked_filters, contacts_statement
 from .models import Contact
 
-COLUMNS = ("id", "email", "first_name", "last_name", "company", "job_title", "phone", "account_id", "tags",
-           "attributes", "origin_lead_id", "created_at", "updated_at", "version")
+CONTACT_COLUMNS = ("id", "email", "first_name", "last_name", "company", "job_title", "phone", "account_id", "tags",
+                   "attributes", "origin_lead_id", "created_at", "updated_at", "version")
+# The contact's measures in the base currency's current analytics snapshot (empty without one), as on its record.
+MEASURE_COLUMNS = tuple(CONTACT_MEASURES)
+COLUMNS = CONTACT_COLUMNS + MEASURE_COLUMNS
+_MONEY_COLUMNS = frozenset(name for name, (_column, kind) in CONTACT_MEASURES.items() if kind == MONEY)
 BATCH = 1000
 TAG_SEPARATOR = ";"
 _FORMULA_START = ("=", "+", "-", "@", "\t", "\r")
@@ -39,6 +45,8 @@ def _cells(row) -> list[str]:
             cells.append(json.dumps(value, ensure_ascii=False, sort_keys=True) if value else "")
         elif name in ("created_at", "updated_at"):
             cells.append(value.isoformat())
+        elif name in _MONEY_COLUMNS:
+            cells.append(format(money(value), "f"))  # a number we wrote, never a formula: no `'` before a minus
         else:
             cells.append(neutralise(str(value)))
     return cells
@@ -52,7 +60,10 @@ def export_csv(uow: UnitOfWork, filters: Mapping) -> Iterator[str]:
     """
     with uow:
         checked = checked_filters(uow.session, filters)
-    stmt = (contacts_statement(**checked).with_only_columns(*(_TABLE.c[name] for name in COLUMNS))
+    stmt = (contacts_statement(**checked)
+            .with_only_columns(*(_TABLE.c[name] for name in CONTACT_COLUMNS),
+                               *(column for column, _kind in CONTACT_MEASURES.values()))
+            .select_from(with_contact_measures(_TABLE, _TABLE.c.id, checked.get("analytics_currency")))
             .order_by(Contact.seq).execution_options(yield_per=BATCH))
     return _pieces(uow, stmt)
 

@@ -6,7 +6,7 @@ from flask.views import MethodView
 from flask_smorest import Blueprint
 
 from services.common.identity import requires
-from services.common.web import read_uow
+from services.common.web import read_uow, runtime
 
 from . import export
 from .schemas import ContactQuerySchema
@@ -29,6 +29,6 @@ class Export(MethodView):
         "cells that would start a spreadsheet formula get a leading `'`."))
     def get(self, filters):
         """Export the contacts matching the list's filters as CSV, streamed (oldest first)."""
-        rows = export.export_csv(read_uow(), filters)
+        rows = export.export_csv(read_uow(), {**filters, "analytics_currency": runtime().settings.base_currency})
         return Response(stream_with_context(rows), mimetype="text/csv",
                         headers={"Content-Disposition": 'attachment; filename="contacts.csv"'})

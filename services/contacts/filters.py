@@ -3,12 +3,14 @@ from __future__ import annotations
 
 import uuid
 from collections.abc import Mapping, Sequence
+from decimal import Decimal
 
 from sqlalchemy import Select, func, or_, select
 from sqlalchemy.orm import Session
 
 from services.common.emails import normalize_email
 
+from .analytics.contact_measures import measure_condition
 from .attributes import attribute_filters
 from .dialects import json_contains
 from .models import Contact
@@ -20,12 +22,17 @@ SORT_COLUMNS = {"created_at": Contact.created_at, "updated_at": Contact.updated_
 
 def contacts_statement(*, email: str | None = None, q: str | None = None, tag: Sequence[str] | None = None,
                        account_id: uuid.UUID | None = None, attr: Mapping[str, object] | None = None,
-                       consent: str | None = None) -> Select:
+                       consent: str | None = None, analytics_currency: str | None = None,
+                       abc_class: Sequence[str] | None = None, rfm_segment: Sequence[str] | None = None,
+                       quadrant: Sequence[str] | None = None, pyramid_level: Sequence[str] | None = None,
+                       stage: Sequence[str] | None = None, clv_min: Decimal | None = None,
+                       clv_max: Decimal | None = None) -> Select:
     """SELECT contacts matching every given filter.
 
     Exact e-mail; search term (name, e-mail, company); every one of `tag` (normalised tags); the account;
     custom attribute values in their stored form (`checked_filters` turns `?attr.<name>=` text into those);
-    a consent currently granted (`email:marketing`).
+    a consent currently granted (`email:marketing`); the measures in `analytics_currency`'s current snapshot
+    (any of each class filter's values, CLV within [clv_min, clv_max]); with no snapshot none match.
     """
     stmt = select(Contact)
     if email:
@@ -43,6 +50,11 @@ def contacts_statement(*, email: str | None = None, q: str | None = None, tag: S
         stmt = stmt.where(json_contains(Contact.attributes, dict(attr)))
     if consent:
         stmt = stmt.where(Contact.consents[(consent, "status")].as_string() == "granted")
+    measures = measure_condition(Contact.id, analytics_currency, clv_min=clv_min, clv_max=clv_max, classes={
+        "abc_class": abc_class, "rfm_segment": rfm_segment, "quadrant": quadrant, "pyramid_level": pyramid_level,
+        "stage": stage})
+    if measures is not None:
+        stmt = stmt.where(measures)
     return stmt
 
 

@@ -1,19 +1,21 @@
 """Request and response schemas of the contacts API."""
 from __future__ import annotations
 
-from marshmallow import RAISE, Schema, fields, post_load, pre_load, validate
+from marshmallow import RAISE, Schema, ValidationError, fields, post_load, pre_load, validate, validates_schema
 
 from services.common.catalog import CONSENT_CHANNELS, CONSENT_PURPOSES
 from services.common.emails import validate_email
 from services.common.pagination import PageArgs, sort_field
 from services.common.schemas import PHONE, Trimmed, TrimmedEmail
 
+from .analytics.contact_measures import FILTER_VOCABULARY
 from .attributes import DEFINITIONS_MAX, at_most_definitions, attribute_filter_args, without_attribute_filters
 from .filters import SORT_COLUMNS
 from .models import EMAIL_MAX, MONEY_PLACES, NAME_MAX, ORG_MAX, PHONE_MAX
 from .tags import TAG_RULE, Tag, Tags
 
 QUERY_MAX = 200
+CLV_BOUND = 10**14  # beyond any NUMERIC(18, 4) amount: a larger bound is a typo, not a filter
 CONSENT_KEYS = [f"{channel}:{purpose}" for channel in CONSENT_CHANNELS for purpose in CONSENT_PURPOSES]
 
 
@@ -60,6 +62,25 @@ class ContactQuerySchema(PageArgs):
     account_id = fields.UUID(metadata={"description": "Only the contacts of this account."})
     tag = fields.List(Tag(), validate=validate.Length(max=10), metadata={
         "description": "Only contacts with this tag; repeat it for contacts with all of them (`?tag=vip&tag=b2b`)."})
+
+    abc_class = fields.List(fields.String(validate=validate.OneOf(FILTER_VOCABULARY["abc_class"])), metadata={
+        "description": "Only contacts of this ABC class in the base currency's current analytics snapshot; repeat it "
+                       "for any of several (`?abc_class=A&abc_class=B`). The same for the four below."})
+    rfm_segment = fields.List(fields.String(validate=validate.OneOf(FILTER_VOCABULARY["rfm_segment"])))
+    quadrant = fields.List(fields.String(validate=validate.OneOf(FILTER_VOCABULARY["quadrant"])), metadata={
+        "description": "Profitability matrix quadrant."})
+    pyramid_level = fields.List(fields.String(validate=validate.OneOf(FILTER_VOCABULARY["pyramid_level"])))
+    stage = fields.List(fields.String(validate=validate.OneOf(FILTER_VOCABULARY["stage"])), metadata={
+        "description": "Lifecycle stage."})
+    clv_min = fields.Decimal(validate=validate.Range(min=-CLV_BOUND, max=CLV_BOUND), metadata={
+        "description": "Only contacts whose lifetime value (base currency, current snapshot) is at least this."})
+    clv_max = fields.Decimal(validate=validate.Range(min=-CLV_BOUND, max=CLV_BOUND), metadata={
+        "description": "Only contacts whose lifetime value is at most this."})
+
+    @validates_schema
+    def _clv_range(self, data, **_kw):
+        if data.get("clv_min") is not None and data.get("clv_max") is not None and data["clv_min"] > data["clv_max"]:
+            raise ValidationError("Must not be below clv_min.", "clv_max")
 
     # `?attr.<name>=<value>` (custom attributes) are not fields: collected apart, typed by their definitions later.
     @pre_load
@@ -119,10 +140,36 @@ class PurchasesSchema(Schema):
                               metadata={"description": "One entry per currency, by currency code."})
 
 
+def _nullable_money(description: str) -> fields.Decimal:
+    return fields.Decimal(as_string=True, places=MONEY_PLACES, allow_none=True, metadata={"description": description})
+
+
+class ContactAnalyticsSchema(Schema):
+    currency = fields.String(metadata={"description": "The snapshot's currency: the base currency."})
+    snapshot_id = fields.UUID(metadata={"description": "The refresh that computed these measures."})
+    as_of = fields.AwareDateTime(metadata={"description": "The instant the measures describe."})
+    abc_class = fields.String(allow_none=True)
+    recency_score = fields.Integer(allow_none=True)
+    frequency_score = fields.Integer(allow_none=True)
+    monetary_score = fields.Integer(allow_none=True)
+    rfm_segment = fields.String(allow_none=True)
+    clv = _nullable_money("Lifetime value: historical margin + predicted margin - cost to serve; null for a prospect.")
+    predicted_margin = _nullable_money("The discounted margin still expected; null for a prospect.")
+    historical_margin = _nullable_money("Margin of every purchase before as_of, less returns.")
+    cost_to_serve = _nullable_money("Interactions before as_of weighted by their cost per kind.")
+    current_profit = _nullable_money("Margin minus cost to serve in the window; null for a prospect.")
+    quadrant = fields.String(allow_none=True, metadata={"description": "best, invest, hold or worst."})
+    pyramid_level = fields.String(allow_none=True)
+    stage = fields.String(allow_none=True, metadata={"description": "Lifecycle stage."})
+
+
 class ContactDetailSchema(ContactSchema):
     purchases = fields.Nested(PurchasesSchema, metadata={
         "description": "Purchase metrics from `crm.purchase.recorded` and `crm.purchase.returned`; zero and empty "
                        "when there are none."})
+    analytics = fields.Nested(ContactAnalyticsSchema, allow_none=True, metadata={
+        "description": "The contact's measures in the base currency's current analytics snapshot "
+                       "(docs/api-analytics.md); null before the first snapshot and for a contact created since."})
 
 
 class ContactPageSchema(Schema):

@@ -17,6 +17,7 @@ from services.common.uow import UnitOfWork, insert_or_reread
 
 from . import timeline
 from .accounts import account_ids_for_emails
+from .analytics.contact_measures import RECORD_COLUMNS, contact_measures_view, with_contact_measures
 from .filters import SORT_COLUMNS, checked_filters, contacts_statement
 from .purchase_facts import TOTALS, Spend, purchases_view
 from .record_fields import changed_record_fields, new_record_fields
@@ -243,32 +244,36 @@ _CONTACTS = Contact.__table__
 _SUMMARY = ContactPurchaseSummary.__table__
 _METRICS = ContactPurchaseMetric.__table__
 
-# One round trip: the contact with its summary and one row per currency (LEFT JOINs, so a contact without
-# purchases is one row of NULLs on the right). At most a handful of currencies repeat the contact's columns.
+# One round trip: the contact with its summary, one row per currency and its measures in the base currency's
+# snapshot (LEFT JOINs, so a contact without purchases or measures is one row of NULLs on the right). At most a
+# handful of currencies repeat the contact's columns.
 # Plain columns rather than ORM entities, and built once: loading three mapped objects per row and building
 # the statement per call cost more CPU than the query itself.
 _CONTACT_DETAILS = (
     select(*_CONTACTS.columns, _SUMMARY.c.purchase_count, _SUMMARY.c.first_purchase_at, _SUMMARY.c.last_purchase_at,
            *(_METRICS.c[name].label(f"metric_{name}") for name in ("currency", *TOTALS)))
-    .select_from(_CONTACTS.outerjoin(_SUMMARY, _SUMMARY.c.contact_id == _CONTACTS.c.id)
-                 .outerjoin(_METRICS, _METRICS.c.contact_id == _CONTACTS.c.id))
+    .add_columns(*RECORD_COLUMNS)
+    .select_from(with_contact_measures(_CONTACTS.outerjoin(_SUMMARY, _SUMMARY.c.contact_id == _CONTACTS.c.id)
+                                       .outerjoin(_METRICS, _METRICS.c.contact_id == _CONTACTS.c.id), _CONTACTS.c.id))
     .where(_CONTACTS.c.id == bindparam("contact_id"))
     .order_by(_METRICS.c.currency)
 )
 _CONTACT_KEYS = tuple(column.key for column in _CONTACTS.columns)
 
 
-def get_contact_details(uow: UnitOfWork, contact_id: uuid.UUID) -> dict:
-    """One contact's fields and its `purchases` block (404 when unknown)."""
+def get_contact_details(uow: UnitOfWork, contact_id: uuid.UUID, *, analytics_currency: str | None = None) -> dict:
+    """One contact's fields, `purchases` block and `analytics` in that currency's snapshot (404 when unknown)."""
     with uow:
-        rows = uow.session.execute(_CONTACT_DETAILS, {"contact_id": contact_id}).all()
+        rows = uow.session.execute(_CONTACT_DETAILS, {"contact_id": contact_id,
+                                                      "analytics_currency": analytics_currency}).all()
         if not rows:
             raise missing_contact(uow.session, contact_id)
     first = rows[0]
     summary = first if first.purchase_count is not None else None
     metrics = [Spend(row.metric_currency, *(row._mapping[f"metric_{name}"] for name in TOTALS))
                for row in rows if row.metric_currency is not None]
-    return {**{key: first._mapping[key] for key in _CONTACT_KEYS}, "purchases": purchases_view(summary, metrics)}
+    return {**{key: first._mapping[key] for key in _CONTACT_KEYS}, "purchases": purchases_view(summary, metrics),
+            "analytics": contact_measures_view(first._mapping)}
 
 
 def list_contacts(uow: UnitOfWork, *, limit: int, cursor: str | None, sort: str | None = None, **filters) -> dict:

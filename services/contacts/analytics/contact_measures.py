@@ -24,25 +24,33 @@ _CA = CustomerAnalytics
 # The currency whose snapshot the record and the export show: bound per execution, so the statements are built once.
 ANALYTICS_CURRENCY = bindparam("analytics_currency", type_=String())
 
+# The record and the export join the shown row under names of their own, so a list filter's EXISTS over
+# customer_analytics (and current_refresh_id's subquery over analytics_refreshes) in the same statement is never
+# correlated to the joined tables.
+_SHOWN = CustomerAnalytics.__table__.alias("shown_analytics")
+_SHOWN_REFRESH = AnalyticsRefresh.__table__.alias("shown_refresh")
+
 # name -> (column, kind); `historical_margin` and `cost_to_serve` are the lifetime figures CLV is made of.
 CONTACT_MEASURES: dict[str, tuple[ColumnElement, str]] = {
-    "abc_class": (_CA.abc_class, TEXT), "recency_score": (_CA.recency_score, NUMBER),
-    "frequency_score": (_CA.frequency_score, NUMBER), "monetary_score": (_CA.monetary_score, NUMBER),
-    "rfm_segment": (_CA.rfm_segment, TEXT), "clv": (_CA.clv_units, MONEY),
-    "predicted_margin": (_CA.predicted_margin_units, MONEY), "historical_margin": (_CA.margin_total_units, MONEY),
-    "cost_to_serve": (_CA.cost_total_units, MONEY), "current_profit": (_CA.current_profit_units, MONEY),
-    "quadrant": (_CA.quadrant, TEXT), "pyramid_level": (_CA.pyramid_level, TEXT), "stage": (_CA.stage, TEXT),
+    "abc_class": (_SHOWN.c.abc_class, TEXT), "recency_score": (_SHOWN.c.recency_score, NUMBER),
+    "frequency_score": (_SHOWN.c.frequency_score, NUMBER), "monetary_score": (_SHOWN.c.monetary_score, NUMBER),
+    "rfm_segment": (_SHOWN.c.rfm_segment, TEXT), "clv": (_SHOWN.c.clv_units, MONEY),
+    "predicted_margin": (_SHOWN.c.predicted_margin_units, MONEY),
+    "historical_margin": (_SHOWN.c.margin_total_units, MONEY), "cost_to_serve": (_SHOWN.c.cost_total_units, MONEY),
+    "current_profit": (_SHOWN.c.current_profit_units, MONEY), "quadrant": (_SHOWN.c.quadrant, TEXT),
+    "pyramid_level": (_SHOWN.c.pyramid_level, TEXT), "stage": (_SHOWN.c.stage, TEXT),
 }
 _PREFIX = "analytics_"
-RECORD_COLUMNS = (_CA.refresh_id.label(f"{_PREFIX}snapshot_id"), AnalyticsRefresh.as_of.label(f"{_PREFIX}as_of"),
-                  AnalyticsRefresh.currency.label(f"{_PREFIX}currency"),
+RECORD_COLUMNS = (_SHOWN.c.refresh_id.label(f"{_PREFIX}snapshot_id"), _SHOWN_REFRESH.c.as_of.label(f"{_PREFIX}as_of"),
+                  _SHOWN_REFRESH.c.currency.label(f"{_PREFIX}currency"),
                   *(column.label(_PREFIX + name) for name, (column, _k) in CONTACT_MEASURES.items()))
 
 
 def with_contact_measures(joined, contact_id: ColumnElement, currency=ANALYTICS_CURRENCY) -> Join:
     """`joined` LEFT JOIN the contact's row of `currency`'s current snapshot and its refresh (for RECORD_COLUMNS)."""
-    return (joined.outerjoin(_CA, and_(_CA.contact_id == contact_id, _CA.refresh_id == current_refresh_id(currency)))
-            .outerjoin(AnalyticsRefresh, AnalyticsRefresh.id == _CA.refresh_id))
+    shown = and_(_SHOWN.c.contact_id == contact_id, _SHOWN.c.refresh_id == current_refresh_id(currency))
+    return (joined.outerjoin(_SHOWN, shown)
+            .outerjoin(_SHOWN_REFRESH, _SHOWN_REFRESH.c.id == _SHOWN.c.refresh_id))
 
 
 def contact_measures_view(values: Mapping) -> dict | None:

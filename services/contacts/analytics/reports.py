@@ -69,7 +69,8 @@ REPORTS: dict[str, Report] = {report.measure: report for report in (
     Report("lifecycle", _CA.stage.is_not(None), STAGES, "stage", _CA.stage, "-last_purchase_at",
            _CA.last_purchase_any_at,
            dict(stage=(_CA.stage, TEXT), stage_source=(_CA.stage_source, TEXT),
-                   purchases=(_CA.purchases_all_currencies, NUMBER), last_purchase_at=(_CA.last_purchase_any_at, TIME))),
+                   purchases=(_CA.purchases_all_currencies, NUMBER),
+                   last_purchase_at=(_CA.last_purchase_any_at, TIME))),
 )}
 
 

@@ -174,7 +174,8 @@ def clv_from_bands(rows: Iterable, *, retention: Decimal, discount_rate: Decimal
     customers, clv, predicted, margin, cost = totals
     return {"customers": customers, "total": units_text(clv), "average": units_text(average_units(clv, customers)),
             "predicted_margin": units_text(predicted), "historical_margin": units_text(margin),
-            "cost_to_serve": units_text(cost), "retention": format(retention.quantize(SHARE_PLACES, rounding=ROUND_HALF_EVEN), "f"),
+            "cost_to_serve": units_text(cost),
+            "retention": format(retention.quantize(SHARE_PLACES, rounding=ROUND_HALF_EVEN), "f"),
             "discount_rate": str(discount_rate),
             "bands": bands}
 

@@ -51,9 +51,8 @@ MONEY_KEYS = {"revenue_window": "revenue_window_units", "margin_total": "margin_
               "predicted_margin": "predicted_margin_units", "clv": "clv_units", "current_profit": "current_profit_units"}
 
 
-@pytest.fixture
-def contacts(runtime) -> dict[str, uuid.UUID]:
-    """The five customers, created in the order ann..eve."""
+def make_contacts(runtime) -> dict[str, uuid.UUID]:
+    """The five customers, created in the order ann..eve; name -> id."""
     ids = {}
     with runtime.session_factory() as s, s.begin():
         for name in CUSTOMERS:
@@ -62,6 +61,11 @@ def contacts(runtime) -> dict[str, uuid.UUID]:
             s.add(contact)
             ids[name] = contact.id
     return ids
+
+
+@pytest.fixture
+def contacts(runtime) -> dict[str, uuid.UUID]:
+    return make_contacts(runtime)
 
 
 def write_snapshot(runtime, contacts, *, currency="EUR", customers=CUSTOMERS, as_of=AS_OF,
@@ -109,7 +113,8 @@ def _emails(body) -> list[str]:
 def _every_page(client, url, limit=1) -> list[str]:
     seen, cursor = [], None
     while True:
-        body = _get(client, f"{url}{'&' if '?' in url else '?'}limit={limit}" + (f"&cursor={cursor}" if cursor else ""))
+        page = f"{url}{'&' if '?' in url else '?'}limit={limit}"
+        body = _get(client, page + (f"&cursor={cursor}" if cursor else ""))
         seen += _emails(body)
         cursor = body["next_cursor"]
         if cursor is None:

@@ -144,9 +144,9 @@ def test_a_contact_is_returned_with_its_version_as_the_etag(client, rw_headers):
     contact = _create(client, rw_headers, company="Acme")
     response = client.get(f"{BASE}/{contact['id']}", headers=identity_headers("contacts:read"))
     assert response.status_code == 200
-    # The single contact adds its purchase metrics, empty for a new contact.
+    # The single contact adds its purchase metrics, empty for a new contact, and no analytics before a snapshot.
     assert response.json == {**contact, "purchases": {"count": 0, "first_purchase_at": None, "last_purchase_at": None,
-                                                      "total_spend": []}}
+                                                      "total_spend": []}, "analytics": None}
     assert response.headers["ETag"] == 'W/"1"'
 
 
