@@ -9,13 +9,13 @@ API shows it as it is. Formulas: docs/analytics.md; the shapes: docs/api-analyti
 from __future__ import annotations
 
 from collections.abc import Iterable, Mapping
-from datetime import timedelta
 from decimal import ROUND_HALF_EVEN, Decimal
 
 from sqlalchemy import case, func, select
 from sqlalchemy.orm import Session
 
-from ..models import AnalyticsRefresh, Contact, ContactPurchase, CustomerAnalytics
+from ..models import AnalyticsRefresh, CustomerAnalytics
+from . import measures
 from .params import ABC_CLASSES, MEDIAN, PYRAMID_LEVELS, QUADRANTS, RFM_SEGMENTS, STAGES, Parameters
 from .snapshots import money, to_units
 
@@ -71,12 +71,6 @@ def threshold_units(threshold: Decimal | str, median_units: int | None) -> int |
 def lower_median_offset(count: int) -> int:
     """0-based position of the lower median among `count` ascending values."""
     return (count - 1) // 2
-
-
-def retention_used(base: int, retained: int, params: Parameters) -> Decimal:
-    """Observed retention retained / base (default_retention without a base), capped at max_retention."""
-    observed = Decimal(retained) / Decimal(base) if base else Decimal(params.default_retention)
-    return min(observed, Decimal(params.max_retention))
 
 
 # -- the summaries ----------------------------------------------------------------------------------------------
@@ -158,8 +152,8 @@ def clv_summary(session: Session, refresh: AnalyticsRefresh, params: Parameters)
                func.sum(ranked.c.clv_units), func.sum(ranked.c.predicted_margin_units),
                func.sum(ranked.c.margin_total_units), func.sum(ranked.c.cost_total_units))
         .group_by(ranked.c.band).order_by(ranked.c.band)).all()
-    base, retained = observed_retention(session, refresh)
-    return clv_from_bands(rows, retention=retention_used(base, retained, params),
+    # The r the clv step used, counted again from the snapshot's rows (analytics/measures.py).
+    return clv_from_bands(rows, retention=measures.retention(session, refresh, params),
                           discount_rate=Decimal(params.discount_rate))
 
 
@@ -178,24 +172,6 @@ def clv_from_bands(rows: Iterable, *, retention: Decimal, discount_rate: Decimal
             "retention": format(retention.quantize(SHARE_PLACES, rounding=ROUND_HALF_EVEN), "f"),
             "discount_rate": str(discount_rate),
             "bands": bands}
-
-
-def observed_retention(session: Session, refresh: AnalyticsRefresh) -> tuple[int, int]:
-    """(customers who bought in [T-730d, T-365d), of those how many bought again in [T-365d, T)), this currency.
-
-    The same figure the CLV step used (docs/analytics.md): counted again here so the report can say which
-    retention its predicted margins rest on.
-    """
-    year, as_of = timedelta(days=365), refresh.as_of
-    bought = (select(ContactPurchase.contact_id,
-                     func.max(case((ContactPurchase.occurred_at >= as_of - year, 1), else_=0)).label("kept"))
-              .join(Contact, Contact.id == ContactPurchase.contact_id)
-              .where(ContactPurchase.currency == refresh.currency, ContactPurchase.occurred_at >= as_of - 2 * year,
-                     ContactPurchase.occurred_at < as_of)
-              .group_by(ContactPurchase.contact_id)
-              .having(func.min(ContactPurchase.occurred_at) < as_of - year).subquery())
-    base, retained = session.execute(select(func.count(), func.coalesce(func.sum(bought.c.kept), 0))).one()
-    return base, int(retained)
 
 
 def profitability_summary(session: Session, refresh: AnalyticsRefresh, params: Parameters) -> dict:

@@ -14,7 +14,7 @@ from sqlalchemy import select
 
 from services.contacts.analytics.params import Parameters
 from services.contacts.analytics.summaries import summarize
-from services.contacts.models import AnalyticsRefresh, Contact, ContactPurchase, CustomerAnalytics
+from services.contacts.models import AnalyticsRefresh, Contact, CustomerAnalytics
 from tests.support.auth import identity_headers
 
 pytestmark = pytest.mark.integration
@@ -221,22 +221,11 @@ def test_the_clv_report_has_totals_the_retention_and_quintiles_and_customers_by_
 
 
 def test_the_clv_summary_names_the_retention_observed_over_the_last_two_years(runtime, client, contacts):
-    year = timedelta(days=365)
-    bought = [("ann", AS_OF - year - timedelta(days=10)), ("ann", AS_OF - timedelta(days=3)),
-              ("bob", AS_OF - year - timedelta(days=1)), ("cy", AS_OF - 2 * year + timedelta(days=1)),
-              ("cy", AS_OF - timedelta(days=300)), ("dee", AS_OF - 2 * year - timedelta(days=1)),  # too early
-              ("dee", AS_OF - timedelta(days=1))]
-    with runtime.session_factory() as s, s.begin():
-        for name, when in bought:
-            s.add(ContactPurchase(purchase_id=uuid.uuid4(), contact_id=contacts[name], amount=10, currency="EUR",
-                                  occurred_at=when))
-        # Another currency and an unknown contact count for nothing.
-        s.add(ContactPurchase(purchase_id=uuid.uuid4(), contact_id=contacts["eve"], amount=10, currency="USD",
-                              occurred_at=AS_OF - year - timedelta(days=5)))
-        s.add(ContactPurchase(purchase_id=uuid.uuid4(), contact_id=uuid.uuid4(), amount=10, currency="EUR",
-                              occurred_at=AS_OF - year - timedelta(days=5)))
-    write_snapshot(runtime, contacts)
-    # ann, bob and cy bought in the year before last; ann and cy bought again: 2/3.
+    # ann, bob and cy bought in the year before last; ann and cy bought again in the last year: 2/3.
+    years = {"ann": (1, 2), "bob": (3, 0), "cy": (1, 1), "dee": (0, 2)}
+    customers = {name: {**values, **dict(zip(("purchases_year_before", "purchases_last_year"), years[name]))}
+                 if name in years else values for name, values in CUSTOMERS.items()}
+    write_snapshot(runtime, contacts, customers=customers)
     assert _get(client, f"{BASE}/clv")["summary"]["retention"] == "0.6667"
 
 
