@@ -90,13 +90,15 @@ class Records:
         # Erasing is for good: the erasure route works on a person of its own, never on the shared contact.
         erased = _post(f"{contacts}", self.admin, {"email": "eve@schemathesis.example"})
         erasure = _post(f"{contacts}/{erased['id']}/erasure", self.admin, {})
+        segment = _post(f"{api}/segments", self.admin, {"name": "Schemathesis VIPs", "rules": {
+            "all": [{"field": "tags", "op": "has", "value": "vip"}]}})
         refresh = _post(f"{api}/analytics/refreshes", self.admin, {})
         self.existing = {
             "contact_id": contact["id"], "lead_id": lead["id"], "program_id": program["id"], "member_id": member["id"],
             "transaction_id": purchase["transaction_id"], "purchase_id": purchase["id"], "partner_id": partner,
             "contract_id": contract, "version": 1, "key_id": victim["id"], "account_id": account["id"], "tag": "vip",
             "name": "tier", "interaction_id": interaction["id"], "import_id": imported["id"],
-            "erasure_id": erasure["id"], "refresh_id": refresh["id"],
+            "erasure_id": erasure["id"], "refresh_id": refresh["id"], "segment_id": segment["id"],
         }
         self.portal_existing = {"contract_id": portal_contract}
         self.erased_contact = erased["id"]

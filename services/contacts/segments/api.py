@@ -204,6 +204,7 @@ class SegmentMembers(MethodView):
     @blp.arguments(PageArgs, location="query")
     @blp.response(200, MemberPageSchema)
     @blp.alt_response(404, description="No segment has this id.")
+    @blp.alt_response(422, description="A bad cursor, or the saved rules name a custom attribute since deleted.")
     def get(self, args, segment_id):
         """The contacts the segment's rules match now (computed in SQL), with their measures."""
         return service.segment_members(read_uow(), segment_id, **args)
@@ -214,6 +215,7 @@ class SegmentCount(MethodView):
     @requires("contacts:read")
     @blp.response(200, CountSchema)
     @blp.alt_response(404, description="No segment has this id.")
+    @blp.alt_response(422, description="The saved rules name a custom attribute since deleted.")
     def get(self, segment_id):
         """How many contacts the segment's rules match now, beside the count at the last refresh."""
         return service.segment_count(read_uow(), segment_id)
