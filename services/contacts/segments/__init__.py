@@ -1,1 +1,1 @@
-"""Saved segments: rule sets over contacts, their measures and metrics, evaluated in SQL (docs/analytics.md)."""
+"""Saved segments: rule sets over contacts, their measures and metrics, evaluated in SQL (docs/segments.md)."""

@@ -331,7 +331,7 @@ def _condition(node: dict, path: str, definitions: Mapping, problems: _Problems)
         return None
     allowed = OPERATORS[kind.kind]
     if op not in allowed:
-        problems.add(f"{path}.op", f"{name[:60]} holds a {kind.kind}: use one of " + ", ".join(allowed) + ".")
+        problems.add(f"{path}.op", f"{name[:60]} is of type {kind.kind}: use one of " + ", ".join(allowed) + ".")
         return None
     if "value" not in node and op != "exists":
         problems.add(f"{path}.value", "Required.")
