@@ -326,3 +326,24 @@ def test_merging_and_erasing_a_contact_drop_its_memberships(client, rw_headers, 
                           headers=identity_headers("contacts:read", "contacts:write", "contacts:erase"))
     assert erasure.status_code in (200, 201, 202), erasure.get_data(as_text=True)
     assert _members(runtime, segment) == {people.ann, people.dee}
+
+
+def test_the_analytics_refresh_brings_memberships_up_to_date(client, rw_headers, runtime, store, people):
+    from services.contacts.analytics.refresh import RefreshRunner
+
+    vip = _create(client, rw_headers, name="VIP", rules={"all": [_c("tags", "has", "vip")]}).json["id"]
+    runner = RefreshRunner(runtime)
+
+    def refresh():
+        requested = runner.request(currency="EUR", parameters=None, as_of=None, trigger="cli", requested_by="test")
+        done = runner.run_here(requested.id)
+        assert (done.status, done.error) == ("completed", None)
+        return str(done.id)
+
+    first = refresh()
+    [event] = store.events("crm.segment.entered")
+    assert (event["data"]["segment_id"], event["data"]["contact_id"], event["data"]["refresh_id"]) == (
+        vip, str(people.ann), first)
+    refresh()
+    assert len(store.events("crm.segment.entered")) == 1 and not store.events("crm.segment.left")
+    assert client.get(f"{BASE}/{vip}", headers=READ).json["member_count"] == 1
