@@ -27,6 +27,7 @@ from ..tags import normalize_tag
 
 MAX_DEPTH = 5  # groups (all, any, not) nested at most this deep
 MAX_CONDITIONS = 50
+MAX_GROUPS = 50  # so a document of empty groups cannot grow the SQL without bound either
 MAX_LIST = 100  # values of in, not_in, has_any, has_all, has_none
 MAX_TEXT = 1000
 MAX_OFFSET_DAYS = 36_500  # a relative time reaches at most a hundred years either way
@@ -151,6 +152,11 @@ class _Problems:
     def __init__(self):
         self.errors: dict[str, list[str]] = {}
         self.conditions = 0
+        self.groups = 0
+
+    @property
+    def too_many(self) -> bool:
+        return self.conditions > MAX_CONDITIONS or self.groups > MAX_GROUPS
 
     def add(self, path: str, message: str) -> None:
         self.errors.setdefault(path, []).append(message)
@@ -359,6 +365,7 @@ def _rule(node, path: str, depth: int, definitions: Mapping, problems: _Problems
         problems.add(path, "A group has exactly one key: all, any or not.")
         return None
     key = groups[0]
+    problems.groups += 1
     if depth > MAX_DEPTH:
         problems.add(f"{path}.{key}", f"Groups nest at most {MAX_DEPTH} deep.")
         return None
@@ -371,7 +378,7 @@ def _rule(node, path: str, depth: int, definitions: Mapping, problems: _Problems
         return None
     parts = []
     for index, item in enumerate(items):
-        if problems.conditions > MAX_CONDITIONS:
+        if problems.too_many:
             break
         parts.append(_rule(item, f"{path}.{key}.{index}", depth + 1, definitions, problems, condition_ok=True))
     return (All if key == "all" else Any)(tuple(parts))
@@ -384,8 +391,8 @@ def parse_rules(document, definitions: Mapping | None = None) -> Rule:
     """
     problems = _Problems()
     rule = _rule(document, ROOT, 1, definitions or {}, problems, condition_ok=False)
-    if problems.conditions > MAX_CONDITIONS:
-        problems.add(ROOT, f"A segment has at most {MAX_CONDITIONS} conditions.")
+    if problems.too_many:
+        problems.add(ROOT, f"A segment has at most {MAX_CONDITIONS} conditions and {MAX_GROUPS} groups.")
     if problems.errors:
         raise Unprocessable("The segment's rules are not valid; `errors` names each mistake by its path.",
                             errors=problems.errors)

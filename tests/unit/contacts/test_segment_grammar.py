@@ -150,6 +150,11 @@ def test_at_most_fifty_conditions():
     assert "rules" in _errors({"all": [_c("email", "exists", True)] * (grammar.MAX_CONDITIONS + 1)})
 
 
+def test_at_most_fifty_groups():
+    parse_rules({"any": [{"all": []}] * (grammar.MAX_GROUPS - 1)})
+    assert "rules" in _errors({"any": [{"all": []}] * grammar.MAX_GROUPS})
+
+
 def test_five_levels_of_groups_are_allowed():
     parse_rules({"all": [{"any": [{"not": {"all": [{"any": [_c("email", "exists", True)]}]}}]}]})
 
