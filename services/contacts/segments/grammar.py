@@ -16,7 +16,7 @@ import uuid
 from collections.abc import Mapping
 from dataclasses import dataclass
 from datetime import date, datetime, timedelta, timezone
-from decimal import Decimal, InvalidOperation
+from decimal import Decimal
 
 from services.common.catalog import CONSENT_CHANNELS, CONSENT_PURPOSES
 from services.common.problems import Unprocessable
@@ -428,10 +428,3 @@ def to_document(rule: Rule) -> dict:
         return {"not": to_document(rule.part)}
     return {"all" if isinstance(rule, All) else "any": [to_document(part) for part in rule.parts]}
 
-
-def money_units(amount: Decimal) -> int:
-    """An amount in the analytics tables' integer units of 1/10,000 (exact: amounts have at most 4 places)."""
-    try:
-        return int(amount * UNITS_PER_UNIT)
-    except InvalidOperation:  # pragma: no cover - _money refuses such amounts
-        raise ValueError(amount) from None
