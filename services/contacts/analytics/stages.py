@@ -5,11 +5,14 @@ one implements the hook: a million calls for nobody would cost a minute), and th
 compared with `contact_stages`, each contact's stage as last published. Every difference is a change: one
 crm.contact.stage_changed (previous_stage null the first time) and the new stage in `contact_stages`.
 
-A first refresh changes every contact, a million on a large database, so the comparison runs in batches of
-the snapshot in contact order, each one statement on PostgreSQL: the differing rows, their upsert and their
-outbox rows together, the events' JSON put together in SQL around a template rendered once (no object per
-row). Elsewhere (SQLite) the rows go through the ORM and `uow.add_event`. Runs in the caller's unit of work;
-the runner commits it as the `stages` step.
+A first refresh changes every contact, a million on a large database. On PostgreSQL the differences are one
+query (a hash join of the snapshot and contact_stages) read through a server-side cursor, and each batch of
+them is one statement: their new stages and their outbox rows together, the events' JSON put together in SQL
+around a template rendered once (no object per row). Elsewhere (SQLite) the rows go through the ORM and
+`uow.add_event`. Runs in the caller's unit of work; the runner commits it as the `stages` step.
+
+Measured on PostgreSQL 15 (2 CPUs shared with other work): 100,000 contacts' first stages in 2-5 s, 1,000,000 in
+30-70 s; a refresh that changes nothing reads 1,000,000 in under 3 s.
 """
 from __future__ import annotations
 
@@ -94,17 +97,22 @@ def forget_erased(session) -> int:
     return session.execute(delete(ContactStage).where(gone).execution_options(synchronize_session=False)).rowcount
 
 
-# -- PostgreSQL: one statement per batch ---------------------------------------------------------------------
+# -- PostgreSQL: one query streamed, one statement per batch -------------------------------------------------
 
-_CHANGES = """
+# Every contact whose snapshot stage differs from its published one, read through a server-side cursor: one
+# pass over the snapshot however many batches.
+_DIFFERENCES = """
+SELECT ca.contact_id, ca.stage, COALESCE(ca.stage_source, 'rules') AS source, cs.stage AS previous
+FROM customer_analytics ca
+LEFT JOIN contact_stages cs ON cs.contact_id = ca.contact_id
+WHERE ca.refresh_id = %(refresh_id)s AND ca.stage IS NOT NULL AND ca.stage IS DISTINCT FROM cs.stage
+"""
+
+# One batch of those differences, sent as arrays: the new stages and the events, together.
+_RECORD = """
 WITH changed AS (
-    SELECT ca.contact_id, ca.stage, COALESCE(ca.stage_source, 'rules') AS source, cs.stage AS previous
-    FROM customer_analytics ca
-    LEFT JOIN contact_stages cs ON cs.contact_id = ca.contact_id
-    WHERE ca.refresh_id = %(refresh_id)s AND ca.contact_id > %(after)s AND ca.stage IS NOT NULL
-      AND ca.stage IS DISTINCT FROM cs.stage
-    ORDER BY ca.contact_id
-    LIMIT %(limit)s
+    SELECT * FROM unnest(%(ids)s::uuid[], %(stages)s::text[], %(sources)s::text[], %(previous)s::text[])
+        AS c(contact_id, stage, source, previous)
 ),
 upserted AS (
     INSERT INTO contact_stages (contact_id, stage, previous_stage, source, refresh_id, changed_at)
@@ -117,11 +125,10 @@ upserted AS (
 announced AS (
     INSERT INTO outbox (event_id, event_type, payload, created_at, attempts)
     SELECT e.event_id, %(event_type)s, __payload__, %(now)s, 0
-    FROM (SELECT gen_random_uuid() AS event_id, c.* FROM changed c ORDER BY c.contact_id) e
+    FROM (SELECT gen_random_uuid() AS event_id, c.* FROM changed c) e
     RETURNING 1
 )
-SELECT (SELECT count(*) FROM upserted) AS changed, (SELECT count(*) FROM announced) AS announced,
-       (SELECT contact_id FROM changed ORDER BY contact_id DESC LIMIT 1) AS last_id
+SELECT (SELECT count(*) FROM upserted), (SELECT count(*) FROM announced)
 """
 
 # Where the event takes a value of its row: the SQL giving that value's JSON text.
@@ -129,26 +136,34 @@ _HOLES = {"id": "'\"' || e.event_id || '\"'", "subject": "'\"' || e.contact_id |
           "contact_id": "'\"' || e.contact_id || '\"'", "stage": "to_json(e.stage)::text",
           "previous_stage": "COALESCE(to_json(e.previous)::text, 'null')", "source": "to_json(e.source)::text"}
 
+# Refreshes of two currencies may reach this step together; each waits for the other's to commit, so the
+# second compares with the stages the first published instead of publishing the same change again.
+_STAGES_LOCK = "SELECT pg_advisory_xact_lock(hashtext('crm.contacts.analytics.stages'))"
+
 
 def _publish_changes_on_postgres(uow: UnitOfWork, refresh, batch_rows: int) -> int:
     session = uow.session
-    session.flush()  # the overrides above, if any, must be seen by the statement
-    session.execute(text("SET LOCAL jit = off"))  # compiling the statement would take longer than running it
+    session.flush()  # the overrides above, if any, must be seen by the query
+    session.execute(text(_STAGES_LOCK))
+    session.execute(text("SET LOCAL jit = off"))  # compiling the statements would take longer than running them
+    # A cursor is planned for its first tenth by default (nested loops, index probes); this one is read to the
+    # end, so plan for all of it (a hash join of two sequential scans).
+    session.execute(text("SET LOCAL cursor_tuple_fraction = 1.0"))
     now = utcnow()
-    params = {"refresh_id": refresh.id, "now": now, "limit": batch_rows, "event_type": EVENT_TYPE,
-              "after": uuid.UUID(int=0)}
-    statement = _CHANGES.replace("__payload__", _payload(uow, refresh, now, params))
+    params = {"refresh_id": refresh.id, "now": now, "event_type": EVENT_TYPE}
+    record = _RECORD.replace("__payload__", _payload(uow, refresh, now, params))
     changed = announced = 0
     connection = session.connection().connection.driver_connection
-    with connection.cursor() as cursor:
-        # Each batch takes the next `batch_rows` differing rows after the last one it changed; fewer: the end.
-        while True:
-            count, events, last_id = cursor.execute(statement, params, prepare=False).fetchone()
+    with connection.cursor(name=f"stage_changes_{uuid.uuid4().hex}") as differences, connection.cursor() as writer:
+        differences.itersize = batch_rows
+        differences.execute(_DIFFERENCES, {"refresh_id": refresh.id})
+        while rows := differences.fetchmany(batch_rows):
+            ids, stages, sources, previous = (list(column) for column in zip(*rows))
+            # Never prepared: a generic plan would not know how many rows the arrays hold.
+            count, events = writer.execute(record, {**params, "ids": ids, "stages": stages, "sources": sources,
+                                                    "previous": previous}, prepare=False).fetchone()
             changed += count
             announced += events
-            if count < batch_rows:
-                break
-            params["after"] = last_id
     if announced:
         # As UnitOfWork.commit does for the events it records: the relay publishes as soon as this commits.
         session.execute(text(f"NOTIFY {OUTBOX_NOTIFY_CHANNEL}"))
