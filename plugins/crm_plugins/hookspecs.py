@@ -10,7 +10,14 @@ from collections.abc import Sequence
 
 import pluggy
 
-from .types import CustomerInput, LeadInput, PointAward, ProgramInput, PurchaseInput, ScoreFactor
+from .types import (
+    CustomerInput,
+    LeadInput,
+    PointAward,
+    ProgramInput,
+    PurchaseInput,
+    ScoreFactor,
+)
 
 PROJECT_NAME = "crm"
 

@@ -23,7 +23,15 @@ from datetime import datetime, timezone
 from decimal import Decimal
 
 from .host import PluginHost
-from .types import CustomerInput, LeadInput, PointsDecision, ProgramInput, PurchaseInput, ScoreDecision, StageDecision
+from .types import (
+    CustomerInput,
+    LeadInput,
+    PointsDecision,
+    ProgramInput,
+    PurchaseInput,
+    ScoreDecision,
+    StageDecision,
+)
 
 _SAMPLE_LEAD = LeadInput(
     id=None,

@@ -17,7 +17,13 @@ from sqlalchemy import delete, select
 from services.common.catalog import make_event, parse_event
 from services.contacts.analytics.params import Parameters
 from services.contacts.analytics.stages import apply_stages
-from services.contacts.models import AnalyticsRefresh, Contact, ContactStage, CustomerAnalytics, OutboxMessage
+from services.contacts.models import (
+    AnalyticsRefresh,
+    Contact,
+    ContactStage,
+    CustomerAnalytics,
+    OutboxMessage,
+)
 
 pytestmark = pytest.mark.integration
 

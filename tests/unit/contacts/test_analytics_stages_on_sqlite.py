@@ -11,7 +11,13 @@ from sqlalchemy import delete, select
 from services.common.catalog import parse_event
 from services.contacts.analytics.params import Parameters
 from services.contacts.analytics.stages import apply_stages
-from services.contacts.models import AnalyticsRefresh, Contact, ContactStage, CustomerAnalytics, OutboxMessage
+from services.contacts.models import (
+    AnalyticsRefresh,
+    Contact,
+    ContactStage,
+    CustomerAnalytics,
+    OutboxMessage,
+)
 
 AS_OF = datetime(2026, 6, 1, tzinfo=UTC)
 
