@@ -5,9 +5,11 @@ pin the `stages` step itself; test_analytics_job.py runs whole refreshes.
 """
 from __future__ import annotations
 
+import dataclasses
 import json
 import uuid
 from datetime import UTC, datetime, timedelta
+from decimal import Decimal
 
 import pytest
 from crm_plugins import hookimpl
@@ -15,7 +17,10 @@ from crm_plugins.testing import make_host
 from sqlalchemy import delete, select
 
 from services.common.catalog import make_event, parse_event
+from services.common.db import utcnow
+from services.contacts import purchase_facts
 from services.contacts.analytics.params import Parameters
+from services.contacts.analytics.refresh import RefreshRunner
 from services.contacts.analytics.stages import apply_stages
 from services.contacts.models import (
     AnalyticsRefresh,
@@ -210,3 +215,57 @@ def test_the_events_json_is_what_add_event_writes_for_the_same_change(runtime):
 
     assert comparable(written) == comparable(expected.to_json())
     assert uuid.UUID(json.loads(written)["id"]) and list(json.loads(written)) == list(json.loads(expected.to_json()))
+
+
+# -- whole refreshes: purchases in, stages and events out ------------------------------------------------------
+
+def _bought(runtime, contact_id, *, days_ago: int) -> None:
+    purchase_facts.record_purchase(runtime.uow(), {
+        "purchase_id": uuid.uuid4(), "contact_id": contact_id, "currency": "EUR", "amount": Decimal("20.00"),
+        "margin": None, "occurred_at": utcnow() - timedelta(days=days_ago)})
+
+
+def _refresh(runtime) -> AnalyticsRefresh:
+    runner = RefreshRunner(runtime)
+    requested = runner.request(currency="EUR", parameters=None, as_of=None, trigger="cli", requested_by="test")
+    done = runner.run_here(requested.id)
+    assert (done.status, done.error) == ("completed", None)
+    return done
+
+
+def _changes(runtime) -> list[tuple]:
+    return sorted((e.data["contact_id"], e.data["previous_stage"], e.data["stage"], e.data["source"])
+                  for e in _published(runtime))
+
+
+def test_refreshes_publish_first_stages_then_only_what_a_purchase_changed(runtime):
+    buyer, prospect = _contacts(runtime, 2)
+    _bought(runtime, buyer, days_ago=30)
+
+    _refresh(runtime)
+    assert _changes(runtime) == sorted([(buyer, None, "new", "rules"), (prospect, None, "prospect", "rules")])
+
+    _forget_published(runtime)
+    _refresh(runtime)
+    assert _published(runtime) == []
+
+    _bought(runtime, buyer, days_ago=2)
+    latest = _refresh(runtime)
+    assert _changes(runtime) == [(buyer, "new", "general", "rules")]
+    assert (_stage_rows(runtime)[buyer].stage, _stage_rows(runtime)[buyer].refresh_id) == ("general", latest.id)
+
+
+def test_a_refresh_with_plugins_records_the_deciding_plugin_and_survives_a_broken_one(runtime):
+    promoted, kept = _contacts(runtime, 2)
+    for days_ago in (40, 20):
+        _bought(runtime, promoted, days_ago=days_ago)  # 2 purchases: general, which Promotes makes repeater
+    _bought(runtime, kept, days_ago=5)  # 1 purchase: new, left to the rules
+    plugins = make_host(Promotes(), Raising(), names=["vip_rules", "broken"])
+
+    done = _refresh(dataclasses.replace(runtime, plugins=plugins))
+
+    assert _changes(runtime) == sorted([(promoted, None, "repeater", "vip_rules"), (kept, None, "new", "rules")])
+    with runtime.session_factory() as s:
+        stored = dict(s.execute(select(CustomerAnalytics.contact_id, CustomerAnalytics.stage_source)
+                                .where(CustomerAnalytics.refresh_id == done.id)).all())
+    assert stored == {promoted: "vip_rules", kept: "rules"}
