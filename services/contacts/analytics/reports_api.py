@@ -33,7 +33,8 @@ SUMMARIES = {
     "profitability": "The profitability matrix: customers and profit per quadrant with the thresholds used, and the "
                      "customers of a quadrant by current profit.",
     "pyramid": "The customer pyramid: customers and revenue per level, and the customers of a level by revenue.",
-    "lifecycle": "Lifecycle stages: customers per stage, and the customers of a stage by their purchases (every currency).",
+    "lifecycle": "Lifecycle stages: customers per stage, and the customers of a stage by their purchases (every "
+                 "currency).",
 }
 
 

@@ -48,7 +48,8 @@ CUSTOMERS = {
 }
 MONEY_KEYS = {"revenue_window": "revenue_window_units", "margin_total": "margin_total_units",
               "cost_total": "cost_total_units", "abc_cumulative": "abc_cumulative_units",
-              "predicted_margin": "predicted_margin_units", "clv": "clv_units", "current_profit": "current_profit_units"}
+              "predicted_margin": "predicted_margin_units", "clv": "clv_units",
+              "current_profit": "current_profit_units"}
 
 
 def make_contacts(runtime) -> dict[str, uuid.UUID]:
