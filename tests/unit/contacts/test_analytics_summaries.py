@@ -129,3 +129,42 @@ def test_summarize_an_empty_snapshot(runtime):
     assert summary["clv"]["bands"] == [] and summary["clv"]["average"] is None
     assert summary["clv"]["retention"] == "0.5000"  # nobody bought in the year before last: the default
     assert summary["profitability"]["thresholds"]["current"] == {"rule": "median", "value": None}
+
+
+# -- the reads on SQLite ----------------------------------------------------------------------------------------
+
+def test_a_report_pages_and_a_contacts_measures_read_alike_on_sqlite(runtime):
+    from services.contacts import service
+    from services.contacts.analytics.reports import read_report
+    from services.contacts.models import Contact
+
+    with runtime.session_factory() as s, s.begin():
+        people = [Contact(id=uuid.uuid4(), email=f"p{i}@example.com", email_normalized=f"p{i}@example.com")
+                  for i in range(5)]
+        s.add_all(people)
+    revenue = [300, 100, 100, 100, 0]  # three tie: the contact id decides
+    rows = [dict(revenue_window_units=units * UNIT, pyramid_level="top" if units else "prospect", stage="new",
+                 clv_units=units * UNIT) for units in revenue]
+    refresh, _params = _snapshot(runtime, [])
+    with runtime.session_factory() as s, s.begin():
+        s.add_all(CustomerAnalytics(refresh_id=refresh.id, contact_id=person.id, **row)
+                  for person, row in zip(people, rows))
+    tied = sorted((person.id for person in people[1:4]), reverse=True)
+    expected = [people[0].id, *tied, people[4].id]
+    seen, cursor = [], None
+    while True:
+        page = read_report(runtime.uow(read_only=True), "pyramid", currency="EUR", limit=2, cursor=cursor)
+        seen += [item["contact_id"] for item in page["items"]]
+        cursor = page["next_cursor"]
+        if cursor is None:
+            break
+    assert seen == expected
+    top = read_report(runtime.uow(read_only=True), "pyramid", currency="EUR", classes=["prospect"], limit=5,
+                      cursor=None)
+    assert [item["contact_id"] for item in top["items"]] == [people[4].id]
+    details = service.get_contact_details(runtime.uow(read_only=True), people[0].id, analytics_currency="EUR")
+    assert (details["analytics"]["clv"], details["analytics"]["pyramid_level"]) == (Decimal("300.0000"), "top")
+    assert service.get_contact_details(runtime.uow(read_only=True), people[0].id)["analytics"] is None
+    listed = service.list_contacts(runtime.uow(read_only=True), limit=10, cursor=None, analytics_currency="EUR",
+                                   clv_min=Decimal(100), clv_max=Decimal(100))
+    assert sorted(contact.id for contact in listed["items"]) == sorted(tied)
