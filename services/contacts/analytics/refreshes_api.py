@@ -49,7 +49,7 @@ class RefreshSchema(Schema):
     as_of = fields.AwareDateTime()
     parameters = fields.Dict(metadata={"description": "Every parameter the refresh runs with."})
     step = fields.String(allow_none=True, metadata={
-        "description": "The step running, or the last one done.", "enum": list(STEPS)})
+        "description": f"The step running, or the last one done: one of {', '.join(STEPS)}; null before the first."})
     steps_done = fields.Integer()
     steps_total = fields.Integer()
     progress = fields.Function(refreshes.progress, metadata={"type": "number",
