@@ -104,3 +104,25 @@ def test_the_running_job_asks_for_the_scheduled_refresh_and_runs_it(runtime):
     assert (refresh.trigger, refresh.status) == ("schedule", "completed")
     assert refresh.schedule_slot is not None
     assert not thread.is_alive()
+
+
+def test_the_contacts_worker_runs_refreshes_asked_for_over_the_api(client, contacts_settings, amqp_url):
+    from crm.registry import SUITE
+    from tests.support.auth import identity_headers
+    from tests.support.suite import wait_until
+
+    worker = SUITE.create_worker("contacts", contacts_settings)  # on this test's vhost (it asks for amqp_url)
+    worker.start()
+    try:
+        assert worker.threads_alive()["analytics"] is True
+        asked = client.post("/api/v1/analytics/refreshes", json={}, headers=identity_headers("contacts:analytics"))
+        assert asked.status_code == 202, asked.get_data(as_text=True)
+        url, reader = asked.headers["Location"], identity_headers("contacts:read")
+        wait_until(lambda: client.get(url, headers=reader).json["status"] == "completed", timeout=60,
+                   message="the worker to complete the refresh")
+        # The worker also asked for the day's scheduled refresh when it started (CRM_ANALYTICS_REFRESH_INTERVAL).
+        triggers = {r["trigger"] for r in client.get("/api/v1/analytics/refreshes", headers=reader).json["items"]}
+        assert triggers == {"api", "schedule"}
+    finally:
+        worker.stop()
+        worker.runtime.engine.dispose()
