@@ -63,6 +63,7 @@ def test_currency_as_of_and_parameters_are_taken(client):
 @pytest.mark.parametrize("body, field", [
     ({"currency": "EURO"}, "currency"),
     ({"currency": 7}, "currency"),
+    ({"currency": "XYZ"}, "currency"),  # three letters, but no currency
     ({"as_of": "yesterday"}, "as_of"),
     ({"as_of": "2026-05-01T00:00:00"}, "as_of"),  # no offset
     ({"as_of": (datetime.now(UTC) + timedelta(days=2)).isoformat()}, "as_of"),
