@@ -32,8 +32,8 @@ def _problem(response, status: int) -> dict:
     return response.json
 
 
-@pytest.mark.parametrize("headers", [READER, WRITER, identity_headers("contacts:import")], ids=["read", "write",
-                                                                                                  "import"])
+@pytest.mark.parametrize("headers", [READER, WRITER, identity_headers("contacts:import"), identity_headers("contacts:*")],
+                         ids=["read", "write", "import", "wildcard"])
 def test_only_the_analytics_scope_may_ask_for_a_refresh(client, headers):
     _problem(client.post(BASE, json={}, headers=headers), 403)
 
