@@ -11,6 +11,7 @@ from __future__ import annotations
 from .hookspecs import HOOK_NAMES, PROJECT_NAME, hookimpl, hookspec
 from .types import (
     AppliedFactor,
+    CustomerInput,
     LeadInput,
     PluginFailure,
     PointAward,
@@ -19,12 +20,14 @@ from .types import (
     PurchaseInput,
     ScoreDecision,
     ScoreFactor,
+    StageDecision,
 )
 
 __all__ = [
     "HOOK_NAMES",
     "PROJECT_NAME",
     "AppliedFactor",
+    "CustomerInput",
     "LeadInput",
     "PluginFailure",
     "PointAward",
@@ -33,6 +36,7 @@ __all__ = [
     "PurchaseInput",
     "ScoreDecision",
     "ScoreFactor",
+    "StageDecision",
     "hookimpl",
     "hookspec",
 ]
