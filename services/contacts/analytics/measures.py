@@ -16,8 +16,10 @@ from __future__ import annotations
 from datetime import datetime, timedelta
 from decimal import Decimal
 
-from sqlalchemy import and_, case, func, insert, literal, select, update
+from sqlalchemy import and_, case, func, insert, literal, select, text, update
 from sqlalchemy.orm import aliased
+
+from services.common.db import is_postgres
 
 from ..dialects import money_units_sum, round_half_even, seconds_between
 from ..models import Contact, ContactPurchase, ContactReturn, CustomerAnalytics, Interaction
@@ -115,10 +117,24 @@ def base(session, refresh, params: Parameters) -> int:
     rows = (select(*values.values()).select_from(c)
             .outerjoin(purchases, purchases.c.contact_id == c.id)
             .outerjoin(returns, returns.c.contact_id == c.id)
-            .outerjoin(interactions, interactions.c.contact_id == c.id))
+            .outerjoin(interactions, interactions.c.contact_id == c.id)
+            .order_by(c.id))  # the primary key's order: its index grows at one end instead of everywhere
     # preserve_rowcount: psycopg's dialect does not keep an INSERT's row count unless asked
     result = session.execute(insert(CA).from_select(list(values), rows).execution_options(preserve_rowcount=True))
+    _analyze(session)
     return result.rowcount
+
+
+def _analyze(session) -> None:
+    """Fresh statistics of customer_analytics (PostgreSQL), after the base pass and again after the last one.
+
+    The passes join and rank the rows the base pass has just written, and the steps after them (stages,
+    segments, the summaries) and every reader filter on the measures' columns: planned with statistics from
+    before the rows existed, or from when those columns were all NULL, a statement over a million rows is
+    planned for a handful (nested loops of index probes).
+    """
+    if is_postgres(session):
+        session.execute(text(f"ANALYZE {CA.__tablename__}"))
 
 
 # -- the measure passes ----------------------------------------------------------------------------------------
@@ -248,6 +264,7 @@ def lifecycle(session, refresh, params: Parameters) -> None:
                  (n >= params.repeater_min_purchases, "repeater"), else_="general")
     session.execute(update(CA).where(CA.refresh_id == refresh.id).values(stage=stage, stage_source="rules")
                     .execution_options(synchronize_session=False))
+    _analyze(session)  # the last pass: what follows reads every measure
 
 
 PASSES = {"base": base, "abc": abc, "rfm": rfm, "clv": clv, "profitability": profitability, "pyramid": pyramid,

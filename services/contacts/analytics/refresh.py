@@ -19,11 +19,11 @@ from collections.abc import Callable, Mapping
 from datetime import datetime, timedelta
 
 from marshmallow import ValidationError
-from sqlalchemy import and_, delete, exists, func, or_, select, update
+from sqlalchemy import and_, delete, exists, func, or_, select, text, update
 from sqlalchemy.exc import IntegrityError
 from sqlalchemy.orm import aliased
 
-from services.common.db import is_database_unavailable, utcnow
+from services.common.db import is_database_unavailable, is_postgres, utcnow
 from services.common.problems import Conflict, NotFound, Unprocessable
 from services.common.runtime import Runtime
 from services.common.currencies import ISO_4217
@@ -41,6 +41,7 @@ log = logging.getLogger("crm.contacts.analytics")
 STEPS = ("base", "abc", "rfm", "clv", "profitability", "pyramid", "lifecycle", "stages", "segments", "summary",
          "finish")
 LEASE_SECONDS = 60.0
+WORK_MEM = "256MB"  # PostgreSQL's work_mem in a step's transaction
 OnStep = Callable[[AnalyticsRefresh], None]
 
 
@@ -174,6 +175,10 @@ class RefreshRunner:
     def _run_step(self, refresh_id: uuid.UUID, index: int, step: str, params: Parameters) -> AnalyticsRefresh:
         started = time.perf_counter()
         with self.runtime.uow() as uow:
+            if is_postgres(uow.session):
+                # A pass groups or ranks every customer at once: in memory rather than spilled in batches to
+                # disk (or, at 4 MB, planned as an index walk of the purchases in contact order instead).
+                uow.session.execute(text(f"SET LOCAL work_mem = '{WORK_MEM}'"))
             held = self._lock(uow.session, refresh_id)
             if index == 0:
                 held.timings, held.summary, held.error = {}, {}, None

@@ -79,6 +79,7 @@ def upgrade() -> None:
         sa.Column('stage', sa.String(10), nullable=True),
         sa.Column('stage_source', sa.String(100), nullable=True),
         sa.PrimaryKeyConstraint('refresh_id', 'contact_id'),
+        postgresql_with={'fillfactor': 50},  # room for HOT updates: each measure pass rewrites every row
     )
     op.create_index('ix_customer_analytics_contact', 'customer_analytics', ['contact_id'])
     op.create_table(
