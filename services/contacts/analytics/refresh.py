@@ -26,6 +26,7 @@ from sqlalchemy.orm import aliased
 from services.common.db import is_database_unavailable, is_postgres, utcnow
 from services.common.problems import Conflict, NotFound, Unprocessable
 from services.common.runtime import Runtime
+from services.common.uow import UnitOfWork
 from services.common.currencies import ISO_4217
 
 from ..models import AnalyticsRefresh, CustomerAnalytics
@@ -60,11 +61,13 @@ class RefreshRunner:
 
     # -- requesting and claiming -------------------------------------------------------------------------------
     def request(self, *, currency: str, parameters: Mapping | None, as_of: datetime | None, trigger: str,
-                requested_by: str, schedule_slot: int | None = None) -> AnalyticsRefresh:
+                requested_by: str, schedule_slot: int | None = None, uow: UnitOfWork | None = None
+                ) -> AnalyticsRefresh:
         """A pending refresh of `currency` at `as_of` (default now) with the suite's parameters and `parameters`.
 
         Invalid overrides are a 422 naming `parameters.<name>`. A scheduled request names its slot: a second
-        request for the same (currency, slot) returns the first one's refresh.
+        request for the same (currency, slot) returns the first one's refresh. `uow` is the caller's unit of
+        work (a view's, so the refresh commits with its stored idempotent response); by default its own.
         """
         try:
             params = self.defaults.merged(parameters)
@@ -76,7 +79,7 @@ class RefreshRunner:
         if currency not in ISO_4217:
             raise Unprocessable(f"{currency!r} is not an ISO 4217 currency code.",
                                 errors={"currency": ["Not an ISO 4217 currency code such as EUR."]})
-        with self.runtime.uow() as uow:
+        with uow or self.runtime.uow() as uow:
             refresh = AnalyticsRefresh(currency=currency, as_of=as_of or utcnow(), parameters=params.to_json(),
                                        trigger=trigger, requested_by=requested_by, schedule_slot=schedule_slot,
                                        status=PENDING, steps_total=len(STEPS), summary={}, timings={})

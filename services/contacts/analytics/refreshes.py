@@ -27,14 +27,14 @@ SORTS = {"created_at": AnalyticsRefresh.created_at, "as_of": AnalyticsRefresh.as
 
 
 def request_refresh(runtime: Runtime, *, currency: str | None, as_of: datetime | None, parameters: dict | None,
-                    requested_by: str) -> AnalyticsRefresh:
+                    requested_by: str, uow: UnitOfWork | None = None) -> AnalyticsRefresh:
     """A pending refresh of `currency` (default the base currency) as of `as_of` (default now) for a worker."""
     if as_of is not None and as_of > utcnow():
         raise Unprocessable("A refresh describes the past: as_of may not be in the future.",
                             errors={"as_of": ["Must not be in the future."]})
     return RefreshRunner(runtime).request(currency=currency or runtime.settings.base_currency,
                                           parameters=parameters, as_of=as_of, trigger=API_TRIGGER,
-                                          requested_by=requested_by)
+                                          requested_by=requested_by, uow=uow)
 
 
 def get_refresh(runtime: Runtime, refresh_id) -> AnalyticsRefresh:

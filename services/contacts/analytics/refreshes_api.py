@@ -14,7 +14,7 @@ from services.common.idempotency import HEADER_PARAMETER, idempotent
 from services.common.identity import requires
 from services.common.pagination import PageArgs, sort_field
 from services.common.schemas import Moment
-from services.common.web import read_uow, runtime
+from services.common.web import read_uow, runtime, uow
 
 from ..models import IdempotencyRecord
 from . import refreshes
@@ -87,7 +87,8 @@ class Refreshes(MethodView):
     def post(self, data):
         """Ask for a refresh of one currency's analytics; a worker computes it (follow the Location)."""
         created = refreshes.request_refresh(runtime(), currency=data.get("currency"), as_of=data.get("as_of"),
-                                            parameters=data.get("parameters"), requested_by=g.principal.key_id)
+                                            parameters=data.get("parameters"), requested_by=g.principal.key_id,
+                                            uow=uow())
         return created, 202, {"Location": f"{blp.url_prefix}/{created.id}"}
 
     @requires(READ_SCOPE)
