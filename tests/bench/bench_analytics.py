@@ -27,7 +27,8 @@ of 1/10,000) and the agreement is printed. Finally the Pareto curve of the ABC s
 docs/img/analytics-pareto.png (`pip install 'matplotlib>=3.8,<4'`; `.[bench]`).
 
 `--keep` leaves the database in place and prints its URL; `--database URL` measures an existing one (skips the
-generation): handy to repeat the measurements without another ten minutes of generation.
+generation; its snapshots, stages and outbox are emptied first): handy to repeat the measurements without another
+few minutes of generation. `--serial-hand` runs the hand-written queries without parallel workers.
 """
 from __future__ import annotations
 
@@ -35,7 +36,7 @@ import argparse
 import os
 import sys
 import time
-from datetime import datetime, timedelta, timezone
+from datetime import datetime, timezone
 from decimal import Decimal
 from pathlib import Path
 
@@ -540,7 +541,8 @@ def main() -> None:
     parser.add_argument("--customers", type=int, default=1_000_000)
     parser.add_argument("--purchases", type=int, default=10_000_000)
     parser.add_argument("--interactions", type=int, default=None, help="default: a fifth of the purchases")
-    parser.add_argument("--database", help="measure this existing (generated) database instead of a new one")
+    parser.add_argument("--database", help="measure this existing (generated) database instead of a new one; its "
+                                           "snapshots, stages and outbox are emptied first")
     parser.add_argument("--keep", action="store_true", help="do not drop the database at the end")
     parser.add_argument("--generate-only", action="store_true", help="stop after generating (implies --keep)")
     parser.add_argument("--plot", type=Path, default=PLOT)
@@ -565,7 +567,7 @@ def main() -> None:
         with _connect(url) as conn:  # earlier runs' snapshots would be superseded alongside; start clean
             conn.execute("TRUNCATE customer_analytics, analytics_refreshes, contact_stages, outbox")
         refresh, wall = run_refresh(url, CURRENCY)
-        params = Parameters.from_json(refresh.parameters) if hasattr(Parameters, "from_json") else Parameters()
+        params = Parameters.from_json(refresh.parameters)
         conn, hand = run_hand_queries(url, params, CURRENCY, serial=args.serial_hand)
         with conn:
             verdicts = agreement(conn, refresh.id)
