@@ -15,16 +15,14 @@ Elsewhere (SQLite, one writer at a time) the ORM does it row by row.
 from __future__ import annotations
 
 import json
-import re
 import uuid
 from collections.abc import Callable
-from dataclasses import dataclass, field, replace
-from datetime import datetime
+from dataclasses import dataclass, field
 
 from sqlalchemy import select, text
 
-from services.common.catalog import make_event
 from services.common.db import is_postgres, new_id, utcnow
+from services.common.event_sql import payload_sql
 from services.common.outbox import OUTBOX_NOTIFY_CHANNEL
 from services.common.uow import UnitOfWork
 
@@ -171,30 +169,6 @@ _SAMPLES = {"crm.contact.created": {"contact_id": uuid.UUID(int=0), "email": "x@
             "crm.contact.updated": {"contact_id": uuid.UUID(int=0), "changed": ["email"], "version": 1}}
 
 
-def _payload(uow: UnitOfWork, now: datetime, event_type: str, holes: dict[str, str], params: dict) -> str:
-    """SQL concatenating an event's CloudEvents JSON, exactly as UnitOfWork.add_event would write it.
-
-    The event is rendered once with a marker in each hole (its id, subject and data fields named by `holes`);
-    the text between the markers becomes parameters, and SQL fills the holes row by row, so no JSON object is
-    built per row.
-    """
-    markers = {name: f"hole-{name}-{uuid.uuid4().hex}" for name in holes}
-    event = make_event(event_type, _SAMPLES[event_type], source=uow.source, correlationid=uow.correlation_id,
-                       causationid=uow.causation_id)
-    data = {**event.wire_data, **{name: marker for name, marker in markers.items() if name in event.wire_data}}
-    rendered = replace(event, id=markers["id"], subject=markers["subject"], time=now, wire_data=data).to_json()
-    hole_of = {json.dumps(marker): name for name, marker in markers.items()}
-    pieces = []
-    for part in re.split("(" + "|".join(map(re.escape, hole_of)) + ")", rendered):
-        if part in hole_of:
-            pieces.append(holes[hole_of[part]])
-        else:
-            key = f"payload_{len(params)}"
-            params[key] = part
-            pieces.append(f"CAST(%({key})s AS text)")
-    return "concat(" + ", ".join(pieces) + ")"
-
-
 def _apply_on_postgres(uow: UnitOfWork, rows: list[dict], meanwhile: Callable[[], None] | None) -> ChunkOutcome:
     session = uow.session
     session.flush()  # the statement below must see what the session holds
@@ -204,8 +178,8 @@ def _apply_on_postgres(uow: UnitOfWork, rows: list[dict], meanwhile: Callable[[]
     now = utcnow()
     params = {"now": now}
     statement = (_UPSERT
-                 .replace("__created_payload__", _payload(uow, now, "crm.contact.created", _CREATED_HOLES, params))
-                 .replace("__updated_payload__", _payload(uow, now, "crm.contact.updated", _UPDATED_HOLES, params)))
+                 .replace("__created_payload__", payload_sql(uow, "crm.contact.created", _SAMPLES["crm.contact.created"], _CREATED_HOLES, now=now, params=params))
+                 .replace("__updated_payload__", payload_sql(uow, "crm.contact.updated", _SAMPLES["crm.contact.updated"], _UPDATED_HOLES, now=now, params=params)))
     outcome, announced = ChunkOutcome(), 0
     connection = session.connection().connection.driver_connection
     with connection.cursor() as cursor:

@@ -16,20 +16,17 @@ Measured on PostgreSQL 15 (2 CPUs shared with other work): 100,000 contacts' fir
 """
 from __future__ import annotations
 
-import json
 import logging
-import re
 import uuid
 from collections import Counter
-from dataclasses import replace
 
 from crm_plugins.host import LIFECYCLE_STAGE
 from crm_plugins.types import CustomerInput, StageDecision
 from sqlalchemy import delete, exists, select, text, update
 from sqlalchemy.dialects.sqlite import insert as sqlite_insert
 
-from services.common.catalog import make_event
 from services.common.db import is_postgres, utcnow
+from services.common.event_sql import payload_sql
 from services.common.outbox import OUTBOX_NOTIFY_CHANNEL
 from services.common.uow import UnitOfWork
 
@@ -171,28 +168,10 @@ def _publish_changes_on_postgres(uow: UnitOfWork, refresh, batch_rows: int) -> i
 
 
 def _payload(uow: UnitOfWork, refresh, now, params: dict) -> str:
-    """SQL concatenating the event's CloudEvents JSON, exactly as UnitOfWork.add_event would write it.
-
-    The event is rendered once with a marker in each hole (its id, subject and per-contact data); the text
-    between the markers becomes parameters, and SQL fills the holes row by row.
-    """
-    markers = {name: f"hole-{name}-{uuid.uuid4().hex}" for name in _HOLES}
+    """SQL giving each changed contact's crm.contact.stage_changed JSON, as UnitOfWork.add_event would write it."""
     sample = {"contact_id": uuid.UUID(int=0), "stage": "new", "previous_stage": "prospect", "source": "rules",
               "refresh_id": refresh.id, "as_of": refresh.as_of}
-    event = make_event(EVENT_TYPE, sample, source=uow.source, correlationid=uow.correlation_id,
-                       causationid=uow.causation_id)
-    data = {**event.wire_data, **{name: marker for name, marker in markers.items() if name in event.wire_data}}
-    rendered = replace(event, id=markers["id"], subject=markers["subject"], time=now, wire_data=data).to_json()
-    hole_of = {json.dumps(marker): name for name, marker in markers.items()}
-    pieces = []
-    for part in re.split("(" + "|".join(map(re.escape, hole_of)) + ")", rendered):
-        if part in hole_of:
-            pieces.append(_HOLES[hole_of[part]])
-        elif part:
-            key = f"payload_{len(params)}"
-            params[key] = part
-            pieces.append(f"CAST(%({key})s AS text)")
-    return "concat(" + ", ".join(pieces) + ")"
+    return payload_sql(uow, EVENT_TYPE, sample, _HOLES, now=now, params=params)
 
 
 # -- elsewhere: the ORM --------------------------------------------------------------------------------------
