@@ -4,7 +4,7 @@ PYTHON ?= python3
 PY     := $(VENV)/bin/python
 STAMP  := $(VENV)/.installed-stamp
 
-.PHONY: install run test test-unit lint bench clean
+.PHONY: install run test test-unit lint bench bench-analytics clean
 
 $(STAMP): pyproject.toml plugins/examples/crm_example_scoring/pyproject.toml
 	test -x $(PY) || $(PYTHON) -m venv $(VENV)
@@ -31,6 +31,11 @@ lint: install
 bench: install
 	$(PY) tests/bench/bench_suite.py
 	$(PY) tests/bench/bench_outbox_relay.py
+
+# Customer analytics at 1M customers / 10M purchases on PostgreSQL (docs/analytics.md; about 10 minutes).
+bench-analytics: install
+	$(PY) -m pip install --quiet -e '.[bench]'
+	$(PY) tests/bench/bench_analytics.py $(BENCH_ARGS)
 
 clean:
 	rm -rf $(VENV) var .pytest_cache
