@@ -291,6 +291,65 @@ class SegmentMembershipData(_EventData):
     occurred_at = fields.AwareDateTime(required=True)
 
 
+PARTY_SIDES = ("internal", "partner")
+
+
+class ProposalData(_EventData):
+    """A proposal to change a contract's terms moved: submitted, countered (superseded by a counter-proposal),
+    accepted (the terms version it created is `terms_version`), rejected or expired."""
+
+    proposal_id = fields.UUID(required=True)
+    contract_id = fields.UUID(required=True)
+    partner_id = fields.UUID(required=True)
+    base_version = fields.Integer(required=True)  # the terms version it was made against
+    proposed_by = fields.String(required=True, validate=validate.OneOf(PARTY_SIDES))
+    occurred_at = fields.AwareDateTime(required=True)
+    changes = fields.Dict(keys=fields.String(), load_default=dict)  # term -> proposed value (JSON form)
+    counter_proposal_id = fields.UUID(allow_none=True, load_default=None)  # crm.proposal.countered
+    terms_version = fields.Integer(allow_none=True, load_default=None)  # crm.proposal.accepted
+    reason = fields.String(allow_none=True, load_default=None)  # crm.proposal.rejected
+
+
+class ContractPeriodData(_EventData):
+    """A contract entered its notice period (expiring), reached its end (expired) or renewed itself (renewed,
+    with the new terms version)."""
+
+    contract_id = fields.UUID(required=True)
+    partner_id = fields.UUID(required=True)
+    version = fields.Integer(required=True)  # the terms version whose period this is about
+    effective_to = fields.Date(allow_none=True, load_default=None)
+    notice_deadline = fields.Date(allow_none=True, load_default=None)
+    renewed_version = fields.Integer(allow_none=True, load_default=None)
+    renewed_until = fields.Date(allow_none=True, load_default=None)
+    occurred_at = fields.AwareDateTime(required=True)
+
+
+class DeliveryRecordedData(_EventData):
+    delivery_id = fields.UUID(required=True)
+    partner_id = fields.UUID(required=True)
+    contract_id = fields.UUID(allow_none=True, load_default=None)
+    order_reference = fields.String(required=True)
+    promised_on = fields.Date(required=True)
+    delivered_on = fields.Date(allow_none=True, load_default=None)
+    occurred_at = fields.AwareDateTime(required=True)
+
+
+class DisputeData(_EventData):
+    """A dispute was opened, changed state (investigating, resolved, escalated) or passed its SLA (overdue)."""
+
+    dispute_id = fields.UUID(required=True)
+    partner_id = fields.UUID(required=True)
+    category = fields.String(required=True)
+    status = fields.String(required=True)
+    opened_by = fields.String(required=True, validate=validate.OneOf(PARTY_SIDES))
+    amount = fields.Decimal(allow_none=True, load_default=None, **_MONEY)
+    currency = fields.String(allow_none=True, load_default=None)
+    contract_id = fields.UUID(allow_none=True, load_default=None)
+    delivery_id = fields.UUID(allow_none=True, load_default=None)
+    resolution = fields.String(allow_none=True, load_default=None)
+    occurred_at = fields.AwareDateTime(required=True)
+
+
 CATALOG: dict[str, type[Schema]] = {
     "crm.lead.created": LeadCreatedData,
     "crm.lead.converted": LeadConvertedData,
@@ -318,6 +377,18 @@ CATALOG: dict[str, type[Schema]] = {
     "crm.contact.stage_changed": ContactStageChangedData,
     "crm.segment.entered": SegmentMembershipData,
     "crm.segment.left": SegmentMembershipData,
+    "crm.proposal.submitted": ProposalData,
+    "crm.proposal.accepted": ProposalData,
+    "crm.proposal.rejected": ProposalData,
+    "crm.proposal.countered": ProposalData,
+    "crm.proposal.expired": ProposalData,
+    "crm.contract.expiring": ContractPeriodData,
+    "crm.contract.expired": ContractPeriodData,
+    "crm.contract.renewed": ContractPeriodData,
+    "crm.delivery.recorded": DeliveryRecordedData,
+    "crm.dispute.opened": DisputeData,
+    "crm.dispute.updated": DisputeData,
+    "crm.dispute.overdue": DisputeData,
 }
 
 

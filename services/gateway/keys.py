@@ -42,7 +42,9 @@ PRIVILEGED_SCOPES = ("loyalty:admin", PLUGINS_READ,
                      # bulk or irreversible operations on personal data (docs/api-contacts.md)
                      "contacts:import", "contacts:export", "contacts:merge", "contacts:erase",
                      # starts a computation over every customer (docs/analytics.md)
-                     "contacts:analytics")
+                     "contacts:analytics",
+                     # accepting a change of a contract's terms beyond CRM_PARTNERS_APPROVAL_LIMITS (docs/api-partners.md)
+                     "partners:approve")
 NAME_MAX = 100
 # Writing last_used_at on every request would turn each call into a write; a minute is precise enough.
 LAST_USED_RESOLUTION = timedelta(minutes=1)

@@ -94,3 +94,15 @@ TERMS_SORTS = {"version": ContractTerms.version, "effective_from": ContractTerms
                "effective_to": ContractTerms.effective_to, "discount_percent": ContractTerms.discount_percent}
 CONTRACT_SORTS = {"created_at": Contract.created_at, "updated_at": Contract.updated_at, "title": Contract.title,
                   **{name: TERMS_SORTS[name] for name in ("effective_from", "effective_to", "discount_percent")}}
+
+
+# -- negotiation (proposals.py) ---------------------------------------------------------------------------------
+
+
+# -- renewals and expiry (renewals.py) ----------------------------------------------------------------------------
+
+
+# -- deliveries (deliveries.py, scorecards.py) ---------------------------------------------------------------------
+
+
+# -- disputes (disputes.py) -----------------------------------------------------------------------------------------
