@@ -5,7 +5,7 @@ import uuid
 from datetime import date, datetime
 from decimal import Decimal
 
-from sqlalchemy import CheckConstraint, ForeignKey, Index, Integer, Numeric, String, UniqueConstraint
+from sqlalchemy import CheckConstraint, ForeignKey, Index, Integer, Numeric, String, Text, UniqueConstraint
 from sqlalchemy.orm import Mapped, mapped_column
 
 from services.common.db import SeqType, make_base, messaging_models, new_id, utcnow
@@ -105,4 +105,106 @@ CONTRACT_SORTS = {"created_at": Contract.created_at, "updated_at": Contract.upda
 # -- deliveries (deliveries.py, scorecards.py) ---------------------------------------------------------------------
 
 
+class Delivery(Base):
+    """One order a partner delivered (or failed to), recorded by an internal app; scorecards are computed from these.
+
+    Rows are facts and are never changed. `delivered_on` is null when nothing arrived. `agreed_amount` is what the
+    order would have cost at the contract's price, when the recording app knows it: price adherence needs it.
+    """
+
+    __tablename__ = "deliveries"
+    __table_args__ = (
+        UniqueConstraint("partner_id", "order_reference", name="uq_deliveries_partner_order"),
+        Index("ix_deliveries_partner_promised", "partner_id", "promised_on"),
+        Index("ix_deliveries_partner_seq", "partner_id", "seq"),
+        CheckConstraint("quantity_ordered > 0", name="ck_deliveries_ordered"),
+        CheckConstraint("quantity_delivered >= 0 AND quantity_delivered <= quantity_ordered",
+                        name="ck_deliveries_delivered"),
+        CheckConstraint("quantity_rejected >= 0 AND quantity_rejected <= quantity_delivered",
+                        name="ck_deliveries_rejected"),
+    )
+
+    seq: Mapped[int] = mapped_column(SeqType, primary_key=True, autoincrement=True)
+    id: Mapped[uuid.UUID] = mapped_column(unique=True, default=new_id)
+    partner_id: Mapped[uuid.UUID] = mapped_column(ForeignKey("partners.id"))
+    contract_id: Mapped[uuid.UUID | None] = mapped_column(ForeignKey("contracts.id"), default=None)
+    order_reference: Mapped[str] = mapped_column(String(100))
+    promised_on: Mapped[date]
+    delivered_on: Mapped[date | None] = mapped_column(default=None)
+    quantity_ordered: Mapped[Decimal] = mapped_column(Numeric(15, 3))
+    quantity_delivered: Mapped[Decimal] = mapped_column(Numeric(15, 3))
+    quantity_rejected: Mapped[Decimal] = mapped_column(Numeric(15, 3), default=Decimal("0"))
+    amount: Mapped[Decimal] = mapped_column(Numeric(15, 2))
+    agreed_amount: Mapped[Decimal | None] = mapped_column(Numeric(15, 2), default=None)
+    currency: Mapped[str] = mapped_column(String(3))
+    recorded_by: Mapped[str | None] = mapped_column(String(200), default=None)  # the API key that recorded it
+    created_at: Mapped[datetime] = mapped_column(default=utcnow)
+
+
+DELIVERY_SORTS = {"created_at": Delivery.created_at, "promised_on": Delivery.promised_on,
+                  "delivered_on": Delivery.delivered_on, "order_reference": Delivery.order_reference,
+                  "amount": Delivery.amount}
+
+
 # -- disputes (disputes.py) -----------------------------------------------------------------------------------------
+
+DISPUTE_CATEGORIES = ("quality", "quantity", "delay", "price", "invoice")
+DISPUTE_STATUSES = ("open", "investigating", "resolved", "escalated")
+DISPUTE_RESOLUTIONS = ("credit_note", "replacement", "rejected_claim")
+DISPUTE_SIDES = ("internal", "partner")
+
+
+class Dispute(Base):
+    """A claim about a contract, a delivery or an invoice, opened by either side; resolved means closed.
+
+    `delivery_id` names a row of `deliveries` without a foreign key: the deliveries table belongs to another
+    part of the service, and the dispute service checks the delivery's partner itself.
+    """
+
+    __tablename__ = "disputes"
+    __table_args__ = (
+        Index("ix_disputes_partner_seq", "partner_id", "seq"),
+        # The SLA job's scan: unresolved disputes by age.
+        Index("ix_disputes_status_opened_at", "status", "opened_at"),
+        CheckConstraint("amount >= 0", name="ck_disputes_amount"),
+        CheckConstraint("(status = 'resolved') = (resolution IS NOT NULL)", name="ck_disputes_resolution"),
+    )
+
+    seq: Mapped[int] = mapped_column(SeqType, primary_key=True, autoincrement=True)
+    id: Mapped[uuid.UUID] = mapped_column(unique=True, default=new_id)
+    partner_id: Mapped[uuid.UUID] = mapped_column(ForeignKey("partners.id"))
+    contract_id: Mapped[uuid.UUID | None] = mapped_column(ForeignKey("contracts.id"), default=None)
+    delivery_id: Mapped[uuid.UUID | None] = mapped_column(default=None)
+    invoice_reference: Mapped[str | None] = mapped_column(String(100), default=None)
+    category: Mapped[str] = mapped_column(String(20))
+    amount: Mapped[Decimal] = mapped_column(Numeric(15, 2))
+    currency: Mapped[str] = mapped_column(String(3))
+    status: Mapped[str] = mapped_column(String(20), default="open")
+    resolution: Mapped[str | None] = mapped_column(String(20), default=None)
+    opened_by: Mapped[str] = mapped_column(String(10))
+    opened_by_key: Mapped[str | None] = mapped_column(String(200), default=None)
+    opened_at: Mapped[datetime] = mapped_column(default=utcnow)
+    resolved_at: Mapped[datetime | None] = mapped_column(default=None)
+    # When crm.dispute.overdue was recorded; set in the same transaction, so the event is recorded once.
+    overdue_at: Mapped[datetime | None] = mapped_column(default=None)
+    updated_at: Mapped[datetime] = mapped_column(default=utcnow, onupdate=utcnow)
+    version: Mapped[int] = mapped_column(Integer, default=1)
+
+
+class DisputeMessage(Base):
+    """One message of a dispute's thread, from either side; messages are only ever added."""
+
+    __tablename__ = "dispute_messages"
+    __table_args__ = (Index("ix_dispute_messages_dispute_seq", "dispute_id", "seq"),)
+
+    seq: Mapped[int] = mapped_column(SeqType, primary_key=True, autoincrement=True)
+    id: Mapped[uuid.UUID] = mapped_column(unique=True, default=new_id)
+    dispute_id: Mapped[uuid.UUID] = mapped_column(ForeignKey("disputes.id", ondelete="CASCADE"))
+    side: Mapped[str] = mapped_column(String(10))
+    author_key: Mapped[str | None] = mapped_column(String(200), default=None)
+    body: Mapped[str] = mapped_column(Text)
+    created_at: Mapped[datetime] = mapped_column(default=utcnow)
+
+
+DISPUTE_SORTS = {"opened_at": Dispute.opened_at, "updated_at": Dispute.updated_at, "status": Dispute.status,
+                 "category": Dispute.category, "amount": Dispute.amount}
