@@ -228,6 +228,8 @@ class Settings:
     analytics_parameters: str = ""
     analytics_refresh_interval: float = 86400.0
     analytics_sync_limit: int = 10_000
+    # Hours a partner dispute may stay unresolved before crm.dispute.overdue is published (once).
+    partners_dispute_sla_hours: float = 120.0
 
     def replace(self, **changes) -> "Settings":
         """A copy with some values changed (tests use this)."""
@@ -358,4 +360,6 @@ def from_env(service: str, env: Mapping[str, str] | None = None, *, require_secr
         analytics_refresh_interval=_read(env, "CRM_ANALYTICS_REFRESH_INTERVAL", _non_negative_float,
                                          Settings.analytics_refresh_interval),
         analytics_sync_limit=_read(env, "CRM_ANALYTICS_SYNC_LIMIT", _non_negative_int, Settings.analytics_sync_limit),
+        partners_dispute_sla_hours=_read(env, "CRM_PARTNERS_DISPUTE_SLA_HOURS", _positive_float,
+                                         Settings.partners_dispute_sla_hours),
     )
