@@ -101,6 +101,24 @@ CONTRACT_SORTS = {"created_at": Contract.created_at, "updated_at": Contract.upda
 
 # -- renewals and expiry (renewals.py) ----------------------------------------------------------------------------
 
+NOTICE_KINDS = ("expiring", "expired", "renewed")
+
+
+class ContractNotice(Base):
+    """A notice published about one terms version's period; the primary key makes it once, whichever worker."""
+
+    __tablename__ = "contract_notices"
+    __table_args__ = (CheckConstraint("kind IN ('expiring', 'expired', 'renewed')", name="ck_contract_notices_kind"),)
+
+    contract_id: Mapped[uuid.UUID] = mapped_column(ForeignKey("contracts.id", ondelete="CASCADE"), primary_key=True)
+    version: Mapped[int] = mapped_column(Integer, primary_key=True)
+    kind: Mapped[str] = mapped_column(String(10), primary_key=True)
+    published_at: Mapped[datetime] = mapped_column(default=utcnow)
+
+
+# The renewal job and `?expiring_within=` look for terms by their end date.
+Index("ix_contract_terms_effective_to", ContractTerms.effective_to)
+
 
 # -- deliveries (deliveries.py, scorecards.py) ---------------------------------------------------------------------
 
