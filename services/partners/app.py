@@ -4,6 +4,7 @@ from __future__ import annotations
 from flask import Flask
 
 from services.common.broker import Bindings
+from services.common.plugins import build_plugin_host
 from services.common.runtime import Runtime, build_runtime
 from services.common.settings import Settings, from_env
 from services.common.web import create_service_app, runtime_readiness
@@ -15,9 +16,11 @@ from .models import InboxEntry, OutboxMessage
 
 
 def build(settings: Settings | None = None) -> Runtime:
-    """Engine, session factory and outbox/inbox models of one partners process (no plugin hooks yet)."""
+    """Engine, session factory, outbox/inbox models and the plugin host of one partners process."""
     settings = settings or from_env("partners")
-    return build_runtime(settings, OutboxMessage, InboxEntry)
+    plugins = build_plugin_host(plugins_dir=settings.plugins_dir, disabled=settings.plugins_disabled,
+                                timeout_ms=settings.plugin_timeout_ms)
+    return build_runtime(settings, OutboxMessage, InboxEntry, plugins=plugins)
 
 
 def create_app(settings: Settings | None = None) -> Flask:
