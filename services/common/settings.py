@@ -230,6 +230,9 @@ class Settings:
     analytics_sync_limit: int = 10_000
     # Hours a partner dispute may stay unresolved before crm.dispute.overdue is published (once).
     partners_dispute_sla_hours: float = 120.0
+    # Partner scorecards (docs/api-partners.md): a JSON object of measure -> weight in the overall score (checked
+    # by the partners service at start-up; "" means its defaults).
+    partners_scorecard_weights: str = ""
 
     def replace(self, **changes) -> "Settings":
         """A copy with some values changed (tests use this)."""
@@ -362,4 +365,5 @@ def from_env(service: str, env: Mapping[str, str] | None = None, *, require_secr
         analytics_sync_limit=_read(env, "CRM_ANALYTICS_SYNC_LIMIT", _non_negative_int, Settings.analytics_sync_limit),
         partners_dispute_sla_hours=_read(env, "CRM_PARTNERS_DISPUTE_SLA_HOURS", _positive_float,
                                          Settings.partners_dispute_sla_hours),
+        partners_scorecard_weights=env.get("CRM_PARTNERS_SCORECARD_WEIGHTS") or "",
     )
