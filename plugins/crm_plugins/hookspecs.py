@@ -13,9 +13,12 @@ import pluggy
 from .types import (
     CustomerInput,
     LeadInput,
+    PartnerHistory,
+    PartnerInput,
     PointAward,
     ProgramInput,
     PurchaseInput,
+    RiskFactor,
     ScoreFactor,
 )
 
@@ -112,5 +115,41 @@ def crm_lifecycle_stage(customer: CustomerInput, stage: str) -> str | None:
     """
 
 
+@hookspec
+def crm_assess_partner_risk(partner: PartnerInput, history: PartnerHistory) -> RiskFactor | Sequence[RiskFactor] | None:
+    """Contribute risk factors for one partner.
+
+    Kind: *contribute* — the host calls every implementation, each on its own, and adds up what they return.
+
+    Parameters:
+        partner: a frozen :class:`~crm_plugins.types.PartnerInput` with the partner's id (a UUID string),
+            ``name``, ``type`` (supplier, vendor, distributor, reseller), ``status`` (prospect, onboarding,
+            active, suspended, terminated) and ``country`` (ISO 3166 alpha-2, or ``None``).
+        history: a frozen :class:`~crm_plugins.types.PartnerHistory` as of one day (``history.as_of``, a
+            ``date``): ``periods``, the deliveries owed in each of the last calendar months (oldest first;
+            counts and ``Decimal`` quantities, with ``on_time_rate``, ``fill_rate`` and ``quality_rate`` from
+            0 to 1, or ``None`` for an empty month); ``open_disputes``, the unresolved disputes by category
+            and currency (count, ``Decimal`` amount, how many are escalated, the oldest's opening); ``spend``,
+            per currency the amount this partner delivered over the last 12 months and the total of every
+            partner (``share`` is its concentration); ``contracts``, each contract with its terms in force
+            (``effective_to``, ``auto_renew``, ``notice_period_days``) and what an open proposal on it offers
+            for ``effective_to`` / ``auto_renew``. Plain values only; no ORM object, no database access.
+
+    Returns:
+        A :class:`~crm_plugins.types.RiskFactor`, a list or tuple of them, or ``None`` when the plugin sees no
+        risk. Each factor carries a short ``code``, an integer ``weight`` within ±100 (risk points; a negative
+        weight lowers the risk) and a ``reason`` that names the evidence, shown to users as the explanation.
+
+    The partner's risk score is the sum of every plugin's weights, clamped to 0..100, and its level is ``low``
+    below 30, ``medium`` from 30 and ``high`` from 60; every factor is shown with the name of the plugin that
+    gave it. If an implementation raises, or returns anything else (a dict, a float or boolean ``weight``, a
+    weight beyond ±100...), the host logs it with the plugin's name, drops that plugin's whole contribution
+    and marks the assessment as degraded; the other plugins still count and the request succeeds. The same
+    happens to one that does not answer within the services' time budget (``CRM_PLUGIN_TIMEOUT_MS``).
+    Implementations should be quick and side-effect free: the request that asks for the assessment waits.
+    """
+
+
 # The hooks above, by name; the contract meta-test walks this list (and checks it matches the module).
-HOOK_NAMES: tuple[str, ...] = ("crm_score_lead", "crm_loyalty_points", "crm_lifecycle_stage")
+HOOK_NAMES: tuple[str, ...] = ("crm_score_lead", "crm_loyalty_points", "crm_lifecycle_stage",
+                                "crm_assess_partner_risk")

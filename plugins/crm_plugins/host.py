@@ -17,18 +17,24 @@ from .types import (
     PLUGIN_ERROR,
     PLUGIN_MALFORMED_RESULT,
     AppliedFactor,
+    AppliedRiskFactor,
     CustomerInput,
     LeadInput,
+    PartnerHistory,
+    PartnerInput,
     PluginFailure,
     PointAward,
     PointsDecision,
     ProgramInput,
     PurchaseInput,
+    RiskAssessment,
+    RiskFactor,
     ScoreDecision,
     ScoreFactor,
     StageDecision,
     award_problem,
     factor_problem,
+    risk_factor_problem,
     stage_problem,
     was_checked,
 )
@@ -38,6 +44,7 @@ logger = logging.getLogger("crm.plugins")
 SCORE_LEAD = "crm_score_lead"
 LOYALTY_POINTS = "crm_loyalty_points"
 LIFECYCLE_STAGE = "crm_lifecycle_stage"
+ASSESS_PARTNER_RISK = "crm_assess_partner_risk"
 
 # Why a plugin was not loaded (the `code` of an entry in `PluginHost.errors`).
 LOAD_FAILED = "plugin_load_failed"  # importing or instantiating it raised
@@ -145,6 +152,12 @@ class PluginHost:
                                              PointAward, award_problem)
         return PointsDecision.from_awards(factors, failures)
 
+    def assess_partner_risk(self, partner: PartnerInput, history: PartnerHistory) -> RiskAssessment:
+        """Ask every plugin for risk factors on a partner; failures are reported on the assessment, not raised."""
+        factors, failures = self._contribute(ASSESS_PARTNER_RISK, {"partner": partner, "history": history},
+                                             RiskFactor, risk_factor_problem, applied=_applied_risk_factor)
+        return RiskAssessment.from_factors(factors, failures)
+
     def has_implementations(self, hook: str) -> bool:
         """True when at least one loaded plugin implements `hook` (callers may then skip work for nobody)."""
         caller = getattr(self.pm.hook, hook, None)
@@ -177,9 +190,14 @@ class PluginHost:
             return StageDecision(stage, StageDecision.RULES, tuple(failures))
         return StageDecision(decided.stage, decided.source, tuple(failures))
 
-    def _contribute(self, hook: str, kwargs: dict, item_type: type, problem_of) -> tuple[list[AppliedFactor], list[PluginFailure]]:
-        """Call each implementation of a contribute hook on its own; a bad one is dropped whole and reported."""
-        factors: list[AppliedFactor] = []
+    def _contribute(self, hook: str, kwargs: dict, item_type: type, problem_of,
+                    applied=None) -> tuple[list, list[PluginFailure]]:
+        """Call each implementation of a contribute hook on its own; a bad one is dropped whole and reported.
+
+        `applied(plugin, item)` makes what the decision counts of one item (default: an AppliedFactor).
+        """
+        applied = applied or _applied_factor
+        factors: list = []
         failures: list[PluginFailure] = []
         impls = getattr(self.pm.hook, hook).get_hookimpls()
         for impl, (result, failure) in zip(impls, self._call_each(impls, hook, kwargs)):
@@ -190,7 +208,7 @@ class PluginHost:
             if problem:
                 failures.append(self._malformed(impl.plugin_name, hook, problem))
                 continue
-            factors.extend(AppliedFactor(impl.plugin_name, f.code, f.points, f.reason) for f in contributed)
+            factors.extend(applied(impl.plugin_name, f) for f in contributed)
         return factors, failures
 
     def list_plugins(self) -> list[dict]:
@@ -226,6 +244,14 @@ class PluginHost:
         logger.error("plugin %r returned a malformed result from %s: %s", plugin, hook, problem,
                      extra={"plugin": plugin, "hook": hook})
         return PluginFailure(plugin, hook, PLUGIN_MALFORMED_RESULT, f"malformed result: {problem}")
+
+
+def _applied_factor(plugin: str, item) -> AppliedFactor:
+    return AppliedFactor(plugin, item.code, item.points, item.reason)
+
+
+def _applied_risk_factor(plugin: str, item: RiskFactor) -> AppliedRiskFactor:
+    return AppliedRiskFactor(plugin, item.code, item.weight, item.reason)
 
 
 def arguments(impl, kwargs: dict) -> tuple:

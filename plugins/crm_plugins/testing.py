@@ -14,22 +14,33 @@
     def test_my_plugin_keeps_big_spenders_loyal():
         decision = run_lifecycle_stage(my_plugin, stage="lapsed", purchase_count=40)
         assert (decision.stage, decision.source) == ("loyal", "my_plugin")
+
+    def test_my_plugin_flags_a_single_source():
+        assessment = run_assess_partner_risk(my_plugin, spend=(sample_spend(partner_amount=Decimal("900")),))
+        assert [f.code for f in assessment.factors] == ["single_source"]
 """
 from __future__ import annotations
 
+import calendar
 import dataclasses
 import inspect
-from datetime import datetime, timezone
+from datetime import date, datetime, timezone
 from decimal import Decimal
 
 from .host import PluginHost
 from .types import (
     CustomerInput,
+    ContractSnapshot,
+    DeliveryPeriod,
     LeadInput,
+    PartnerHistory,
+    PartnerInput,
     PointsDecision,
     ProgramInput,
     PurchaseInput,
+    RiskAssessment,
     ScoreDecision,
+    SpendShare,
     StageDecision,
 )
 
@@ -70,6 +81,44 @@ _SAMPLE_CUSTOMER = CustomerInput(
     as_of=datetime(2026, 6, 1, 0, 0, tzinfo=timezone.utc),
 )
 
+_SAMPLE_PARTNER = PartnerInput(
+    id="3d6f0a2b-8c4e-4f1a-9b7d-1e2c3a4b5c6d",
+    name="Nordic Steel Supply",
+    type="supplier",
+    status="active",
+    country="SE",
+)
+
+# Six steady months of deliveries up to 2026-06-15: 10 a month, 9 on time, 2% rejected.
+_SAMPLE_PERIODS = tuple(
+    DeliveryPeriod(first_day=date(2026, month, 1),
+                   last_day=date(2026, month, 15 if month == 6 else calendar.monthrange(2026, month)[1]),
+                   deliveries=10, on_time=9, quantity_ordered=Decimal("1000"), quantity_delivered=Decimal("990"),
+                   quantity_rejected=Decimal("20"))
+    for month in range(1, 7)
+)
+
+_SAMPLE_SPEND = SpendShare(currency="EUR", partner_amount=Decimal("120000.00"), total_amount=Decimal("1000000.00"))
+
+_SAMPLE_CONTRACT = ContractSnapshot(
+    id="7a1b2c3d-4e5f-4a6b-8c7d-9e0f1a2b3c4d",
+    title="Framework agreement 2026",
+    version=2,
+    effective_from=date(2026, 1, 1),
+    effective_to=date(2027, 12, 31),
+    auto_renew=False,
+    notice_period_days=90,
+)
+
+_SAMPLE_HISTORY = PartnerHistory(
+    as_of=date(2026, 6, 15),
+    periods=_SAMPLE_PERIODS,
+    open_disputes=(),
+    spend=(_SAMPLE_SPEND,),
+    contracts=(_SAMPLE_CONTRACT,),
+)
+
+
 
 def sample_lead(**overrides) -> LeadInput:
     """A complete, plausible lead; keyword arguments replace single fields (`sample_lead(job_title=None)`)."""
@@ -89,6 +138,27 @@ def sample_program(**overrides) -> ProgramInput:
 def sample_customer(**overrides) -> CustomerInput:
     """A customer with 4 purchases, the last 78 days before `as_of`; keyword arguments replace single fields."""
     return dataclasses.replace(_SAMPLE_CUSTOMER, **overrides)
+
+
+def sample_partner(**overrides) -> PartnerInput:
+    """An active Swedish supplier; keyword arguments replace single fields (`sample_partner(status="suspended")`)."""
+    return dataclasses.replace(_SAMPLE_PARTNER, **overrides)
+
+
+def sample_spend(**overrides) -> SpendShare:
+    """120,000 of 1,000,000 EUR delivered over 12 months (a 12% share); keyword arguments replace fields."""
+    return dataclasses.replace(_SAMPLE_SPEND, **overrides)
+
+
+def sample_contract(**overrides) -> ContractSnapshot:
+    """A contract in force until 2027-12-31, no auto-renewal, 90 days' notice; keyword arguments replace fields."""
+    return dataclasses.replace(_SAMPLE_CONTRACT, **overrides)
+
+
+def sample_partner_history(**overrides) -> PartnerHistory:
+    """A quiet partner as of 2026-06-15: six steady months (90% on time, 98% quality), no open dispute, a 12%
+    share of EUR spend, one contract until the end of 2027; keyword arguments replace single fields."""
+    return dataclasses.replace(_SAMPLE_HISTORY, **overrides)
 
 
 def default_plugin_name(plugin) -> str:
@@ -141,3 +211,14 @@ def run_lifecycle_stage(plugin, customer: CustomerInput | None = None, stage: st
         customer = dataclasses.replace(customer, **customer_fields)
     host = make_host(plugin, names=[plugin_name] if plugin_name else None)
     return host.lifecycle_stage(customer, stage)
+
+
+def run_assess_partner_risk(plugin, *, partner: PartnerInput | None = None, history: PartnerHistory | None = None,
+                            plugin_name: str | None = None, **history_fields) -> RiskAssessment:
+    """Assess one partner's risk with only `plugin` loaded; returns the assessment the partners service shows.
+
+    Keyword arguments replace single fields of the history (the sample one unless `history` is given).
+    """
+    history = dataclasses.replace(history or sample_partner_history(), **history_fields)
+    host = make_host(plugin, names=[plugin_name] if plugin_name else None)
+    return host.assess_partner_risk(partner or sample_partner(), history)

@@ -2,7 +2,7 @@
 from __future__ import annotations
 
 from dataclasses import asdict, dataclass, field
-from datetime import datetime
+from datetime import date, datetime
 from decimal import Decimal
 
 
@@ -291,3 +291,215 @@ class StageDecision:
     def to_dict(self) -> dict:
         """JSON-ready form."""
         return {"stage": self.stage, "source": self.source, "degraded": [d.to_dict() for d in self.degraded]}
+
+
+# --- partner risk ---------------------------------------------------------------------------------------------
+
+# The levels a partner's risk score falls into: `low` below MEDIUM_RISK_FROM, `high` from HIGH_RISK_FROM.
+RISK_LEVELS = ("low", "medium", "high")
+MEDIUM_RISK_FROM = 30
+HIGH_RISK_FROM = 60
+# A factor's weight beyond ±MAX_RISK_WEIGHT is treated as a plugin bug (the score is clamped to 0..100 anyway).
+MAX_RISK_WEIGHT = 100
+
+
+@dataclass(frozen=True, kw_only=True)
+class PartnerInput:
+    """What a plugin sees of a partner: who it is and where it stands (keyword arguments only).
+
+    `type` is one of supplier, vendor, distributor, reseller; `status` one of prospect, onboarding, active,
+    suspended, terminated; `country` an ISO 3166 alpha-2 code or None.
+    """
+
+    id: str
+    name: str
+    type: str
+    status: str
+    country: str | None = None
+
+
+def _rate(part: Decimal, whole: Decimal) -> Decimal | None:
+    return None if not whole else (Decimal(part) / Decimal(whole)).quantize(Decimal("0.0001"))
+
+
+@dataclass(frozen=True, kw_only=True)
+class DeliveryPeriod:
+    """The deliveries a partner owed in one calendar month (by their promised date), as counts and quantities.
+
+    `first_day`..`last_day` is the month, cut at the history's `as_of` for the current one. `on_time` counts
+    the deliveries that arrived on or before their promised date; one that did not arrive at all is late.
+    The rates are derived (four decimal places, 0..1) and are None when there is nothing to divide by.
+    """
+
+    first_day: date
+    last_day: date
+    deliveries: int = 0
+    on_time: int = 0
+    quantity_ordered: Decimal = Decimal(0)
+    quantity_delivered: Decimal = Decimal(0)
+    quantity_rejected: Decimal = Decimal(0)
+
+    @property
+    def on_time_rate(self) -> Decimal | None:
+        """Share of the deliveries that arrived on time."""
+        return _rate(Decimal(self.on_time), Decimal(self.deliveries))
+
+    @property
+    def fill_rate(self) -> Decimal | None:
+        """Quantity delivered over quantity ordered."""
+        return _rate(self.quantity_delivered, self.quantity_ordered)
+
+    @property
+    def quality_rate(self) -> Decimal | None:
+        """Share of the delivered quantity that was not rejected."""
+        return _rate(self.quantity_delivered - self.quantity_rejected, self.quantity_delivered)
+
+
+@dataclass(frozen=True, kw_only=True)
+class OpenDisputes:
+    """A partner's unresolved disputes (open, investigating or escalated) of one category in one currency."""
+
+    category: str
+    currency: str
+    count: int
+    amount: Decimal
+    escalated: int = 0
+    oldest_opened_at: datetime | None = None
+
+
+@dataclass(frozen=True, kw_only=True)
+class SpendShare:
+    """What was delivered over the last 12 months in one currency: by this partner and by all partners."""
+
+    currency: str
+    partner_amount: Decimal
+    total_amount: Decimal
+
+    @property
+    def share(self) -> Decimal | None:
+        """The partner's share of the total, 0..1 (four decimal places); None when nothing was delivered."""
+        return _rate(self.partner_amount, self.total_amount)
+
+
+@dataclass(frozen=True, kw_only=True)
+class ContractSnapshot:
+    """One of the partner's contracts with its terms in force, and what an open proposal on it would change.
+
+    `proposed_effective_to` / `proposed_auto_renew` are the values an open proposal on the contract offers
+    for those terms (None when there is no open proposal, or it leaves that term alone).
+    """
+
+    id: str
+    title: str
+    version: int
+    effective_from: date
+    effective_to: date | None = None
+    auto_renew: bool = False
+    notice_period_days: int = 0
+    proposed_effective_to: date | None = None
+    proposed_auto_renew: bool | None = None
+
+
+@dataclass(frozen=True, kw_only=True)
+class PartnerHistory:
+    """A plain snapshot of a partner's record as of one day, built by the partners service in a few queries.
+
+    periods: the last calendar months (oldest first; the last one is the month of `as_of`, up to that day).
+    open_disputes: the unresolved disputes by category and currency.
+    spend: per currency, the amount this partner delivered over the 12 months up to `as_of` and the total of
+        every partner (its share is the concentration of spend on it).
+    contracts: every contract of the partner with its terms in force.
+    """
+
+    as_of: date
+    periods: tuple[DeliveryPeriod, ...] = ()
+    open_disputes: tuple[OpenDisputes, ...] = ()
+    spend: tuple[SpendShare, ...] = ()
+    contracts: tuple[ContractSnapshot, ...] = ()
+
+    @property
+    def open_dispute_count(self) -> int:
+        """How many disputes are unresolved, in every category and currency."""
+        return sum(d.count for d in self.open_disputes)
+
+
+@dataclass(frozen=True)
+class RiskFactor:
+    """One piece of evidence a plugin contributes to a partner's risk: a weight (risk points) and a reason."""
+
+    code: str
+    weight: int
+    reason: str
+
+    def __post_init__(self) -> None:
+        problem = risk_factor_problem(self)
+        if problem:
+            raise TypeError(f"invalid RiskFactor: {problem}")
+        _mark_checked(self)
+
+
+def risk_factor_problem(factor: object) -> str | None:
+    """Why `factor` is not a well-formed RiskFactor, or None when it is."""
+    if not isinstance(factor, RiskFactor):
+        return f"expected RiskFactor, got {type(factor).__name__}"
+    if not isinstance(factor.code, str) or not factor.code.strip():
+        return f"code must be a non-empty string, got {factor.code!r}"
+    if isinstance(factor.weight, bool) or not isinstance(factor.weight, int):
+        return f"weight must be an int, got {type(factor.weight).__name__} {factor.weight!r}"
+    if abs(factor.weight) > MAX_RISK_WEIGHT:
+        return f"weight must lie within ±{MAX_RISK_WEIGHT}, got {factor.weight}"
+    if not isinstance(factor.reason, str):
+        return f"reason must be a string, got {type(factor.reason).__name__}"
+    return None
+
+
+@dataclass(frozen=True)
+class AppliedRiskFactor:
+    """A risk factor as counted in an assessment, with the name of the plugin that gave it."""
+
+    plugin: str
+    code: str
+    weight: int
+    reason: str
+
+    def to_dict(self) -> dict:
+        """JSON-ready form."""
+        return asdict(self)
+
+
+def risk_level(score: int) -> str:
+    """`low`, `medium` or `high` for a score of 0..100 (MEDIUM_RISK_FROM, HIGH_RISK_FROM)."""
+    if score >= HIGH_RISK_FROM:
+        return "high"
+    return "medium" if score >= MEDIUM_RISK_FROM else "low"
+
+
+@dataclass(frozen=True)
+class RiskAssessment:
+    """A partner's risk: the score, its level, every factor behind it and the plugins that failed to contribute."""
+
+    score: int
+    level: str
+    factors: tuple[AppliedRiskFactor, ...] = ()
+    degraded: tuple[PluginFailure, ...] = ()
+
+    @classmethod
+    def from_factors(cls, factors, degraded=()) -> RiskAssessment:
+        """Sum the factors' weights, clamped to 0..100, and name the level."""
+        factors = tuple(factors)
+        score = max(0, min(100, sum(f.weight for f in factors)))
+        return cls(score=score, level=risk_level(score), factors=factors, degraded=tuple(degraded))
+
+    @property
+    def is_degraded(self) -> bool:
+        """True when at least one plugin's contribution is missing."""
+        return bool(self.degraded)
+
+    def to_dict(self) -> dict:
+        """JSON-ready form."""
+        return {
+            "score": self.score,
+            "level": self.level,
+            "factors": [f.to_dict() for f in self.factors],
+            "degraded": [d.to_dict() for d in self.degraded],
+        }
