@@ -11,6 +11,8 @@ from services.common.web import create_service_app, runtime_readiness
 from services.common.worker import Worker
 
 from . import api, handlers
+from . import disputes_api  # noqa: F401 - defines the dispute routes on api's blueprints
+from .dispute_jobs import DisputeSlaJob
 from .portal_access import check_portal_access
 from .models import InboxEntry, OutboxMessage
 
@@ -36,5 +38,6 @@ def create_app(settings: Settings | None = None) -> Flask:
 
 
 def create_worker(settings: Settings | None = None, *, bindings: Bindings) -> Worker:
-    """The partners worker: the outbox relay (partners consumes no events yet)."""
-    return Worker(build(settings), handlers.HANDLERS, bindings)
+    """The partners worker: the outbox relay and the dispute SLA job (partners consumes no events yet)."""
+    runtime = build(settings)
+    return Worker(runtime, handlers.HANDLERS, bindings, jobs={"dispute_sla": DisputeSlaJob(runtime).run})
