@@ -228,6 +228,11 @@ class Settings:
     analytics_parameters: str = ""
     analytics_refresh_interval: float = 86400.0
     analytics_sync_limit: int = 10_000
+    # Partners negotiation (docs/api-partners.md): days a proposal stays open unless it says otherwise, and the
+    # JSON object of term -> largest change an internal acceptance may make without partners:approve (checked by
+    # the partners service at start-up; "" means its defaults).
+    partners_proposal_days: int = 14
+    partners_approval_limits: str = ""
     # Hours a partner dispute may stay unresolved before crm.dispute.overdue is published (once).
     partners_dispute_sla_hours: float = 120.0
     # Partner scorecards (docs/api-partners.md): a JSON object of measure -> weight in the overall score (checked
@@ -363,6 +368,9 @@ def from_env(service: str, env: Mapping[str, str] | None = None, *, require_secr
         analytics_refresh_interval=_read(env, "CRM_ANALYTICS_REFRESH_INTERVAL", _non_negative_float,
                                          Settings.analytics_refresh_interval),
         analytics_sync_limit=_read(env, "CRM_ANALYTICS_SYNC_LIMIT", _non_negative_int, Settings.analytics_sync_limit),
+        partners_proposal_days=_read(env, "CRM_PARTNERS_PROPOSAL_DAYS",
+                                     _number(int, above=0, at_most=365, unit=" days"), Settings.partners_proposal_days),
+        partners_approval_limits=env.get("CRM_PARTNERS_APPROVAL_LIMITS") or "",
         partners_dispute_sla_hours=_read(env, "CRM_PARTNERS_DISPUTE_SLA_HOURS", _positive_float,
                                          Settings.partners_dispute_sla_hours),
         partners_scorecard_weights=env.get("CRM_PARTNERS_SCORECARD_WEIGHTS") or "",

@@ -13,6 +13,7 @@ from services.common.worker import Worker
 from . import api, handlers
 from . import disputes_api  # noqa: F401 - defines the dispute routes on api's blueprints
 from .dispute_jobs import DisputeSlaJob
+from . import proposals, proposals_api  # noqa: F401 - proposals_api defines the proposal routes
 from .portal_access import check_portal_access
 from .models import InboxEntry, OutboxMessage
 
@@ -28,6 +29,7 @@ def build(settings: Settings | None = None) -> Runtime:
 def create_app(settings: Settings | None = None) -> Flask:
     """The partners web application: partners, contracts and the partner portal."""
     rt = build(settings)
+    proposals.approval_limits_from_settings(rt.settings)  # malformed limits stop start-up
     app = create_service_app("partners", title="CRM Partners",
                              blueprints=[api.partners_blp, api.contracts_blp, api.portal_blp],
                              settings=rt.settings, readiness=runtime_readiness(rt),
@@ -40,4 +42,5 @@ def create_app(settings: Settings | None = None) -> Flask:
 def create_worker(settings: Settings | None = None, *, bindings: Bindings) -> Worker:
     """The partners worker: the outbox relay and the dispute SLA job (partners consumes no events yet)."""
     runtime = build(settings)
-    return Worker(runtime, handlers.HANDLERS, bindings, jobs={"dispute_sla": DisputeSlaJob(runtime).run})
+    return Worker(runtime, handlers.HANDLERS, bindings, jobs={"dispute_sla": DisputeSlaJob(runtime).run,
+                                                        "proposal_expiry": proposals.ProposalExpiryJob(runtime).run})

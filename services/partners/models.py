@@ -5,10 +5,10 @@ import uuid
 from datetime import date, datetime
 from decimal import Decimal
 
-from sqlalchemy import CheckConstraint, ForeignKey, Index, Integer, Numeric, String, Text, UniqueConstraint
+from sqlalchemy import CheckConstraint, ForeignKey, Index, Integer, Numeric, String, Text, UniqueConstraint, text
 from sqlalchemy.orm import Mapped, mapped_column
 
-from services.common.db import SeqType, make_base, messaging_models, new_id, utcnow
+from services.common.db import JsonDocument, SeqType, make_base, messaging_models, new_id, utcnow
 from services.common.idempotency import idempotency_model
 
 Base = make_base()
@@ -97,6 +97,50 @@ CONTRACT_SORTS = {"created_at": Contract.created_at, "updated_at": Contract.upda
 
 
 # -- negotiation (proposals.py) ---------------------------------------------------------------------------------
+
+PROPOSAL_STATUSES = ("open", "accepted", "rejected", "countered", "expired")
+PROPOSAL_SIDES = ("internal", "partner")
+_OPEN_PROPOSAL_SQL = "status = 'open'"
+
+
+class Proposal(Base):
+    """A set of term changes one side offers the other against one version of a contract's terms.
+
+    Rows are never deleted: a counter-proposal is a new row naming the one it supersedes, so the thread is the
+    contract's proposals in order. `changes` holds the proposed terms in their JSON form (decimals and dates as
+    strings), exactly as the API shows them and the events carry them.
+    """
+
+    __tablename__ = "proposals"
+    __table_args__ = (
+        # At most one open proposal per contract: of two submitted at once, the second insert fails (409).
+        Index("uq_proposals_open_contract", "contract_id", unique=True,
+              postgresql_where=text(_OPEN_PROPOSAL_SQL), sqlite_where=text(_OPEN_PROPOSAL_SQL)),
+        Index("ix_proposals_contract_seq", "contract_id", "seq"),
+        # The expiry job's scan: open proposals by expiry.
+        Index("ix_proposals_status_expires_at", "status", "expires_at"),
+        CheckConstraint("proposed_by IN ('internal', 'partner')", name="ck_proposals_proposed_by"),
+    )
+
+    seq: Mapped[int] = mapped_column(SeqType, primary_key=True, autoincrement=True)
+    id: Mapped[uuid.UUID] = mapped_column(unique=True, default=new_id)
+    contract_id: Mapped[uuid.UUID] = mapped_column(ForeignKey("contracts.id", ondelete="CASCADE"))
+    partner_id: Mapped[uuid.UUID] = mapped_column(ForeignKey("partners.id"))
+    base_version: Mapped[int] = mapped_column(Integer)  # the terms version the changes were made against
+    changes: Mapped[dict] = mapped_column(JsonDocument)
+    message: Mapped[str | None] = mapped_column(Text, default=None)
+    expires_at: Mapped[datetime]
+    status: Mapped[str] = mapped_column(String(20), default="open")
+    proposed_by: Mapped[str] = mapped_column(String(10))
+    proposed_by_key: Mapped[str | None] = mapped_column(String(200), default=None)
+    supersedes_id: Mapped[uuid.UUID | None] = mapped_column(ForeignKey("proposals.id"), default=None)
+    decided_by_key: Mapped[str | None] = mapped_column(String(200), default=None)
+    decided_at: Mapped[datetime | None] = mapped_column(default=None)
+    reason: Mapped[str | None] = mapped_column(Text, default=None)
+    terms_version: Mapped[int | None] = mapped_column(Integer, default=None)  # made by accepting
+    created_at: Mapped[datetime] = mapped_column(default=utcnow)
+    updated_at: Mapped[datetime] = mapped_column(default=utcnow, onupdate=utcnow)
+    version: Mapped[int] = mapped_column(Integer, default=1)
 
 
 # -- renewals and expiry (renewals.py) ----------------------------------------------------------------------------
