@@ -249,6 +249,38 @@ def analytics_refresh(currency: str | None, as_of: str | None, params: tuple[str
         runtime.engine.dispose()
 
 
+@cli.group()
+def partners() -> None:
+    """Partners: contract renewals and expiry."""
+
+
+@partners.command("renewals")
+@click.option("--today", metavar="DATE", help="The day to run for (ISO 8601, e.g. 2026-12-31); default: today, UTC.")
+def partners_renewals(today: str | None) -> None:
+    """Publish the contract notices due (expiring, expired, renewed), here and now, as the worker's daily job would.
+
+    Each notice is published once per terms version, so running it again, or beside the workers, repeats nothing.
+    """
+    from datetime import date
+
+    from services.partners.app import build
+    from services.partners.renewals import run_once
+
+    try:
+        day = None if today is None else date.fromisoformat(today)
+    except ValueError:
+        raise click.BadParameter(f"{today!r} is not an ISO 8601 date", param_hint="--today") from None
+    runtime = build(_settings("partners", require_secret=False))
+    try:
+        result = run_once(runtime, day)
+    finally:
+        runtime.engine.dispose()
+    click.echo(f"{result.expiring} expiring, {result.expired} expired, {result.renewed} renewed, "
+               f"{result.failed} failed to renew")
+    if result.failed:
+        raise click.ClickException(f"{result.failed} contracts did not renew (see the log); the next run tries again")
+
+
 @cli.command()
 @click.argument("service", type=click.Choice(tuple(e.name for e in SUITE.entries if e.web)))
 @click.option("--bind", default="0.0.0.0:8080", show_default=True, help="HOST:PORT to listen on.")

@@ -235,6 +235,8 @@ class Settings:
     partners_approval_limits: str = ""
     # Hours a partner dispute may stay unresolved before crm.dispute.overdue is published (once).
     partners_dispute_sla_hours: float = 120.0
+    # Seconds between runs of the partners worker's renewal job (expiring, expired and renewed contracts); 0: off.
+    partners_renewal_interval: float = 86400.0
     # Partner scorecards (docs/api-partners.md): a JSON object of measure -> weight in the overall score (checked
     # by the partners service at start-up; "" means its defaults).
     partners_scorecard_weights: str = ""
@@ -373,5 +375,7 @@ def from_env(service: str, env: Mapping[str, str] | None = None, *, require_secr
         partners_approval_limits=env.get("CRM_PARTNERS_APPROVAL_LIMITS") or "",
         partners_dispute_sla_hours=_read(env, "CRM_PARTNERS_DISPUTE_SLA_HOURS", _positive_float,
                                          Settings.partners_dispute_sla_hours),
+        partners_renewal_interval=_read(env, "CRM_PARTNERS_RENEWAL_INTERVAL", _non_negative_float,
+                                        Settings.partners_renewal_interval),
         partners_scorecard_weights=env.get("CRM_PARTNERS_SCORECARD_WEIGHTS") or "",
     )

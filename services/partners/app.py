@@ -11,6 +11,8 @@ from services.common.web import create_service_app, runtime_readiness
 from services.common.worker import Worker
 
 from . import api, handlers
+from . import renewals_api  # noqa: F401 - defines the contract list and portal notice routes
+from .renewals import RenewalJob
 from . import disputes_api  # noqa: F401 - defines the dispute routes on api's blueprints
 from .dispute_jobs import DisputeSlaJob
 from . import proposals, proposals_api  # noqa: F401 - proposals_api defines the proposal routes
@@ -43,4 +45,5 @@ def create_worker(settings: Settings | None = None, *, bindings: Bindings) -> Wo
     """The partners worker: the outbox relay and the dispute SLA job (partners consumes no events yet)."""
     runtime = build(settings)
     return Worker(runtime, handlers.HANDLERS, bindings, jobs={"dispute_sla": DisputeSlaJob(runtime).run,
+                                                        "renewals": RenewalJob(runtime).run,
                                                         "proposal_expiry": proposals.ProposalExpiryJob(runtime).run})

@@ -8,7 +8,7 @@ from marshmallow import Schema, ValidationError, fields, validate, validates_sch
 from services.common.pagination import PageArgs, sort_field
 from services.common.schemas import CURRENCY, TrimmedInput
 
-from . import rules
+from . import periods, rules
 from .models import CONTRACT_SORTS, PARTNER_SORTS, PARTNER_STATUSES, PARTNER_TYPES, TERMS_SORTS
 
 _COUNTRY = validate.Regexp(r"^[A-Z]{2}$", error="Use a two-letter ISO 3166 code in capitals, such as DE.")
@@ -126,6 +126,12 @@ class PortalContractSchema(Schema):
     title = fields.String()
     terms_version = fields.Integer(attribute="current_version")
     terms = fields.Nested(PortalTermsVersionSchema, metadata={"description": "The terms in force."})
+    notice_deadline = fields.Date(allow_none=True, metadata={
+        "description": "The terms' effective_to less notice_period_days: from this day on the contract is "
+                       "in its notice period; null for an open-ended contract."})
+    state = fields.String(validate=validate.OneOf(periods.STATES), metadata={
+        "description": "active; in_notice from the notice deadline on; expired from effective_to on (until "
+                       "an auto-renewal makes the next period)."})
     created_at = fields.AwareDateTime()
     updated_at = fields.AwareDateTime()
 

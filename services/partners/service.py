@@ -16,7 +16,7 @@ from services.common.etags import Precondition
 from services.common.problems import Conflict, NotFound, PreconditionFailed, Unprocessable
 from services.common.uow import UnitOfWork
 
-from . import rules
+from . import periods, rules
 from .models import CONTRACT_SORTS, PARTNER_SORTS, TERM_FIELDS, TERMS_SORTS, Contract, ContractTerms, Partner
 
 PARTNER_FIELDS = ("name", "type", "country")
@@ -112,7 +112,9 @@ def _values(terms: ContractTerms) -> dict:
 
 
 def _detail(contract: Contract, terms: ContractTerms) -> dict:
-    return {**{c.key: getattr(contract, c.key) for c in Contract.__table__.columns}, "terms": terms}
+    """The contract's columns, the terms in force and their period's notice deadline and state (periods.py)."""
+    return {**{c.key: getattr(contract, c.key) for c in Contract.__table__.columns}, "terms": terms,
+            **periods.describe(terms, utcnow().date())}
 
 
 def _contracts_page(session, partner_id: uuid.UUID, *, limit: int, cursor: str | None, sort: str | None) -> dict:
