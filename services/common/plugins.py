@@ -27,9 +27,13 @@ BUILTIN, ENTRY_POINT, DIRECTORY = "builtin", "entry_point", "directory"
 
 
 def build_plugin_host(plugins_dir: str | None = None, disabled: Iterable[str] = (), include_builtins: bool = True,
-                      include_entry_points: bool = True, *, timeout_ms: int = DEFAULT_TIMEOUT_MS,
+                      include_entry_points: bool = True, *, service_builtins: Iterable[str] = (),
+                      timeout_ms: int = DEFAULT_TIMEOUT_MS,
                       threads_per_plugin: int = THREADS_PER_PLUGIN) -> BudgetedPluginHost:
     """Load every enabled plugin and check its hooks; raises PluginError for a misspelt or mis-typed hook.
+
+    `service_builtins` are modules of built-ins only one service calls (the partners' risk rules), loaded after
+    DEFAULT_PLUGINS exactly like them, so the other services do not list policies they never apply.
 
     Each call into a plugin then gets `timeout_ms` (CRM_PLUGIN_TIMEOUT_MS) on a pool of up to
     `threads_per_plugin` threads of that plugin's own.
@@ -38,7 +42,7 @@ def build_plugin_host(plugins_dir: str | None = None, disabled: Iterable[str] = 
     for name in disabled:
         host.block(name)
     if include_builtins:
-        _load_builtins(host)
+        _load_builtins(host, [*DEFAULT_PLUGINS, *service_builtins])
     if include_entry_points:
         _load_entry_points(host)
     if plugins_dir:
@@ -54,8 +58,8 @@ def plugin_listing(host: PluginHost) -> dict:
     return {"items": host.list_plugins(), "errors": errors}
 
 
-def _load_builtins(host: PluginHost) -> None:
-    for module_name in DEFAULT_PLUGINS:
+def _load_builtins(host: PluginHost, modules: Iterable[str]) -> None:
+    for module_name in modules:
         name = "builtin." + module_name.rpartition(".")[2]
         if host.is_blocked(name):
             continue

@@ -16,15 +16,19 @@ from .renewals import RenewalJob
 from . import disputes_api  # noqa: F401 - defines the dispute routes on api's blueprints
 from .dispute_jobs import DisputeSlaJob
 from . import proposals, proposals_api  # noqa: F401 - proposals_api defines the proposal routes
+from . import risk_api  # noqa: F401 - defines GET /api/v1/partners/{id}/risk
 from .portal_access import check_portal_access
 from .models import InboxEntry, OutboxMessage
+
+# Built-ins only the partners service calls, loaded after the shared ones and exactly like them.
+PARTNER_PLUGINS = ("crm_builtin.partner_risk",)
 
 
 def build(settings: Settings | None = None) -> Runtime:
     """Engine, session factory, outbox/inbox models and the plugin host of one partners process."""
     settings = settings or from_env("partners")
     plugins = build_plugin_host(plugins_dir=settings.plugins_dir, disabled=settings.plugins_disabled,
-                                timeout_ms=settings.plugin_timeout_ms)
+                                service_builtins=PARTNER_PLUGINS, timeout_ms=settings.plugin_timeout_ms)
     return build_runtime(settings, OutboxMessage, InboxEntry, plugins=plugins)
 
 
