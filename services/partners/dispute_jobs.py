@@ -30,7 +30,7 @@ class DisputeSlaJob:
         while not stop.is_set():
             try:
                 self.run_once(stop)
-            except Exception:  # noqa: BLE001 - the database may be away; the next look tries again
+            except Exception:  # the database may be away; the next look tries again
                 log.warning("marking overdue disputes failed; trying again shortly", exc_info=True)
             stop.wait(self.check_every)
 

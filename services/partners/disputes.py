@@ -62,7 +62,7 @@ def is_overdue(dispute: Dispute, now: datetime, sla_hours: float) -> bool:
 
 
 def move_problems(current: str, target: str, resolution: str | None, side: str) -> None:
-    """Raise why `side` may not move a dispute from `current` to `target` (409), or why the resolution is wrong (422)."""
+    """Raise why `side` may not move a dispute from `current` to `target` (409) or why its resolution is wrong (422)."""
     if target not in TRANSITIONS[current]:
         allowed = ", ".join(sorted(TRANSITIONS[current])) or "none (resolved is final)"
         raise Conflict(f"The dispute is {current}; it cannot move to {target}. Allowed: {allowed}.",

@@ -7,6 +7,7 @@ partner id comes only from its identity token; the portal shows no API key of ei
 from __future__ import annotations
 
 from decimal import Decimal
+from typing import ClassVar
 
 from flask.views import MethodView
 from marshmallow import Schema, ValidationError, fields, validate
@@ -50,7 +51,7 @@ def _cents(value: Decimal) -> None:
 class Amount(fields.Decimal):
     """Money as a decimal string ("1250.50"): a JSON number may already be a binary float, so it is refused."""
 
-    default_error_messages = {"not_string": 'Send the amount as a decimal string, e.g. "1250.50".'}
+    default_error_messages: ClassVar[dict] = {"not_string": 'Send the amount as a decimal string, e.g. "1250.50".'}
 
     def __init__(self, **kwargs):
         super().__init__(as_string=True, places=None, allow_nan=False,

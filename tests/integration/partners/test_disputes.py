@@ -47,8 +47,8 @@ def partner(api):
 
 def _delivery(runtime, partner_id: str, reference: str = "PO-1") -> str:
     row = Delivery(id=uuid.uuid4(), partner_id=uuid.UUID(partner_id), order_reference=reference,
-                   promised_on=date(2026, 3, 1), delivered_on=date(2026, 3, 2), quantity_ordered=Decimal("10"),
-                   quantity_delivered=Decimal("10"), amount=Decimal("100.00"), currency="EUR")
+                   promised_on=date(2026, 3, 1), delivered_on=date(2026, 3, 2), quantity_ordered=Decimal(10),
+                   quantity_delivered=Decimal(10), amount=Decimal("100.00"), currency="EUR")
     with runtime.session_factory() as s:
         s.add(row)
         s.commit()
@@ -135,6 +135,15 @@ def test_opening_for_an_unknown_partner_is_404_and_reads_need_the_scopes(client,
 def test_a_write_only_key_gets_only_the_ids_of_what_it_opened(client, partner):
     r = client.post(_base(partner["id"]), headers=WRITE_ONLY, json=_body())
     assert r.status_code == 201 and set(r.json) == {"id", "version"}
+
+
+def test_opening_again_with_the_same_idempotency_key_replays_and_opens_nothing(client, partner, store):
+    headers = {**RW, "Idempotency-Key": "dispute-1"}
+    first = client.post(_base(partner["id"]), headers=headers, json=_body())
+    again = client.post(_base(partner["id"]), headers=headers, json=_body())
+    assert first.status_code == again.status_code == 201
+    assert again.json == first.json and again.headers["Idempotent-Replayed"] == "true"
+    assert store.count(Dispute) == 1 and len(store.events("crm.dispute.opened")) == 1
 
 
 # -- moving through the states ------------------------------------------------------------------------------
