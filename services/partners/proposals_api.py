@@ -11,21 +11,18 @@ from flask.views import MethodView
 from marshmallow import Schema, fields, validate
 
 from services.common.etags import Precondition, etag
-from services.common.idempotency import HEADER_PARAMETER, idempotent
+from services.common.idempotency import idempotent
 from services.common.identity import current_principal, record_or_receipt, requires
 from services.common.pagination import PageArgs
 from services.common.schemas import TrimmedInput
 from services.common.web import read_uow, uow
 
 from . import proposals, service
-from .api import _IF_MATCH, _caller_partner_id, contracts_blp, portal_blp
+from .api import _ETAG_HEADER, _IDEMPOTENT, _IF_MATCH, _caller_partner_id, contracts_blp, portal_blp
 from .models import IdempotencyRecord
 from .schemas import TermsChangeSchema
 
 MESSAGE_MAX = 2000
-_IDEMPOTENT = {"parameters": [HEADER_PARAMETER]}
-_ETAG_HEADER = {"ETag": {"description": 'The version of the contract\'s terms now in force, `W/"<version>"`.',
-                         "schema": {"type": "string"}}}
 
 
 # -- schemas -----------------------------------------------------------------------------------------------
