@@ -10,6 +10,7 @@ from __future__ import annotations
 
 from .hookspecs import HOOK_NAMES, PROJECT_NAME, hookimpl, hookspec
 from .types import (
+    AppliedCriterion,
     AppliedFactor,
     AppliedRiskFactor,
     ContractSnapshot,
@@ -19,6 +20,7 @@ from .types import (
     OpenDisputes,
     PartnerHistory,
     PartnerInput,
+    PartnerScoreDecision,
     PluginFailure,
     PointAward,
     PointsDecision,
@@ -26,6 +28,9 @@ from .types import (
     PurchaseInput,
     RiskAssessment,
     RiskFactor,
+    ScoreCriterion,
+    ScorecardMetrics,
+    ScorecardPeriod,
     ScoreDecision,
     ScoreFactor,
     SpendShare,
@@ -35,6 +40,7 @@ from .types import (
 __all__ = [
     "HOOK_NAMES",
     "PROJECT_NAME",
+    "AppliedCriterion",
     "AppliedFactor",
     "AppliedRiskFactor",
     "ContractSnapshot",
@@ -44,6 +50,7 @@ __all__ = [
     "OpenDisputes",
     "PartnerHistory",
     "PartnerInput",
+    "PartnerScoreDecision",
     "PluginFailure",
     "PointAward",
     "PointsDecision",
@@ -51,6 +58,9 @@ __all__ = [
     "PurchaseInput",
     "RiskAssessment",
     "RiskFactor",
+    "ScoreCriterion",
+    "ScorecardMetrics",
+    "ScorecardPeriod",
     "ScoreDecision",
     "ScoreFactor",
     "SpendShare",

@@ -19,6 +19,9 @@ from .types import (
     ProgramInput,
     PurchaseInput,
     RiskFactor,
+    ScoreCriterion,
+    ScorecardMetrics,
+    ScorecardPeriod,
     ScoreFactor,
 )
 
@@ -150,6 +153,41 @@ def crm_assess_partner_risk(partner: PartnerInput, history: PartnerHistory) -> R
     """
 
 
+@hookspec
+def crm_score_partner(partner: PartnerInput, period: ScorecardPeriod,
+                      metrics: ScorecardMetrics) -> ScoreCriterion | Sequence[ScoreCriterion] | None:
+    """Contribute criteria to a partner's scorecard for one period.
+
+    Kind: *contribute* — the host calls every implementation, each on its own, and counts what they return.
+
+    Parameters:
+        partner: a frozen :class:`~crm_plugins.types.PartnerInput` with the partner's id (a UUID string),
+            ``name``, ``type``, ``status`` and ``country`` (ISO 3166 alpha-2, or ``None``).
+        period: a frozen :class:`~crm_plugins.types.ScorecardPeriod`: its ``label`` (``"2026-Q3"``,
+            ``"2026-09"`` or ``"2026"``) and its first and last day (``start``, ``end``, both ``date``).
+        metrics: a frozen :class:`~crm_plugins.types.ScorecardMetrics` with the built-in measures over the
+            deliveries promised in the period: counts (``deliveries``, ``delivered``, ``on_time``,
+            ``disputes``, ``priced``, ``within_price``), ``Decimal`` quantities (``quantity_ordered``,
+            ``quantity_delivered``, ``quantity_rejected``) and the rates ``on_time_rate``, ``fill_rate``,
+            ``quality_rate``, ``dispute_rate``, ``price_adherence`` (``Decimal`` 0..1, the dispute rate may
+            exceed 1; ``None`` when there is nothing to measure).
+
+    Returns:
+        A :class:`~crm_plugins.types.ScoreCriterion`, a list or tuple of them, or ``None`` when the plugin has
+        nothing to add. Each criterion carries a short ``code``, a ``score`` from 0 to 1 and a ``weight`` of 0
+        to 1000 (both ``Decimal`` or ``int``, never float) and a ``reason`` naming the evidence.
+
+    The scorecard's overall score is the weighted average of the built-in rates that have a value (with the
+    weights of ``CRM_PARTNERS_SCORECARD_WEIGHTS``; the dispute rate counts as ``1 - rate``) and every plugin's
+    criteria, each shown with the name of the plugin that gave it. If an implementation raises, or returns
+    anything else (a dict, a float ``score``, a score above 1...), the host logs it with the plugin's name,
+    drops that plugin's whole contribution and marks the scorecard as degraded; the other plugins still count
+    and the request succeeds. The same happens to one that does not answer within the services' time budget
+    (``CRM_PLUGIN_TIMEOUT_MS``). The hook is called once per period of a scorecard or trend: keep it quick
+    and side-effect free.
+    """
+
+
 # The hooks above, by name; the contract meta-test walks this list (and checks it matches the module).
 HOOK_NAMES: tuple[str, ...] = ("crm_score_lead", "crm_loyalty_points", "crm_lifecycle_stage",
-                                "crm_assess_partner_risk")
+                                "crm_assess_partner_risk", "crm_score_partner")

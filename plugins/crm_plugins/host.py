@@ -9,6 +9,7 @@ import difflib
 import inspect
 import logging
 from dataclasses import dataclass
+from decimal import Decimal
 
 import pluggy
 
@@ -16,12 +17,14 @@ from . import hookspecs
 from .types import (
     PLUGIN_ERROR,
     PLUGIN_MALFORMED_RESULT,
+    AppliedCriterion,
     AppliedFactor,
     AppliedRiskFactor,
     CustomerInput,
     LeadInput,
     PartnerHistory,
     PartnerInput,
+    PartnerScoreDecision,
     PluginFailure,
     PointAward,
     PointsDecision,
@@ -29,10 +32,14 @@ from .types import (
     PurchaseInput,
     RiskAssessment,
     RiskFactor,
+    ScoreCriterion,
+    ScorecardMetrics,
+    ScorecardPeriod,
     ScoreDecision,
     ScoreFactor,
     StageDecision,
     award_problem,
+    criterion_problem,
     factor_problem,
     risk_factor_problem,
     stage_problem,
@@ -45,6 +52,7 @@ SCORE_LEAD = "crm_score_lead"
 LOYALTY_POINTS = "crm_loyalty_points"
 LIFECYCLE_STAGE = "crm_lifecycle_stage"
 ASSESS_PARTNER_RISK = "crm_assess_partner_risk"
+SCORE_PARTNER = "crm_score_partner"
 
 # Why a plugin was not loaded (the `code` of an entry in `PluginHost.errors`).
 LOAD_FAILED = "plugin_load_failed"  # importing or instantiating it raised
@@ -158,6 +166,14 @@ class PluginHost:
                                              RiskFactor, risk_factor_problem, applied=_applied_risk_factor)
         return RiskAssessment.from_factors(factors, failures)
 
+    def score_partner(self, partner: PartnerInput, period: ScorecardPeriod,
+                      metrics: ScorecardMetrics) -> PartnerScoreDecision:
+        """Ask every plugin for scorecard criteria; failures are reported on the decision, not raised."""
+        criteria, failures = self._contribute(SCORE_PARTNER, {"partner": partner, "period": period,
+                                                              "metrics": metrics},
+                                              ScoreCriterion, criterion_problem, applied=_applied_criterion)
+        return PartnerScoreDecision(tuple(criteria), tuple(failures))
+
     def has_implementations(self, hook: str) -> bool:
         """True when at least one loaded plugin implements `hook` (callers may then skip work for nobody)."""
         caller = getattr(self.pm.hook, hook, None)
@@ -252,6 +268,10 @@ def _applied_factor(plugin: str, item) -> AppliedFactor:
 
 def _applied_risk_factor(plugin: str, item: RiskFactor) -> AppliedRiskFactor:
     return AppliedRiskFactor(plugin, item.code, item.weight, item.reason)
+
+
+def _applied_criterion(plugin: str, item: ScoreCriterion) -> AppliedCriterion:
+    return AppliedCriterion(plugin, item.code, Decimal(item.score), Decimal(item.weight), item.reason)
 
 
 def arguments(impl, kwargs: dict) -> tuple:

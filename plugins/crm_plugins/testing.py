@@ -38,7 +38,10 @@ from .types import (
     PointsDecision,
     ProgramInput,
     PurchaseInput,
+    PartnerScoreDecision,
     RiskAssessment,
+    ScorecardMetrics,
+    ScorecardPeriod,
     ScoreDecision,
     SpendShare,
     StageDecision,
@@ -118,6 +121,14 @@ _SAMPLE_HISTORY = PartnerHistory(
     contracts=(_SAMPLE_CONTRACT,),
 )
 
+# 2026-Q3 of a good supplier: 20 deliveries promised, 18 on time, 1% rejected, one dispute.
+_SAMPLE_SCORECARD_PERIOD = ScorecardPeriod(label="2026-Q3", start=date(2026, 7, 1), end=date(2026, 9, 30))
+_SAMPLE_METRICS = ScorecardMetrics(
+    deliveries=20, delivered=20, on_time=18, disputes=1, priced=20, within_price=19,
+    quantity_ordered=Decimal("2000.000"), quantity_delivered=Decimal("1980.000"), quantity_rejected=Decimal("19.800"),
+    on_time_rate=Decimal("0.9000"), fill_rate=Decimal("0.9900"), quality_rate=Decimal("0.9900"),
+    dispute_rate=Decimal("0.0500"), price_adherence=Decimal("0.9500"),
+)
 
 
 def sample_lead(**overrides) -> LeadInput:
@@ -159,6 +170,17 @@ def sample_partner_history(**overrides) -> PartnerHistory:
     """A quiet partner as of 2026-06-15: six steady months (90% on time, 98% quality), no open dispute, a 12%
     share of EUR spend, one contract until the end of 2027; keyword arguments replace single fields."""
     return dataclasses.replace(_SAMPLE_HISTORY, **overrides)
+
+
+def sample_scorecard_period(**overrides) -> ScorecardPeriod:
+    """2026-Q3 (2026-07-01 to 2026-09-30); keyword arguments replace single fields."""
+    return dataclasses.replace(_SAMPLE_SCORECARD_PERIOD, **overrides)
+
+
+def sample_scorecard_metrics(**overrides) -> ScorecardMetrics:
+    """A good quarter: 20 deliveries, 90% on time, 99% filled, 99% quality, one dispute, 95% within the agreed
+    price; keyword arguments replace single fields (the rates are not recomputed)."""
+    return dataclasses.replace(_SAMPLE_METRICS, **overrides)
 
 
 def default_plugin_name(plugin) -> str:
@@ -222,3 +244,15 @@ def run_assess_partner_risk(plugin, *, partner: PartnerInput | None = None, hist
     history = dataclasses.replace(history or sample_partner_history(), **history_fields)
     host = make_host(plugin, names=[plugin_name] if plugin_name else None)
     return host.assess_partner_risk(partner or sample_partner(), history)
+
+
+def run_score_partner(plugin, partner: PartnerInput | None = None, period: ScorecardPeriod | None = None,
+                      metrics: ScorecardMetrics | None = None, *, plugin_name: str | None = None,
+                      **metric_fields) -> PartnerScoreDecision:
+    """Score one partner's period with only `plugin` loaded; returns the criteria the scorecard would show.
+
+    Keyword arguments replace single fields of the metrics (the sample ones unless `metrics` is given).
+    """
+    metrics = dataclasses.replace(metrics or sample_scorecard_metrics(), **metric_fields)
+    host = make_host(plugin, names=[plugin_name] if plugin_name else None)
+    return host.score_partner(partner or sample_partner(), period or sample_scorecard_period(), metrics)

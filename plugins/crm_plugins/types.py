@@ -503,3 +503,116 @@ class RiskAssessment:
             "factors": [f.to_dict() for f in self.factors],
             "degraded": [d.to_dict() for d in self.degraded],
         }
+
+
+# --- partner scorecards ---------------------------------------------------------------------------------------
+
+# A criterion's weight beyond this is treated as a plugin bug (it would drown every other measure).
+MAX_CRITERION_WEIGHT = Decimal(1000)
+
+
+@dataclass(frozen=True, kw_only=True)
+class ScorecardPeriod:
+    """The period a scorecard covers: its label (`2026-Q3`, `2026-09` or `2026`) and its first and last day."""
+
+    label: str
+    start: date
+    end: date
+
+
+@dataclass(frozen=True, kw_only=True)
+class ScorecardMetrics:
+    """The built-in measures of one partner over one period, from the deliveries promised in it.
+
+    Rates are `Decimal`s from 0 to 1 (the dispute rate may exceed 1), or None when there is nothing to
+    measure: no deliveries, nothing delivered, no delivery with an agreed amount. Quantities are `Decimal`s.
+    """
+
+    deliveries: int
+    delivered: int
+    on_time: int
+    disputes: int
+    priced: int
+    within_price: int
+    quantity_ordered: Decimal
+    quantity_delivered: Decimal
+    quantity_rejected: Decimal
+    on_time_rate: Decimal | None = None
+    fill_rate: Decimal | None = None
+    quality_rate: Decimal | None = None
+    dispute_rate: Decimal | None = None
+    price_adherence: Decimal | None = None
+
+
+@dataclass(frozen=True)
+class ScoreCriterion:
+    """One criterion a plugin adds to a partner's scorecard: a score from 0 to 1, its weight and the reason.
+
+    `score` and `weight` are `Decimal` or `int` (never float or bool); the weight is at least 0.
+    """
+
+    code: str
+    score: Decimal
+    weight: Decimal
+    reason: str
+
+    def __post_init__(self) -> None:
+        problem = criterion_problem(self)
+        if problem:
+            raise TypeError(f"invalid ScoreCriterion: {problem}")
+        _mark_checked(self)
+
+
+def _exact_number(value) -> bool:
+    if isinstance(value, bool):
+        return False
+    return isinstance(value, int) or (isinstance(value, Decimal) and value.is_finite())
+
+
+def criterion_problem(criterion: object) -> str | None:
+    """Why `criterion` is not a well-formed ScoreCriterion, or None when it is."""
+    if not isinstance(criterion, ScoreCriterion):
+        return f"expected ScoreCriterion, got {type(criterion).__name__}"
+    if not isinstance(criterion.code, str) or not criterion.code.strip():
+        return f"code must be a non-empty string, got {criterion.code!r}"
+    if not _exact_number(criterion.score) or not 0 <= criterion.score <= 1:
+        return f"score must be a Decimal or int from 0 to 1, got {type(criterion.score).__name__} {criterion.score!r}"
+    if not _exact_number(criterion.weight) or not 0 <= criterion.weight <= MAX_CRITERION_WEIGHT:
+        return (f"weight must be a Decimal or int from 0 to {MAX_CRITERION_WEIGHT}, "
+                f"got {type(criterion.weight).__name__} {criterion.weight!r}")
+    if not isinstance(criterion.reason, str):
+        return f"reason must be a string, got {type(criterion.reason).__name__}"
+    return None
+
+
+@dataclass(frozen=True)
+class AppliedCriterion:
+    """A criterion as counted in a scorecard, with the name of the plugin that gave it."""
+
+    plugin: str
+    code: str
+    score: Decimal
+    weight: Decimal
+    reason: str
+
+    def to_dict(self) -> dict:
+        """JSON-ready form (score and weight as decimal strings)."""
+        return {"plugin": self.plugin, "code": self.code, "score": str(self.score), "weight": str(self.weight),
+                "reason": self.reason}
+
+
+@dataclass(frozen=True)
+class PartnerScoreDecision:
+    """The criteria plugins added to one scorecard, and the plugins that failed to contribute."""
+
+    criteria: tuple[AppliedCriterion, ...] = ()
+    degraded: tuple[PluginFailure, ...] = ()
+
+    @property
+    def is_degraded(self) -> bool:
+        """True when at least one plugin's contribution is missing."""
+        return bool(self.degraded)
+
+    def to_dict(self) -> dict:
+        """JSON-ready form."""
+        return {"criteria": [c.to_dict() for c in self.criteria], "degraded": [d.to_dict() for d in self.degraded]}

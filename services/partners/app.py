@@ -11,6 +11,7 @@ from services.common.web import create_service_app, runtime_readiness
 from services.common.worker import Worker
 
 from . import api, handlers
+from . import deliveries_api, scorecards  # noqa: F401 - deliveries_api defines the delivery and scorecard routes
 from . import renewals_api  # noqa: F401 - defines the contract list and portal notice routes
 from .renewals import RenewalJob
 from . import disputes_api  # noqa: F401 - defines the dispute routes on api's blueprints
@@ -35,6 +36,7 @@ def build(settings: Settings | None = None) -> Runtime:
 def create_app(settings: Settings | None = None) -> Flask:
     """The partners web application: partners, contracts and the partner portal."""
     rt = build(settings)
+    scorecards.weights_from_settings(rt.settings)  # malformed scorecard weights stop start-up
     proposals.approval_limits_from_settings(rt.settings)  # malformed limits stop start-up
     app = create_service_app("partners", title="CRM Partners",
                              blueprints=[api.partners_blp, api.contracts_blp, api.portal_blp],
