@@ -89,6 +89,8 @@ KEPT = {
     "contact_merges": "ids and counts only",
     "erasures": "ids and counts only: the record that the person was erased",
     "erasure_confirmations": "service names and times",
+    "analytics_refreshes": "a refresh's currency, parameters, progress and the key that asked for it: no person",
+    "segments": "rule sets written by operators; who is in them is segment_members, which the erasure deletes",
 }
 
 

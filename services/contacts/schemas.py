@@ -72,13 +72,18 @@ class ContactQuerySchema(PageArgs):
     pyramid_level = fields.List(fields.String(validate=validate.OneOf(FILTER_VOCABULARY["pyramid_level"])))
     stage = fields.List(fields.String(validate=validate.OneOf(FILTER_VOCABULARY["stage"])), metadata={
         "description": "Lifecycle stage."})
-    clv_min = fields.Decimal(validate=validate.Range(min=-CLV_BOUND, max=CLV_BOUND), metadata={
+    # Bounds checked below, not by validate.Range: the OpenAPI document would show a Decimal bound as a string.
+    clv_min = fields.Decimal(metadata={
         "description": "Only contacts whose lifetime value (base currency, current snapshot) is at least this."})
-    clv_max = fields.Decimal(validate=validate.Range(min=-CLV_BOUND, max=CLV_BOUND), metadata={
+    clv_max = fields.Decimal(metadata={
         "description": "Only contacts whose lifetime value is at most this."})
 
     @validates_schema
     def _clv_range(self, data, **_kw):
+        errors = {name: [f"Must be between -{CLV_BOUND} and {CLV_BOUND}."] for name in ("clv_min", "clv_max")
+                  if data.get(name) is not None and abs(data[name]) > CLV_BOUND}
+        if errors:
+            raise ValidationError(errors)
         if data.get("clv_min") is not None and data.get("clv_max") is not None and data["clv_min"] > data["clv_max"]:
             raise ValidationError("Must not be below clv_min.", "clv_max")
 
