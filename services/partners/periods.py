@@ -56,7 +56,7 @@ def parse_window(text: str) -> int:
     return int(found.group(1))
 
 
-class notice_deadline_sql(FunctionElement):  # noqa: N801 - used like a SQL function
+class notice_deadline_sql(FunctionElement):  # lower case: used like a SQL function
     """`effective_to - notice_period_days` as a DATE, on PostgreSQL and SQLite."""
 
     type = Date()

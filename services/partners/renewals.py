@@ -1,7 +1,7 @@
 """Renewals and expiry: the notices a contract period gives, the job that publishes them, and the lists of them.
 
-Once a day (CRM_PARTNERS_RENEWAL_INTERVAL) every partners worker runs `run_once`: it publishes
-crm.contract.expiring for the terms in force that entered their notice period (periods.py), and at the end
+Once a day, just after midnight UTC (CRM_PARTNERS_RENEWAL_INTERVAL), every partners worker runs `run_once`: it
+publishes crm.contract.expiring for the terms in force that entered their notice period (periods.py), and at the end
 crm.contract.renewed (auto_renew: the next period is made as a new terms version by `service.change_terms`,
 the same code path as any terms change, so it gets its version, its ETag and its crm.contract.terms_changed)
 or crm.contract.expired.
@@ -17,7 +17,9 @@ until a pass renews nothing: a worker that was stopped for longer than a period 
 from __future__ import annotations
 
 import logging
+import math
 import threading
+import time
 import uuid
 from collections.abc import Callable, Iterator
 from dataclasses import dataclass
@@ -207,9 +209,12 @@ def _renew(uow: UnitOfWork, contract: Contract, terms: ContractTerms, result: Ru
 # -- the job ------------------------------------------------------------------------------------------------
 
 class RenewalJob:
-    """The partners worker's background job: `run_once` at start and every CRM_PARTNERS_RENEWAL_INTERVAL seconds.
+    """The partners worker's background job: `run_once` at the start of every CRM_PARTNERS_RENEWAL_INTERVAL slot.
 
-    No leader is needed: every worker runs it, and the notices' primary key lets each through once.
+    Slots are whole intervals since the epoch, so by default the job runs just after midnight UTC, when the day's
+    notices fall due, and every worker runs it at about the same time: no leader is needed, the notices' primary
+    key lets each through once. A worker that starts mid-slot waits for the next one (`crm partners renewals`
+    runs it at once); a missed run only delays notices, since each run publishes everything due and not yet sent.
     """
 
     def __init__(self, runtime: Runtime, *, retry_after: float = RETRY_AFTER):
@@ -217,23 +222,30 @@ class RenewalJob:
         self.retry_after = retry_after
 
     def run(self, stop: threading.Event) -> None:
-        """Run until `stop` is set; a failed run is tried again after `retry_after` seconds."""
+        """Run at each slot's start until `stop` is set; a failed run is tried again after `retry_after` seconds."""
         interval = self.runtime.settings.partners_renewal_interval
         if interval <= 0:
             stop.wait()  # switched off; the thread stays, so the worker does not take it for dead
             return
+        due = next_slot(time.time(), interval)
         while not stop.is_set():
-            wait = interval
+            if stop.wait(max(0.0, due - time.time())):
+                return
             try:
                 result = run_once(self.runtime)
                 log.info("renewal run: %d expiring, %d expired, %d renewed, %d failed", result.expiring,
                          result.expired, result.renewed, result.failed, extra={"event": "partners.renewals"})
-            except Exception as exc:  # noqa: BLE001 - one failed run must not end the job
+                due = next_slot(time.time(), interval)
+            except Exception as exc:  # one failed run must not end the job
                 level = logging.WARNING if is_database_unavailable(exc) else logging.ERROR
                 log.log(level, "renewal run failed; trying again in %.0f s", self.retry_after, exc_info=True,
                         extra={"event": "partners.renewals_failed"})
-                wait = min(self.retry_after, interval)
-            stop.wait(wait)
+                due = time.time() + min(self.retry_after, interval)
+
+
+def next_slot(now: float, interval: float) -> float:
+    """The start of the slot after the one `now` (epoch seconds) falls in."""
+    return (math.floor(now / interval) + 1) * interval
 
 
 # -- reads --------------------------------------------------------------------------------------------------

@@ -67,7 +67,7 @@ class Contracts(MethodView):
     @contracts_blp.arguments(ContractListQuerySchema, location="query")
     @contracts_blp.response(200, ContractPageSchema)
     def get(self, args):
-        """List contracts with the terms in force, newest first or by `sort`; `expiring_within=60d` for those ending soon."""
+        """List contracts with the terms in force, newest first or by `sort`; `expiring_within=60d`: ending soon."""
         return renewals.list_contracts(read_uow(), **args)
 
 

@@ -2,9 +2,10 @@
 two runs racing, the contract list's `expiring_within`, the period fields and the portal's notice deadlines."""
 from __future__ import annotations
 
+import dataclasses
 import threading
 import uuid
-from datetime import date, datetime, timedelta, timezone
+from datetime import UTC, date, datetime, timedelta
 
 import pytest
 from click.testing import CliRunner
@@ -36,7 +37,7 @@ def _types(store) -> list[str]:
 
 
 def _today() -> date:
-    return datetime.now(timezone.utc).date()
+    return datetime.now(UTC).date()
 
 
 def _ending_in(api, partner_id: str, days: int, *, notice: int = 30, title: str = "Supply agreement") -> dict:
@@ -123,7 +124,8 @@ def test_a_run_after_a_long_stop_renews_period_after_period_up_to_today(api, cli
 def test_a_terminated_partners_contract_expires_instead_of_renewing(api, client, runtime, store):
     partner = api.partner(status="active")
     contract = api.contract(partner["id"])
-    assert client.patch(f"/api/v1/partners/{partner['id']}", json={"status": "terminated"}, headers=RW).status_code == 200
+    terminated = client.patch(f"/api/v1/partners/{partner['id']}", json={"status": "terminated"}, headers=RW)
+    assert terminated.status_code == 200
 
     assert run_once(runtime, DEADLINE).expiring == 0  # nothing to give notice of
     result = run_once(runtime, END)
@@ -280,7 +282,8 @@ def test_a_window_that_is_not_whole_days_is_a_422(client, window):
 
 def test_the_contract_list_needs_partners_read(client):
     assert client.get("/api/v1/contracts", headers=identity_headers("partners:write")).status_code == 403
-    assert client.get("/api/v1/contracts", headers=identity_headers(kind="partner", partner_id=str(uuid.uuid4()))).status_code == 403
+    partner_key = identity_headers(kind="partner", partner_id=str(uuid.uuid4()))
+    assert client.get("/api/v1/contracts", headers=partner_key).status_code == 403
 
 
 def test_the_contract_detail_shows_the_notice_deadline_and_state(api, client):
@@ -339,10 +342,11 @@ def test_a_partner_sees_only_its_own_notice_deadlines_soonest_first(client, two_
 
 
 def test_another_partners_contract_is_not_in_the_notices_and_its_detail_is_404(client, two_partners):
-    _a, a_contracts, a_headers = two_partners["A"]
-    _b, b_contracts, b_headers = two_partners["B"]
+    _a, _a_contracts, a_headers = two_partners["A"]
+    _b, b_contracts, _b_headers = two_partners["B"]
 
-    seen_by_a = {i["contract_id"] for i in client.get(f"{PORTAL}/notices?within=3650d", headers=a_headers).json["items"]}
+    listed = client.get(f"{PORTAL}/notices?within=3650d", headers=a_headers).json["items"]
+    seen_by_a = {i["contract_id"] for i in listed}
 
     assert seen_by_a.isdisjoint({c["id"] for c in b_contracts.values()})
     assert client.get(f"{PORTAL}/contracts/{b_contracts['soon']['id']}", headers=a_headers).status_code == 404
@@ -357,3 +361,27 @@ def test_the_notices_refuse_internal_keys_and_suspended_partners(client, two_par
 
     assert refused.status_code == 403 and refused.json["partner_status"] == "suspended"
     assert client.get(f"{PORTAL}/notices?within=30", headers=two_partners["B"][2]).status_code == 422
+
+
+# -- the worker's job -----------------------------------------------------------------------------------------
+
+def test_the_worker_runs_the_renewals_at_each_slot(api, app, runtime, store):
+    from crm.registry import SUITE
+    from services.partners.renewals import RenewalJob, next_slot
+
+    worker = SUITE.create_worker("partners", app.extensions["crm.settings"])
+    worker.runtime.engine.dispose()
+    assert "renewals" in worker.jobs
+    _ending_in(api, api.partner()["id"], 10, notice=30)
+    fast = dataclasses.replace(runtime, settings=runtime.settings.replace(partners_renewal_interval=0.2))
+    stop = threading.Event()
+    job = threading.Thread(target=RenewalJob(fast).run, args=(stop,))
+    job.start()
+    try:
+        wait_until(lambda: store.events("crm.contract.expiring"), timeout=30, message="the job's first run")
+    finally:
+        stop.set()
+        job.join(30)
+    assert not job.is_alive()
+    assert len(store.events("crm.contract.expiring")) == 1
+    assert next_slot(86400 * 3 + 5, 86400) == 86400 * 4 and next_slot(86400 * 4, 86400) == 86400 * 5
