@@ -16,7 +16,7 @@ from services.common.db import utcnow
 from services.common.idempotency import HEADER_PARAMETER, idempotent
 from services.common.identity import current_principal, record_or_receipt, requires
 from services.common.pagination import PageArgs, sort_field
-from services.common.schemas import CURRENCY, Trimmed, TrimmedInput
+from services.common.schemas import CURRENCY, TrimmedInput
 from services.common.web import read_uow, runtime, uow
 
 from . import deliveries, scorecards

@@ -22,7 +22,7 @@ import uuid
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
 from datetime import date, datetime, time, timedelta, timezone
-from decimal import ROUND_HALF_UP, Decimal, InvalidOperation
+from decimal import ROUND_HALF_UP, Decimal
 from functools import lru_cache
 
 from crm_plugins.types import PartnerInput, PartnerScoreDecision, ScorecardMetrics, ScorecardPeriod
@@ -320,7 +320,7 @@ def _card(partner: Partner, period: Period, counts: dict, *, plugins, weights) -
 def _cards(session, partner_id: uuid.UUID, periods: Sequence[Period], *, plugins, weights) -> list[dict]:
     partner = _partner(session, partner_id)
     counts = _counts(session, partner.id, periods)
-    return [_card(partner, period, c, plugins=plugins, weights=weights) for period, c in zip(periods, counts)]
+    return [_card(partner, period, c, plugins=plugins, weights=weights) for period, c in zip(periods, counts, strict=True)]
 
 
 def scorecard(uow: UnitOfWork, partner_id: uuid.UUID, period: Period, *, plugins, weights) -> dict:

@@ -176,7 +176,7 @@ def test_the_portal_lists_and_reads_only_the_calling_partners_deliveries(client,
         one = client.get(f"{PORTAL}/deliveries/{ids[0]}", headers=headers)
         assert one.status_code == 200 and one.json["id"] == ids[0]
     # The partner id comes only from the token.
-    (a_id, a_ids, a_headers), (b_id, _b_ids, _) = two_partners
+    (_a_id, a_ids, a_headers), (b_id, _b_ids, _) = two_partners
     r = client.get(f"{PORTAL}/deliveries?partner_id={b_id}", headers={**a_headers, "X-CRM-Partner-ID": b_id})
     assert [d["id"] for d in r.json["items"]] == a_ids[::-1]
 
