@@ -320,7 +320,8 @@ def _card(partner: Partner, period: Period, counts: dict, *, plugins, weights) -
 def _cards(session, partner_id: uuid.UUID, periods: Sequence[Period], *, plugins, weights) -> list[dict]:
     partner = _partner(session, partner_id)
     counts = _counts(session, partner.id, periods)
-    return [_card(partner, period, c, plugins=plugins, weights=weights) for period, c in zip(periods, counts, strict=True)]
+    return [_card(partner, period, figures, plugins=plugins, weights=weights)
+            for period, figures in zip(periods, counts, strict=True)]
 
 
 def scorecard(uow: UnitOfWork, partner_id: uuid.UUID, period: Period, *, plugins, weights) -> dict:

@@ -66,7 +66,8 @@ def test_the_same_order_again_returns_the_stored_delivery_and_other_values_confl
     assert other.json["existing_id"] == first.json["id"]
     assert store.count(Delivery) == 1 and len(store.events("crm.delivery.recorded")) == 1
     # A key that may write but not read learns nothing about the stored delivery.
-    writer = post(client, partner["id"], delivery(delivered_on="2026-08-20"), headers=identity_headers("partners:write"))
+    writer = post(client, partner["id"], delivery(delivered_on="2026-08-20"),
+                  headers=identity_headers("partners:write"))
     assert writer.status_code == 409 and "existing_id" not in writer.json and "PO-1" not in writer.text
     # Another partner's order with the same reference is its own.
     other_partner = client.post("/api/v1/partners", headers=RW, json={"name": "Other", "type": "vendor"}).json
