@@ -142,7 +142,7 @@ def _open_proposal(session, contract_id: uuid.UUID) -> Proposal | None:
 # -- proposing ---------------------------------------------------------------------------------------------
 
 def submit_proposal(uow: UnitOfWork, contract_id: uuid.UUID, data: dict, *, party: Party, default_days: int,
-                    now: datetime | None = None) -> Proposal:
+                    approval_limits: dict[str, Decimal] | None = None, now: datetime | None = None) -> Proposal:
     """Propose changes to the terms in force and record crm.proposal.submitted; one open proposal per contract."""
     owner, now = party.owner, now or utcnow()
     with uow:
@@ -155,6 +155,7 @@ def submit_proposal(uow: UnitOfWork, contract_id: uuid.UUID, data: dict, *, part
             if current.expires_at > now:
                 raise _one_open(current)
             _expire(uow, current, now)  # expired but not closed yet: it closes itself now
+        _check_proposed_approval(session, contract, proposal, party, approval_limits)
         clash = insert_or_reread(session, proposal, reread=lambda: _open_proposal(session, contract.id))
         if clash is not None:  # another proposal was submitted meanwhile
             raise _one_open(clash)
@@ -164,7 +165,8 @@ def submit_proposal(uow: UnitOfWork, contract_id: uuid.UUID, data: dict, *, part
 
 
 def counter_proposal(uow: UnitOfWork, contract_id: uuid.UUID, proposal_id: uuid.UUID, data: dict, *,
-                     party: Party, default_days: int, now: datetime | None = None) -> Proposal:
+                     party: Party, default_days: int, approval_limits: dict[str, Decimal] | None = None,
+                     now: datetime | None = None) -> Proposal:
     """Answer a proposal with another: it becomes countered (crm.proposal.countered), the new one is submitted."""
     owner, now = party.owner, now or utcnow()
     with uow:
@@ -173,6 +175,7 @@ def counter_proposal(uow: UnitOfWork, contract_id: uuid.UUID, proposal_id: uuid.
         contract = service._contract(session, contract_id, owner=owner)
         service._not_terminated(service._partner(session, contract.partner_id))
         proposal = _new_proposal(session, contract, data, party=party, default_days=default_days, now=now)
+        _check_proposed_approval(session, contract, proposal, party, approval_limits)
         proposal.supersedes_id = old.id
         _move(session, old, COUNTERED, party=party, now=now)  # frees the one open slot for the counter
         session.add(proposal)
@@ -252,12 +255,8 @@ def accept_proposal(uow: UnitOfWork, contract_id: uuid.UUID, proposal_id: uuid.U
                            f"{contract.current_version} is in force now. Counter it with changes to the current terms.",
                            current_version=contract.current_version, base_version=proposal.base_version)
         changes = _typed(proposal.changes)
-        if party.side == INTERNAL and not party.may_approve:
-            over = _over_limits(service._values(service._current_terms(session, contract)), changes, approval_limits)
-            if over:
-                raise Problem(f"Accepting changes {', '.join(over)} by more than the approval limit needs the "
-                              f"{APPROVE_SCOPE} scope.", status=403, slug="forbidden", title="Forbidden",
-                              required_scope=APPROVE_SCOPE, over_limit=over)
+        _check_approval(party, service._values(service._current_terms(session, contract)), changes, approval_limits,
+                        doing="Accepting")
         _move(session, proposal, ACCEPTED, party=party, now=now)
         detail, _made = service.change_terms(uow, contract_id, changes, precondition=precondition, replace=False,
                                              actor=party.key)
@@ -294,6 +293,27 @@ def _decidable(session, contract_id, proposal_id, *, party: Party, now: datetime
         raise Problem(f"The {party.side} side made proposal {proposal.id}; only the {other} may accept, reject or "
                       "counter it.", status=403, slug="forbidden", title="Forbidden", proposed_by=proposal.proposed_by)
     return proposal
+
+
+def _check_proposed_approval(session, contract: Contract, proposal: Proposal, party: Party,
+                             limits: dict[str, Decimal] | None) -> None:
+    _check_approval(party, service._values(service._current_terms(session, contract)), _typed(proposal.changes),
+                    limits or {}, doing="Proposing")
+
+
+def _check_approval(party: Party, old: dict, changes: dict, limits: dict[str, Decimal], *, doing: str) -> None:
+    """403 when an internal caller without partners:approve moves a term by more than its approval limit.
+
+    Checked when an internal side proposes or counters as well as when it accepts: otherwise a change beyond
+    the limits could be proposed internally and accepted by the partner, and never be approved by anyone.
+    """
+    if party.side != INTERNAL or party.may_approve:
+        return
+    over = _over_limits(old, changes, limits)
+    if over:
+        raise Problem(f"{doing} changes to {', '.join(over)} beyond the approval limit needs the {APPROVE_SCOPE} "
+                      "scope.", status=403, slug="forbidden", title="Forbidden", required_scope=APPROVE_SCOPE,
+                      over_limit=over)
 
 
 def _over_limits(old: dict, changes: dict, limits: dict[str, Decimal]) -> list[str]:

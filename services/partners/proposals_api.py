@@ -137,7 +137,7 @@ class ContractProposals(MethodView):
     @contracts_blp.doc(**_IDEMPOTENT)
     def post(self, data, contract_id):
         """Propose changes to the terms in force to the partner."""
-        proposal = proposals.submit_proposal(uow(), contract_id, data, party=_internal(),
+        proposal = proposals.submit_proposal(uow(), contract_id, data, party=_internal(), approval_limits=_limits(),
                                              default_days=_default_days())
         return _shown(proposal), 201, _location(_INTERNAL_PREFIX, proposal)
 
@@ -199,6 +199,7 @@ class ContractProposalCounter(MethodView):
     def post(self, data, contract_id, proposal_id):
         """Answer the partner's proposal with a new one; the old one becomes countered."""
         proposal = proposals.counter_proposal(uow(), contract_id, proposal_id, data, party=_internal(),
+                                              approval_limits=_limits(),
                                               default_days=_default_days())
         return _shown(proposal), 201, _location(_INTERNAL_PREFIX, proposal)
 

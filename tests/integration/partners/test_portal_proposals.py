@@ -5,11 +5,12 @@ import pytest
 
 from tests.support.auth import identity_headers
 
-from .conftest import READ, RW
+from .conftest import READ, RW, FreshIdentity
 
 pytestmark = pytest.mark.integration
 
 PORTAL = "/api/v1/partner-portal"
+APPROVER = FreshIdentity("partners:read", "partners:write", "partners:approve")
 
 
 def _if_match(headers, version: int) -> dict:
@@ -130,8 +131,8 @@ def test_a_suspended_partner_cannot_negotiate_and_the_other_partner_can(client, 
 
 def test_the_partner_accepts_an_internal_proposal_without_any_approval(client, two_partners, store):
     (_a, a_contract, a_headers), _b = two_partners
-    # Far beyond the internal approval limits: the internal side committed to it by proposing.
-    offer = client.post(_internal(a_contract["id"]), headers=RW,
+    # Far beyond the internal approval limits: the internal side committed to it by proposing (with the scope).
+    offer = client.post(_internal(a_contract["id"]), headers=APPROVER,
                         json={"changes": {"payment_terms_days": 90, "discount_percent": "10"}}).json
     own = client.post(_portal(a_contract["id"]), headers=a_headers, json={"changes": {"payment_terms_days": 60}})
     assert own.status_code == 409 and own.json["open_proposal_id"] == offer["id"]

@@ -182,6 +182,24 @@ def test_internal_acceptance_above_the_approval_limit_needs_partners_approve(cli
     assert approved.status_code == 200 and approved.json["terms_version"] == 2
 
 
+def test_an_internal_proposal_or_counter_beyond_the_limit_needs_partners_approve_too(client, deal, store):
+    """Else a change beyond the limits could be proposed internally, accepted by the partner, and never approved."""
+    _partner, contract, headers = deal
+    body = {"changes": {"payment_terms_days": 90}}
+    refused = client.post(f"/api/v1/contracts/{contract['id']}/proposals", json=body, headers=RW)
+    assert refused.status_code == 403 and refused.json["over_limit"] == ["payment_terms_days"]
+    assert client.get(f"/api/v1/contracts/{contract['id']}/proposals", headers=RW).json["items"] == []
+    theirs = _propose(client, contract["id"], headers, portal=True, changes={"payment_terms_days": 40})
+    countered = client.post(_url(contract["id"], theirs["id"], "counter"), json=body, headers=RW)
+    assert countered.status_code == 403 and countered.json["required_scope"] == "partners:approve"
+    assert client.get(_url(contract["id"], theirs["id"]), headers=RW).json["status"] == "open", "nothing changed"
+    approved = client.post(_url(contract["id"], theirs["id"], "counter"), json=body, headers=APPROVER)
+    assert approved.status_code == 201, approved.text
+    accepted = client.post(_url(approved.json["contract_id"], approved.json["id"], "accept").replace(
+        "/api/v1/", f"{PORTAL}/"), headers=_if_match(headers, 1))
+    assert accepted.status_code == 200 and accepted.json["terms_version"] == 2
+
+
 def test_a_change_at_the_limit_needs_no_approval_and_a_discount_beyond_it_does(client, api, deal):
     partner, contract, headers = deal
     at_limit = _propose(client, contract["id"], headers, portal=True,
