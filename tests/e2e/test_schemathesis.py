@@ -93,15 +93,31 @@ class Records:
         segment = _post(f"{api}/segments", self.admin, {"name": "Schemathesis VIPs", "rules": {
             "all": [{"field": "tags", "op": "has", "value": "vip"}]}})
         refresh = _post(f"{api}/analytics/refreshes", self.admin, {})
+        deal, portal_deal = (self._partner_records(api, key, partner_id, contract_id) for key, partner_id, contract_id in
+                             ((self.admin, partner, contract), (self.partner, portal_partner, portal_contract)))
         self.existing = {
             "contact_id": contact["id"], "lead_id": lead["id"], "program_id": program["id"], "member_id": member["id"],
             "transaction_id": purchase["transaction_id"], "purchase_id": purchase["id"], "partner_id": partner,
             "contract_id": contract, "version": 1, "key_id": victim["id"], "account_id": account["id"], "tag": "vip",
             "name": "tier", "interaction_id": interaction["id"], "import_id": imported["id"],
-            "erasure_id": erasure["id"], "refresh_id": refresh["id"], "segment_id": segment["id"],
+            "erasure_id": erasure["id"], "refresh_id": refresh["id"], "segment_id": segment["id"], **deal,
         }
-        self.portal_existing = {"contract_id": portal_contract}
+        self.portal_existing = {"contract_id": portal_contract, **portal_deal}
         self.erased_contact = erased["id"]
+
+    def _partner_records(self, api: str, key: str, partner_id: str, contract_id: str) -> dict:
+        """A proposal (made by `key`'s side), a delivery and a dispute of one partner: the portal's own records."""
+        portal = key == self.partner
+        base = f"{api}/partner-portal" if portal else f"{api}/partners/{partner_id}"
+        proposal = _post(f"{api}/partner-portal/contracts/{contract_id}/proposals" if portal
+                         else f"{api}/contracts/{contract_id}/proposals", key, {"changes": {"payment_terms_days": 40}})
+        delivery = _post(f"{api}/partners/{partner_id}/deliveries", self.admin, {
+            "order_reference": "PO-schemathesis", "promised_on": "2026-08-10", "delivered_on": "2026-08-12",
+            "quantity_ordered": "100", "quantity_delivered": "95", "quantity_rejected": "1", "amount": "950.00",
+            "agreed_amount": "950.00", "currency": "EUR"})
+        dispute = _post(f"{base}/disputes", key, {"category": "quality", "amount": "50.00", "currency": "EUR",
+                                                  "delivery_id": delivery["id"], "message": "One unit was damaged."})
+        return {"proposal_id": proposal["id"], "delivery_id": delivery["id"], "dispute_id": dispute["id"]}
 
     def headers(self, path: str) -> dict:
         return {"Authorization": f"Bearer {self.partner if path.startswith(PORTAL) else self.admin}"}
