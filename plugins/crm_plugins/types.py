@@ -57,18 +57,27 @@ class ScoreFactor:
         _mark_checked(self)
 
 
+def _evidence_problem(item: object, expected: type, amount: str, limit: int | None = None) -> str | None:
+    """Why `item` is not a well-formed `expected` - a non-empty `code`, an int `amount` (within ±limit when
+    given) and a string `reason` - or None when it is. Score factors, point awards and risk factors share it."""
+    if not isinstance(item, expected):
+        return f"expected {expected.__name__}, got {type(item).__name__}"
+    if not isinstance(item.code, str) or not item.code.strip():
+        return f"code must be a non-empty string, got {item.code!r}"
+    value = getattr(item, amount)
+    # bool is a subclass of int; True as "points" is almost certainly a bug, not one point.
+    if isinstance(value, bool) or not isinstance(value, int):
+        return f"{amount} must be an int, got {type(value).__name__} {value!r}"
+    if limit is not None and abs(value) > limit:
+        return f"{amount} must lie within ±{limit}, got {value}"
+    if not isinstance(item.reason, str):
+        return f"reason must be a string, got {type(item.reason).__name__}"
+    return None
+
+
 def factor_problem(factor: object) -> str | None:
     """Why `factor` is not a well-formed ScoreFactor, or None when it is."""
-    if not isinstance(factor, ScoreFactor):
-        return f"expected ScoreFactor, got {type(factor).__name__}"
-    if not isinstance(factor.code, str) or not factor.code.strip():
-        return f"code must be a non-empty string, got {factor.code!r}"
-    # bool is a subclass of int; True as "points" is almost certainly a bug, not one point.
-    if isinstance(factor.points, bool) or not isinstance(factor.points, int):
-        return f"points must be an int, got {type(factor.points).__name__} {factor.points!r}"
-    if not isinstance(factor.reason, str):
-        return f"reason must be a string, got {type(factor.reason).__name__}"
-    return None
+    return _evidence_problem(factor, ScoreFactor, "points")
 
 
 @dataclass(frozen=True)
@@ -193,17 +202,7 @@ class PointAward:
 
 def award_problem(award: object) -> str | None:
     """Why `award` is not a well-formed PointAward, or None when it is."""
-    if not isinstance(award, PointAward):
-        return f"expected PointAward, got {type(award).__name__}"
-    if not isinstance(award.code, str) or not award.code.strip():
-        return f"code must be a non-empty string, got {award.code!r}"
-    if isinstance(award.points, bool) or not isinstance(award.points, int):
-        return f"points must be an int, got {type(award.points).__name__} {award.points!r}"
-    if abs(award.points) > MAX_AWARD_POINTS:
-        return f"points must lie within ±{MAX_AWARD_POINTS}, got {award.points}"
-    if not isinstance(award.reason, str):
-        return f"reason must be a string, got {type(award.reason).__name__}"
-    return None
+    return _evidence_problem(award, PointAward, "points", MAX_AWARD_POINTS)
 
 
 @dataclass(frozen=True)
@@ -440,17 +439,7 @@ class RiskFactor:
 
 def risk_factor_problem(factor: object) -> str | None:
     """Why `factor` is not a well-formed RiskFactor, or None when it is."""
-    if not isinstance(factor, RiskFactor):
-        return f"expected RiskFactor, got {type(factor).__name__}"
-    if not isinstance(factor.code, str) or not factor.code.strip():
-        return f"code must be a non-empty string, got {factor.code!r}"
-    if isinstance(factor.weight, bool) or not isinstance(factor.weight, int):
-        return f"weight must be an int, got {type(factor.weight).__name__} {factor.weight!r}"
-    if abs(factor.weight) > MAX_RISK_WEIGHT:
-        return f"weight must lie within ±{MAX_RISK_WEIGHT}, got {factor.weight}"
-    if not isinstance(factor.reason, str):
-        return f"reason must be a string, got {type(factor.reason).__name__}"
-    return None
+    return _evidence_problem(factor, RiskFactor, "weight", MAX_RISK_WEIGHT)
 
 
 @dataclass(frozen=True)
