@@ -179,6 +179,7 @@ class Delivery(Base):
         UniqueConstraint("partner_id", "order_reference", name="uq_deliveries_partner_order"),
         Index("ix_deliveries_partner_promised", "partner_id", "promised_on"),
         Index("ix_deliveries_partner_seq", "partner_id", "seq"),
+        Index("ix_deliveries_delivered_on", "delivered_on"),  # risk: every partner's spend of the last 12 months
         CheckConstraint("quantity_ordered > 0", name="ck_deliveries_ordered"),
         CheckConstraint("quantity_delivered >= 0 AND quantity_delivered <= quantity_ordered",
                         name="ck_deliveries_delivered"),

@@ -44,10 +44,13 @@ def upgrade() -> None:
     with op.batch_alter_table('deliveries', schema=None) as batch_op:
         batch_op.create_index('ix_deliveries_partner_promised', ['partner_id', 'promised_on'], unique=False)
         batch_op.create_index('ix_deliveries_partner_seq', ['partner_id', 'seq'], unique=False)
+        # The risk assessment's spend share reads every partner's deliveries of the last twelve months.
+        batch_op.create_index('ix_deliveries_delivered_on', ['delivered_on'], unique=False)
 
 
 def downgrade() -> None:
     with op.batch_alter_table('deliveries', schema=None) as batch_op:
+        batch_op.drop_index('ix_deliveries_delivered_on')
         batch_op.drop_index('ix_deliveries_partner_seq')
         batch_op.drop_index('ix_deliveries_partner_promised')
     op.drop_table('deliveries')
