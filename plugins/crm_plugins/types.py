@@ -57,6 +57,13 @@ class ScoreFactor:
         _mark_checked(self)
 
 
+def _refuse_if(value: object, problem: str | None) -> None:
+    """A plugin value's constructor: TypeError naming the type and the problem, else mark it checked."""
+    if problem:
+        raise TypeError(f"invalid {type(value).__name__}: {problem}")
+    _mark_checked(value)
+
+
 def _evidence_problem(item: object, expected: type, amount: str, limit: int | None = None) -> str | None:
     """Why `item` is not a well-formed `expected` - a non-empty `code`, an int `amount` (within ±limit when
     given) and a string `reason` - or None when it is. Score factors, point awards and risk factors share it."""
@@ -194,10 +201,7 @@ class PointAward:
     reason: str
 
     def __post_init__(self) -> None:
-        problem = award_problem(self)
-        if problem:
-            raise TypeError(f"invalid PointAward: {problem}")
-        _mark_checked(self)
+        _refuse_if(self, award_problem(self))
 
 
 def award_problem(award: object) -> str | None:
@@ -431,10 +435,7 @@ class RiskFactor:
     reason: str
 
     def __post_init__(self) -> None:
-        problem = risk_factor_problem(self)
-        if problem:
-            raise TypeError(f"invalid RiskFactor: {problem}")
-        _mark_checked(self)
+        _refuse_if(self, risk_factor_problem(self))
 
 
 def risk_factor_problem(factor: object) -> str | None:
@@ -546,10 +547,7 @@ class ScoreCriterion:
     reason: str
 
     def __post_init__(self) -> None:
-        problem = criterion_problem(self)
-        if problem:
-            raise TypeError(f"invalid ScoreCriterion: {problem}")
-        _mark_checked(self)
+        _refuse_if(self, criterion_problem(self))
 
 
 def _exact_number(value) -> bool:
