@@ -1,9 +1,11 @@
 """Plain, frozen values exchanged between the services and plugins (never ORM objects)."""
 from __future__ import annotations
 
+from collections.abc import Mapping
 from dataclasses import asdict, dataclass, field
 from datetime import date, datetime
 from decimal import Decimal
+from types import MappingProxyType
 
 
 @dataclass(frozen=True, kw_only=True)
@@ -603,3 +605,177 @@ class PartnerScoreDecision:
     def to_dict(self) -> dict:
         """JSON-ready form."""
         return {"criteria": [c.to_dict() for c in self.criteria], "degraded": [d.to_dict() for d in self.degraded]}
+
+
+# --- termination policies (inputs) ------------------------------------------------------------------------------
+
+# What a termination finding may recommend, from the mildest to the strongest.
+TERMINATION_STRATEGIES = ("retain", "re_specify", "unbundle", "raise_price", "terminate")
+FINDING_SEVERITIES = ("low", "medium", "high")
+SUBJECT_KINDS = ("customer", "partner")
+
+
+@dataclass(frozen=True, kw_only=True)
+class TerminationSubject:
+    """Whom a termination policy judges: a customer (a contact) or a partner.
+
+    `kind` is ``"customer"`` or ``"partner"``; `id` the contact's or partner's id (a UUID string); `name` a
+    display name (the contact's full name or e-mail, the partner's name); `status` the partner's status
+    (prospect, onboarding, active, suspended, terminated) or the contact's (``active`` or ``terminated``).
+    """
+
+    kind: str
+    id: str
+    name: str | None = None
+    status: str | None = None
+
+
+@dataclass(frozen=True, kw_only=True)
+class TerminationPolicy:
+    """One policy a plugin is asked to apply: its `code` and the `parameters` stored on the policy record.
+
+    `parameters` is a read-only mapping of plain JSON values (the built-in policies' defaults filled in).
+    """
+
+    code: str
+    parameters: Mapping[str, object] = field(default_factory=dict)
+
+    def __post_init__(self) -> None:
+        object.__setattr__(self, "parameters", MappingProxyType(dict(self.parameters)))
+
+
+@dataclass(frozen=True, kw_only=True)
+class CustomerSpend:
+    """A customer's purchases in one currency over the history's window (money as `Decimal`).
+
+    `discounted_*` count the purchases bought with a discount or a coupon code; `returned_amount` is what
+    returns of those purchases gave back.
+    """
+
+    currency: str
+    purchases: int = 0
+    revenue: Decimal = Decimal(0)
+    discounted_purchases: int = 0
+    discounted_revenue: Decimal = Decimal(0)
+    discount_total: Decimal = Decimal(0)
+    coupon_purchases: int = 0
+    returns: int = 0
+    returned_amount: Decimal = Decimal(0)
+
+    @property
+    def discounted_share(self) -> Decimal | None:
+        """Share of the revenue bought on discount or coupon, 0..1 (four places); None without revenue."""
+        return _rate(self.discounted_revenue, self.revenue)
+
+
+@dataclass(frozen=True, kw_only=True)
+class PaymentSummary:
+    """The customer's invoice payments due in the history's window.
+
+    `late` counts those paid after their due date plus those unpaid and already overdue at `as_of`;
+    `days_late_total` / `max_days_late` add up / take the largest delay (an unpaid overdue invoice counts
+    up to `as_of`).
+    """
+
+    due: int = 0
+    paid: int = 0
+    late: int = 0
+    unpaid_overdue: int = 0
+    days_late_total: int = 0
+    max_days_late: int = 0
+
+    @property
+    def late_rate(self) -> Decimal | None:
+        """Share of the payments due that were (or are) late, 0..1; None when none was due."""
+        return _rate(Decimal(self.late), Decimal(self.due))
+
+    @property
+    def average_days_late(self) -> Decimal | None:
+        """Average delay of the late payments in days (two places); None when none was late."""
+        return None if not self.late else (Decimal(self.days_late_total) / self.late).quantize(Decimal("0.01"))
+
+
+@dataclass(frozen=True, kw_only=True)
+class FraudFlag:
+    """A fraud flag recorded on the contact and not cleared: a short `code`, the `reason`, when."""
+
+    code: str
+    reason: str
+    flagged_at: datetime
+
+
+@dataclass(frozen=True, kw_only=True)
+class CustomerAnalytics:
+    """The customer's row of the current analytics snapshot (docs/analytics.md), in the snapshot's currency.
+
+    `quadrant` is the profitability matrix cell (best, invest, hold, worst) or None; money as `Decimal`.
+    """
+
+    as_of: datetime
+    currency: str
+    quadrant: str | None = None
+    margin: Decimal = Decimal(0)
+    cost_to_serve: Decimal = Decimal(0)
+    clv: Decimal | None = None
+
+
+@dataclass(frozen=True, kw_only=True)
+class CustomerHistory:
+    """A plain snapshot of a customer's record, built by the contacts service for termination policies.
+
+    Everything counts what happened from `since` up to `as_of` (the window), except `fraud_flags` (every
+    flag not cleared) and `analytics` (the current snapshot's row, or None when there is none).
+    complaints / open_complaints: complaint interactions recorded in the window, and how many are unresolved.
+    purchases: the purchases in the window, every currency; `spend` breaks them down per currency.
+    """
+
+    as_of: datetime
+    since: datetime
+    complaints: int = 0
+    open_complaints: int = 0
+    purchases: int = 0
+    spend: tuple[CustomerSpend, ...] = ()
+    payments: PaymentSummary = field(default_factory=PaymentSummary)
+    fraud_flags: tuple[FraudFlag, ...] = ()
+    analytics: CustomerAnalytics | None = None
+
+    @property
+    def complaints_per_purchase(self) -> Decimal | None:
+        """Complaints in the window over purchases in the window (four places); None without purchases."""
+        return _rate(Decimal(self.complaints), Decimal(self.purchases))
+
+
+@dataclass(frozen=True, kw_only=True)
+class DisputeCount:
+    """How many of a partner's disputes of one category were opened in the window, and how many are unresolved."""
+
+    category: str
+    opened: int = 0
+    unresolved: int = 0
+
+
+@dataclass(frozen=True, kw_only=True)
+class PartnerTerminationHistory:
+    """A plain snapshot of a partner's record, built by the partners service for termination policies.
+
+    scorecard: the built-in scorecard measures over the deliveries promised from `since` to `as_of` (late
+        deliveries are ``deliveries - on_time``; price breaches ``priced - within_price``).
+    disputes: per category, the disputes opened in the window and those unresolved now.
+    """
+
+    as_of: date
+    since: date
+    scorecard: ScorecardMetrics
+    disputes: tuple[DisputeCount, ...] = ()
+
+    @property
+    def late_deliveries(self) -> int:
+        return self.scorecard.deliveries - self.scorecard.on_time
+
+    @property
+    def price_breaches(self) -> int:
+        return self.scorecard.priced - self.scorecard.within_price
+
+    @property
+    def disputes_opened(self) -> int:
+        return sum(d.opened for d in self.disputes)

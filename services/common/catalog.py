@@ -82,6 +82,8 @@ class PurchaseRecordedData(_EventData):
     # None when not known.
     margin = fields.Decimal(allow_none=True, load_default=None, **_MONEY)
     discount = fields.Decimal(allow_none=True, load_default=None, **_MONEY)
+    # The coupon the purchase was bought with (as the caller gave it), or None.
+    coupon_code = fields.String(allow_none=True, load_default=None)
 
 
 class PurchaseReturnedData(_EventData):
@@ -350,6 +352,74 @@ class DisputeData(_EventData):
     occurred_at = fields.AwareDateTime(required=True)
 
 
+class PaymentRecordedData(_EventData):
+    """An invoice payment recorded on a contact: when it was due and when (if yet) it was paid."""
+
+    payment_id = fields.UUID(required=True)
+    contact_id = fields.UUID(required=True)
+    invoice_reference = fields.String(required=True)
+    amount = fields.Decimal(required=True, **_MONEY)
+    currency = fields.String(required=True, validate=_CURRENCY)
+    due_on = fields.Date(required=True)
+    paid_on = fields.Date(allow_none=True, load_default=None)
+    occurred_at = fields.AwareDateTime(required=True)
+
+
+class ContactFlaggedData(_EventData):
+    """A fraud flag was recorded on a contact (`cleared` false) or cleared (`cleared` true)."""
+
+    flag_id = fields.UUID(required=True)
+    contact_id = fields.UUID(required=True)
+    code = fields.String(required=True)
+    cleared = fields.Boolean(load_default=False)
+    occurred_at = fields.AwareDateTime(required=True)
+
+
+class SubjectTerminatedData(_EventData):
+    """An operator accepted a `terminate` recommendation: the contact or partner is terminated."""
+
+    contact_id = fields.UUID(allow_none=True, load_default=None)
+    partner_id = fields.UUID(allow_none=True, load_default=None)
+    recommendation_id = fields.UUID(required=True)
+    decision_id = fields.UUID(required=True)
+    reason = fields.String(required=True)
+    occurred_at = fields.AwareDateTime(required=True)
+
+
+TERMINATION_SUBJECT_KINDS = ("customer", "partner")
+
+
+class TerminationFindingData(_EventData):
+    plugin = fields.String(required=True)
+    code = fields.String(required=True)
+    severity = fields.String(required=True)
+    strategy = fields.String(required=True)
+
+
+class TerminationRecommendedData(_EventData):
+    """Enabled termination policies flagged a customer or partner; an operator is to accept or dismiss it."""
+
+    recommendation_id = fields.UUID(required=True)
+    subject_kind = fields.String(required=True, validate=validate.OneOf(TERMINATION_SUBJECT_KINDS))
+    subject_id = fields.UUID(required=True)
+    severity = fields.String(required=True)
+    strategy = fields.String(required=True)
+    findings = fields.List(fields.Nested(TerminationFindingData), required=True)
+    occurred_at = fields.AwareDateTime(required=True)
+
+
+class TerminationDecidedData(_EventData):
+    """An operator accepted or dismissed a termination recommendation (who, and the reason, are on the record)."""
+
+    recommendation_id = fields.UUID(required=True)
+    decision_id = fields.UUID(required=True)
+    subject_kind = fields.String(required=True, validate=validate.OneOf(TERMINATION_SUBJECT_KINDS))
+    subject_id = fields.UUID(required=True)
+    decision = fields.String(required=True, validate=validate.OneOf(("accepted", "dismissed")))
+    strategy = fields.String(required=True)
+    occurred_at = fields.AwareDateTime(required=True)
+
+
 CATALOG: dict[str, type[Schema]] = {
     "crm.lead.created": LeadCreatedData,
     "crm.lead.converted": LeadConvertedData,
@@ -389,6 +459,12 @@ CATALOG: dict[str, type[Schema]] = {
     "crm.dispute.opened": DisputeData,
     "crm.dispute.updated": DisputeData,
     "crm.dispute.overdue": DisputeData,
+    "crm.payment.recorded": PaymentRecordedData,
+    "crm.contact.flagged": ContactFlaggedData,
+    "crm.contact.terminated": SubjectTerminatedData,
+    "crm.partner.terminated": SubjectTerminatedData,
+    "crm.termination.recommended": TerminationRecommendedData,
+    "crm.termination.decided": TerminationDecidedData,
 }
 
 

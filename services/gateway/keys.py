@@ -44,7 +44,10 @@ PRIVILEGED_SCOPES = ("loyalty:admin", PLUGINS_READ,
                      # starts a computation over every customer (docs/analytics.md)
                      "contacts:analytics",
                      # accepting a change of a contract's terms beyond CRM_PARTNERS_APPROVAL_LIMITS (docs/api-partners.md)
-                     "partners:approve")
+                     "partners:approve",
+                     # termination policies (docs/termination.md): reading the evidence, managing policies and
+                     # running simulations over every customer or partner, and deciding on a recommendation
+                     "termination:read", "termination:manage", "termination:decide")
 NAME_MAX = 100
 # Writing last_used_at on every request would turn each call into a write; a minute is precise enough.
 LAST_USED_RESOLUTION = timedelta(minutes=1)
