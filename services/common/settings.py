@@ -240,6 +240,13 @@ class Settings:
     # Partner scorecards (docs/api-partners.md): a JSON object of measure -> weight in the overall score (checked
     # by the partners service at start-up; "" means its defaults).
     partners_scorecard_weights: str = ""
+    # Termination policies (docs/termination.md): days of history a policy looks at, seconds between scheduled
+    # evaluations of the enabled policies (0: none), days a dismissed recommendation keeps the same findings
+    # from being recommended again, and subjects per batch of a simulation or evaluation.
+    termination_window_days: int = 365
+    termination_evaluate_interval: float = 86400.0
+    termination_dismissal_days: int = 90
+    termination_batch: int = 500
 
     def replace(self, **changes) -> "Settings":
         """A copy with some values changed (tests use this)."""
@@ -378,4 +385,14 @@ def from_env(service: str, env: Mapping[str, str] | None = None, *, require_secr
         partners_renewal_interval=_read(env, "CRM_PARTNERS_RENEWAL_INTERVAL", _non_negative_float,
                                         Settings.partners_renewal_interval),
         partners_scorecard_weights=env.get("CRM_PARTNERS_SCORECARD_WEIGHTS") or "",
+        termination_window_days=_read(env, "CRM_TERMINATION_WINDOW_DAYS",
+                                      _number(int, above=0, at_most=3650, unit=" days"),
+                                      Settings.termination_window_days),
+        termination_evaluate_interval=_read(env, "CRM_TERMINATION_EVALUATE_INTERVAL", _non_negative_float,
+                                            Settings.termination_evaluate_interval),
+        termination_dismissal_days=_read(env, "CRM_TERMINATION_DISMISSAL_DAYS",
+                                         _number(int, at_least=0, at_most=3650, unit=" days"),
+                                         Settings.termination_dismissal_days),
+        termination_batch=_read(env, "CRM_TERMINATION_BATCH", _number(int, above=0, at_most=10_000),
+                                Settings.termination_batch),
     )
