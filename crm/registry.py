@@ -159,13 +159,15 @@ class Registry:
 
 SUITE = Registry((
     ServiceEntry("contacts", 8081, "services.contacts", title="CRM Contacts",
-                 routes=("/api/v1/contacts", "/api/v1/accounts", "/api/v1/segments", "/api/v1/analytics"),
+                 routes=("/api/v1/contacts", "/api/v1/accounts", "/api/v1/segments", "/api/v1/analytics",
+                         "/api/v1/termination/customers"),
                  upload_routes=("/api/v1/contacts/imports",)),
     ServiceEntry("leads", 8082, "services.leads", title="CRM Leads",
                  routes=("/api/v1/leads", "/api/v1/campaigns", "/api/v1/offers", "/api/v1/triggers",
                          "/api/v1/plugins")),
     ServiceEntry("loyalty", 8083, "services.loyalty", title="CRM Loyalty", routes=("/api/v1/loyalty",)),
     ServiceEntry("partners", 8084, "services.partners", title="CRM Partners",
-                 routes=("/api/v1/partners", "/api/v1/contracts", "/api/v1/partner-portal")),
+                 routes=("/api/v1/partners", "/api/v1/contracts", "/api/v1/partner-portal",
+                         "/api/v1/termination/partners")),
     ServiceEntry("gateway", 8080, "services.gateway", title="CRM Suite API", worker=False),
 ))
