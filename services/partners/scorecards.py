@@ -12,7 +12,8 @@ not the one it arrived in). From them:
 A rate with nothing to divide by is null. The overall score is the weighted average of the rates that have a
 value (the dispute rate counts as `1 - rate`, at least 0) and of the criteria plugins add through
 `crm_score_partner`; the weights come from CRM_PARTNERS_SCORECARD_WEIGHTS. Nothing is stored: every figure is
-read from the deliveries and disputes in one query, however many periods a trend covers.
+read from the deliveries and disputes in one query, however many periods a trend covers. `range_metrics` measures
+many partners over any range of days the same way, in one query (termination histories use it).
 """
 from __future__ import annotations
 
@@ -237,22 +238,23 @@ def _instant(day: date) -> datetime:
     return datetime.combine(day, time.min, timezone.utc)
 
 
-def _bucket(column, periods: Sequence[Period], bound) -> object:
-    """The index of the period `column` falls in (`bound` turns a period's first day into a comparable value)."""
+def _bucket(column, spans: Sequence, bound) -> object:
+    """The index of the span (a Period or a DayRange) `column` falls in (`bound` makes a day comparable to it)."""
     return case(*[(and_(column >= bound(p.start), column < bound(p.end + timedelta(days=1))), i)
-                  for i, p in enumerate(periods)], else_=None)
+                  for i, p in enumerate(spans)], else_=None)
 
 
-def _counts_statement(partner_id: uuid.UUID, periods: Sequence[Period]):
-    """One statement for every period: per period index, the deliveries' counts and sums and the disputes."""
-    first, after = periods[0].start, periods[-1].end + timedelta(days=1)
-    d = (select(_bucket(Delivery.promised_on, periods, lambda day: day).label("bucket"), Delivery.promised_on,
-                Delivery.delivered_on, Delivery.amount, Delivery.agreed_amount, Delivery.quantity_ordered,
-                Delivery.quantity_delivered, Delivery.quantity_rejected)
-         .where(Delivery.partner_id == partner_id, Delivery.promised_on >= first, Delivery.promised_on < after)
+def _counts_statement(partner_ids: Sequence[uuid.UUID], spans: Sequence):
+    """One statement for every partner and span: per partner and span index, the deliveries' counts and sums and
+    the disputes. The spans are consecutive (a trend's periods) or just one."""
+    first, after = spans[0].start, spans[-1].end + timedelta(days=1)
+    d = (select(Delivery.partner_id, _bucket(Delivery.promised_on, spans, lambda day: day).label("bucket"),
+                Delivery.promised_on, Delivery.delivered_on, Delivery.amount, Delivery.agreed_amount,
+                Delivery.quantity_ordered, Delivery.quantity_delivered, Delivery.quantity_rejected)
+         .where(Delivery.partner_id.in_(partner_ids), Delivery.promised_on >= first, Delivery.promised_on < after)
          .subquery())
     deliveries = (select(
-        d.c.bucket, func.count().label("deliveries"), func.count(d.c.delivered_on).label("delivered"),
+        d.c.partner_id, d.c.bucket, func.count().label("deliveries"), func.count(d.c.delivered_on).label("delivered"),
         func.sum(case((d.c.delivered_on <= d.c.promised_on, 1), else_=0)).label("on_time"),
         literal(0).label("disputes"),
         func.count(d.c.agreed_amount).label("priced"),
@@ -260,24 +262,28 @@ def _counts_statement(partner_id: uuid.UUID, periods: Sequence[Period]):
         func.sum(d.c.quantity_ordered).label("quantity_ordered"),
         func.sum(d.c.quantity_delivered).label("quantity_delivered"),
         func.sum(d.c.quantity_rejected).label("quantity_rejected"),
-    ).group_by(d.c.bucket))
-    q = (select(_bucket(Dispute.opened_at, periods, _instant).label("bucket"))
-         .where(Dispute.partner_id == partner_id, Dispute.opened_at >= _instant(first),
+    ).group_by(d.c.partner_id, d.c.bucket))
+    q = (select(Dispute.partner_id, _bucket(Dispute.opened_at, spans, _instant).label("bucket"))
+         .where(Dispute.partner_id.in_(partner_ids), Dispute.opened_at >= _instant(first),
                 Dispute.opened_at < _instant(after))
          .subquery())
     # The same columns in the same order; a dispute row carries only its count.
-    disputes = select(q.c.bucket, *[func.count().label(name) if name == "disputes" else literal(0).label(name)
-                                    for name in _COLUMNS]).group_by(q.c.bucket)
+    disputes = (select(q.c.partner_id, q.c.bucket,
+                       *[func.count().label(name) if name == "disputes" else literal(0).label(name)
+                         for name in _COLUMNS])
+                .group_by(q.c.partner_id, q.c.bucket))
     return union_all(deliveries, disputes)
 
 
-def _counts(session, partner_id: uuid.UUID, periods: Sequence[Period]) -> list[dict]:
-    """The counts and sums of each period, in the order given."""
-    counts = [dict(_ZERO_COUNTS) for _ in periods]
-    for row in session.execute(_counts_statement(partner_id, periods)).mappings():
+def _counts_by_partner(session, partner_ids: Sequence[uuid.UUID], spans: Sequence) -> dict[uuid.UUID, list[dict]]:
+    """The counts and sums of each span, in the order given, for every partner asked (zeros when it has none)."""
+    counts = {partner_id: [dict(_ZERO_COUNTS) for _ in spans] for partner_id in partner_ids}
+    if not counts:
+        return counts
+    for row in session.execute(_counts_statement(list(counts), spans)).mappings():
         if row["bucket"] is None:
             continue
-        into = counts[row["bucket"]]
+        into = counts[row["partner_id"]][row["bucket"]]
         for name in _ZERO_COUNTS:
             value = row[name]
             if isinstance(into[name], Decimal):
@@ -286,6 +292,32 @@ def _counts(session, partner_id: uuid.UUID, periods: Sequence[Period]) -> list[d
             else:
                 into[name] += int(value or 0)
     return counts
+
+
+def _counts(session, partner_id: uuid.UUID, periods: Sequence[Period]) -> list[dict]:
+    """The counts and sums of each period, in the order given."""
+    return _counts_by_partner(session, [partner_id], periods)[partner_id]
+
+
+@dataclass(frozen=True)
+class DayRange:
+    """The days from `start` to `end`, both included: a span measured like a period, but of any length."""
+
+    start: date
+    end: date
+
+
+def range_metrics(session, partner_ids: Sequence[uuid.UUID], start: date, end: date) -> dict[uuid.UUID,
+                                                                                             ScorecardMetrics]:
+    """Every partner's measures over the deliveries promised from `start` to `end` (both included) and the
+    disputes opened on those days (UTC), in one query for all of them, computed exactly as a period's are.
+
+    A partner asked for with nothing in the range gets zero counts and null rates.
+    """
+    if end < start:
+        raise ValueError(f"the range ends ({end}) before it starts ({start})")
+    counts = _counts_by_partner(session, partner_ids, [DayRange(start, end)])
+    return {partner_id: metrics_from(figures) for partner_id, (figures,) in counts.items()}
 
 
 # -- use cases --------------------------------------------------------------------------------------------
