@@ -11,18 +11,23 @@ from collections.abc import Sequence
 import pluggy
 
 from .types import (
+    CustomerHistory,
     CustomerInput,
+    Finding,
     LeadInput,
     PartnerHistory,
     PartnerInput,
+    PartnerTerminationHistory,
     PointAward,
     ProgramInput,
     PurchaseInput,
     RiskFactor,
     ScoreCriterion,
+    ScoreFactor,
     ScorecardMetrics,
     ScorecardPeriod,
-    ScoreFactor,
+    TerminationPolicy,
+    TerminationSubject,
 )
 
 PROJECT_NAME = "crm"
@@ -188,6 +193,46 @@ def crm_score_partner(partner: PartnerInput, period: ScorecardPeriod,
     """
 
 
+@hookspec
+def crm_evaluate_termination(subject: TerminationSubject, history: CustomerHistory | PartnerTerminationHistory,
+                             policies: tuple[TerminationPolicy, ...]) -> Finding | Sequence[Finding] | None:
+    """Apply termination policies to one customer or partner.
+
+    Kind: *contribute* — the host calls every implementation that has policies in the set, each on its own,
+    and counts every finding they return.
+
+    Parameters:
+        subject: a frozen :class:`~crm_plugins.types.TerminationSubject`: ``kind`` (``"customer"`` or
+            ``"partner"``), ``id`` (the contact's or partner's UUID string), ``name`` and ``status``.
+        history: a plain frozen snapshot built by the service that owns the subject, over a window (``since``
+            to ``as_of``, 365 days unless the simulation says otherwise): a
+            :class:`~crm_plugins.types.CustomerHistory` for a customer (complaints, purchases with the
+            ``spend`` per currency including discounts, coupons and returns, invoice ``payments``, uncleared
+            ``fraud_flags``, the ``analytics`` snapshot row or ``None``), a
+            :class:`~crm_plugins.types.PartnerTerminationHistory` for a partner (the ``scorecard`` measures over
+            the deliveries promised in the window, ``disputes`` per category). Money and rates are ``Decimal``.
+        policies: a tuple of :class:`~crm_plugins.types.TerminationPolicy`, only the policies of the set whose
+            record names this plugin (``plugin``), each with its ``code`` and read-only ``parameters`` (plain
+            JSON values). Never empty: a plugin without a policy in the set is not called.
+
+    Returns:
+        A :class:`~crm_plugins.types.Finding`, a list or tuple of them, or ``None`` when no policy found
+        anything. Each finding carries the ``code`` of one of the given policies, a ``severity`` (``low``,
+        ``medium``, ``high``), a recommended ``strategy`` (``retain``, ``re_specify``, ``unbundle``,
+        ``raise_price``, ``terminate``), a short ``reason`` with the numbers, and ``evidence``: a mapping of
+        names to str, int, bool, None or ``Decimal`` values (no floats), stored with the recommendation.
+
+    The subject is flagged when any plugin returns a finding; its severity is the highest and its strategy the
+    strongest among the findings of that severity. If an implementation raises, returns anything else (a dict,
+    an unknown severity, a float in the evidence...) or a finding whose ``code`` is not one of the policies it
+    was given, the host logs it with the plugin's name, drops that plugin's whole contribution and marks the
+    evaluation as degraded; the other plugins still count. The same happens to one that does not answer within
+    the services' time budget (``CRM_PLUGIN_TIMEOUT_MS``), and a policy naming a plugin that is not loaded is
+    reported as ``plugin_unavailable``. The hook is called once per subject in every evaluation or
+    simulation, up to hundreds of thousands of times, in the worker: keep it fast and side-effect free.
+    """
+
+
 # The hooks above, by name; the contract meta-test walks this list (and checks it matches the module).
 HOOK_NAMES: tuple[str, ...] = ("crm_score_lead", "crm_loyalty_points", "crm_lifecycle_stage",
-                                "crm_assess_partner_risk", "crm_score_partner")
+                                "crm_assess_partner_risk", "crm_score_partner", "crm_evaluate_termination")

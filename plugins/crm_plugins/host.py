@@ -8,6 +8,7 @@ from __future__ import annotations
 import difflib
 import inspect
 import logging
+from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
 from decimal import Decimal
 
@@ -17,14 +18,19 @@ from . import hookspecs
 from .types import (
     PLUGIN_ERROR,
     PLUGIN_MALFORMED_RESULT,
+    PLUGIN_UNAVAILABLE,
     AppliedCriterion,
     AppliedFactor,
+    AppliedFinding,
     AppliedRiskFactor,
+    CustomerHistory,
     CustomerInput,
+    Finding,
     LeadInput,
     PartnerHistory,
     PartnerInput,
     PartnerScoreDecision,
+    PartnerTerminationHistory,
     PluginFailure,
     PointAward,
     PointsDecision,
@@ -38,9 +44,13 @@ from .types import (
     ScoreDecision,
     ScoreFactor,
     StageDecision,
+    TerminationEvaluation,
+    TerminationPolicy,
+    TerminationSubject,
     award_problem,
     criterion_problem,
     factor_problem,
+    finding_problem,
     risk_factor_problem,
     stage_problem,
     was_checked,
@@ -53,6 +63,7 @@ LOYALTY_POINTS = "crm_loyalty_points"
 LIFECYCLE_STAGE = "crm_lifecycle_stage"
 ASSESS_PARTNER_RISK = "crm_assess_partner_risk"
 SCORE_PARTNER = "crm_score_partner"
+EVALUATE_TERMINATION = "crm_evaluate_termination"
 
 # Why a plugin was not loaded (the `code` of an entry in `PluginHost.errors`).
 LOAD_FAILED = "plugin_load_failed"  # importing or instantiating it raised
@@ -174,6 +185,46 @@ class PluginHost:
                                               ScoreCriterion, criterion_problem, applied=_applied_criterion)
         return PartnerScoreDecision(tuple(criteria), tuple(failures))
 
+    def evaluate_termination(self, subject: TerminationSubject, history: CustomerHistory | PartnerTerminationHistory,
+                             policies: Mapping[str, Sequence[TerminationPolicy]]) -> TerminationEvaluation:
+        """Apply a policy set to one subject; failures are reported on the evaluation, not raised.
+
+        `policies` maps a plugin name to that plugin's policies in the set. Only those plugins are called, each
+        with only its own policies; a finding with a code that is not one of them makes that plugin's whole
+        contribution malformed. A name no loaded plugin implements the hook under is reported as unavailable.
+        """
+        hook = EVALUATE_TERMINATION
+        impls, own, answering = [], [], 0
+        for impl in getattr(self.pm.hook, hook).get_hookimpls():
+            given = policies.get(impl.plugin_name)
+            if given is None:
+                continue
+            answering += 1
+            if given:  # a plugin with no policy in the set has nothing to apply
+                impls.append(impl)
+                own.append(given if type(given) is tuple else tuple(given))
+        findings: list[AppliedFinding] = []
+        failures: list[PluginFailure] = []
+        if impls:
+            calls = [{"subject": subject, "history": history, "policies": given} for given in own]
+            for impl, given, (result, failure) in zip(impls, own, self._call_each(impls, hook, calls)):
+                if failure:
+                    failures.append(failure)
+                    continue
+                contributed, problem = _contributions(result, Finding, finding_problem)
+                if not problem and contributed:
+                    problem = _unknown_code(contributed, given)
+                if problem:
+                    failures.append(self._malformed(impl.plugin_name, hook, problem))
+                    continue
+                findings.extend(AppliedFinding(impl.plugin_name, f.code, f.severity, f.strategy, f.reason,
+                                               f.evidence) for f in contributed)
+        if answering < len(policies):
+            loaded = {impl.plugin_name for impl in getattr(self.pm.hook, hook).get_hookimpls()}
+            failures.extend(PluginFailure(name, hook, PLUGIN_UNAVAILABLE, "not loaded")
+                            for name in policies if name not in loaded)
+        return TerminationEvaluation(tuple(findings), tuple(failures))
+
     def has_implementations(self, hook: str) -> bool:
         """True when at least one loaded plugin implements `hook` (callers may then skip work for nobody)."""
         caller = getattr(self.pm.hook, hook, None)
@@ -238,12 +289,14 @@ class PluginHost:
             listed.append({"name": name, "source": where.source, "origin": where.origin, "hooks": hooks})
         return listed
 
-    def _call_each(self, impls, hook: str, kwargs: dict) -> list[tuple[object, PluginFailure | None]]:
+    def _call_each(self, impls, hook: str,
+                   kwargs: dict | Sequence[dict]) -> list[tuple[object, PluginFailure | None]]:
         """(result, failure) of each implementation, in order; here each is called on the caller's thread.
 
+        `kwargs` is the hook's arguments for every implementation, or a list with one dict per implementation.
         The services' host (`services.common.plugins`) overrides this to give every call a time budget.
         """
-        return [self._call(impl, hook, kwargs) for impl in impls]
+        return [self._call(impl, hook, each) for impl, each in zip(impls, per_implementation(impls, kwargs))]
 
     def _call(self, impl, hook: str, kwargs: dict) -> tuple[object, PluginFailure | None]:
         try:
@@ -272,6 +325,20 @@ def _applied_risk_factor(plugin: str, item: RiskFactor) -> AppliedRiskFactor:
 
 def _applied_criterion(plugin: str, item: ScoreCriterion) -> AppliedCriterion:
     return AppliedCriterion(plugin, item.code, Decimal(item.score), Decimal(item.weight), item.reason)
+
+
+def per_implementation(impls, kwargs: dict | Sequence[dict]) -> Sequence[dict]:
+    """The arguments of each implementation: `kwargs` itself when it is one dict shared by all of them."""
+    return [kwargs] * len(impls) if isinstance(kwargs, dict) else kwargs
+
+
+def _unknown_code(findings: tuple, policies: tuple[TerminationPolicy, ...]) -> str | None:
+    """Why findings are malformed for these policies (a code none of them has), or None."""
+    for finding in findings:
+        if not any(policy.code == finding.code for policy in policies):
+            codes = ", ".join(sorted({policy.code for policy in policies}))
+            return f"finding code {finding.code!r} is not one of the plugin's policies ({codes})"
+    return None
 
 
 def arguments(impl, kwargs: dict) -> tuple:

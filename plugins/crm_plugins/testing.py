@@ -18,6 +18,10 @@
     def test_my_plugin_flags_a_single_source():
         assessment = run_assess_partner_risk(my_plugin, spend=(sample_spend(partner_amount=Decimal("900")),))
         assert [f.code for f in assessment.factors] == ["single_source"]
+
+    def test_my_plugin_flags_a_serial_returner():
+        evaluation = run_termination_plugin(my_plugin, policies=["serial_returner"], purchases=3)
+        assert (evaluation.severity, evaluation.strategy) == ("high", "re_specify")
 """
 from __future__ import annotations
 
@@ -29,12 +33,18 @@ from decimal import Decimal
 
 from .host import PluginHost
 from .types import (
-    CustomerInput,
     ContractSnapshot,
+    CustomerAnalytics,
+    CustomerHistory,
+    CustomerInput,
+    CustomerSpend,
     DeliveryPeriod,
+    DisputeCount,
     LeadInput,
     PartnerHistory,
     PartnerInput,
+    PartnerTerminationHistory,
+    PaymentSummary,
     PointsDecision,
     ProgramInput,
     PurchaseInput,
@@ -45,6 +55,9 @@ from .types import (
     ScoreDecision,
     SpendShare,
     StageDecision,
+    TerminationEvaluation,
+    TerminationPolicy,
+    TerminationSubject,
 )
 
 _SAMPLE_LEAD = LeadInput(
@@ -131,6 +144,45 @@ _SAMPLE_METRICS = ScorecardMetrics(
 )
 
 
+# A quiet customer over the year to 2026-06-01: 12 purchases (2 on discount), 1 complaint, 6 invoices paid on
+# time, no fraud flag, in the hold quadrant with a margin well above the cost to serve.
+_SAMPLE_CUSTOMER_HISTORY = CustomerHistory(
+    as_of=datetime(2026, 6, 1, tzinfo=timezone.utc),
+    since=datetime(2025, 6, 1, tzinfo=timezone.utc),
+    complaints=1,
+    open_complaints=0,
+    purchases=12,
+    spend=(CustomerSpend(currency="EUR", purchases=12, revenue=Decimal("1200.00"), discounted_purchases=2,
+                         discounted_revenue=Decimal("180.00"), discount_total=Decimal("20.00"), coupon_purchases=1,
+                         returns=1, returned_amount=Decimal("40.00")),),
+    payments=PaymentSummary(due=6, paid=6),
+    fraud_flags=(),
+    analytics=CustomerAnalytics(as_of=datetime(2026, 6, 1, tzinfo=timezone.utc), currency="EUR", quadrant="hold",
+                                margin=Decimal("300.00"), cost_to_serve=Decimal("80.00"), clv=Decimal("950.00")),
+)
+
+# A reliable supplier over the year to 2026-06-15: 40 deliveries, 37 on time, 1% rejected, one price breach,
+# one quality dispute (resolved).
+_SAMPLE_PARTNER_TERMINATION_HISTORY = PartnerTerminationHistory(
+    as_of=date(2026, 6, 15),
+    since=date(2025, 6, 15),
+    scorecard=ScorecardMetrics(
+        deliveries=40, delivered=40, on_time=37, disputes=1, priced=40, within_price=39,
+        quantity_ordered=Decimal("4000.000"), quantity_delivered=Decimal("4000.000"),
+        quantity_rejected=Decimal("40.000"), on_time_rate=Decimal("0.9250"), fill_rate=Decimal("1.0000"),
+        quality_rate=Decimal("0.9900"), dispute_rate=Decimal("0.0250"), price_adherence=Decimal("0.9750"),
+    ),
+    disputes=(DisputeCount(category="quality", opened=1, unresolved=0),),
+)
+
+_SAMPLE_SUBJECTS = {
+    "customer": TerminationSubject(kind="customer", id="0b9e4c1d-7a2f-4e6b-8c3d-5f1a2b3c4d5e", name="Jane Doe",
+                                   status="active"),
+    "partner": TerminationSubject(kind="partner", id=_SAMPLE_PARTNER.id, name=_SAMPLE_PARTNER.name,
+                                  status="active"),
+}
+
+
 def sample_lead(**overrides) -> LeadInput:
     """A complete, plausible lead; keyword arguments replace single fields (`sample_lead(job_title=None)`)."""
     return dataclasses.replace(_SAMPLE_LEAD, **overrides)
@@ -181,6 +233,25 @@ def sample_scorecard_metrics(**overrides) -> ScorecardMetrics:
     """A good quarter: 20 deliveries, 90% on time, 99% filled, 99% quality, one dispute, 95% within the agreed
     price; keyword arguments replace single fields (the rates are not recomputed)."""
     return dataclasses.replace(_SAMPLE_METRICS, **overrides)
+
+
+def sample_subject(kind: str = "customer", **overrides) -> TerminationSubject:
+    """The sample customer (Jane Doe) or partner (Nordic Steel Supply), active; keyword arguments replace fields."""
+    return dataclasses.replace(_SAMPLE_SUBJECTS[kind], **overrides)
+
+
+def sample_customer_history(**overrides) -> CustomerHistory:
+    """A quiet customer over the year to 2026-06-01: 12 purchases for 1,200.00 EUR (2 on discount, 15%), one
+    complaint, 6 invoices paid on time, no fraud flag, the hold quadrant with a margin of 300.00 against 80.00
+    to serve; keyword arguments replace single fields."""
+    return dataclasses.replace(_SAMPLE_CUSTOMER_HISTORY, **overrides)
+
+
+def sample_partner_termination_history(**overrides) -> PartnerTerminationHistory:
+    """A reliable supplier over the year to 2026-06-15: 40 deliveries, 3 late, 1% of the quantity rejected, one
+    delivery above the agreed price, one quality dispute; keyword arguments replace single fields
+    (`scorecard=sample_scorecard_metrics(...)`; its rates are not recomputed)."""
+    return dataclasses.replace(_SAMPLE_PARTNER_TERMINATION_HISTORY, **overrides)
 
 
 def default_plugin_name(plugin) -> str:
@@ -256,3 +327,26 @@ def run_score_partner(plugin, partner: PartnerInput | None = None, period: Score
     metrics = dataclasses.replace(metrics or sample_scorecard_metrics(), **metric_fields)
     host = make_host(plugin, names=[plugin_name] if plugin_name else None)
     return host.score_partner(partner or sample_partner(), period or sample_scorecard_period(), metrics)
+
+
+def run_termination_plugin(plugin, subject: TerminationSubject | None = None,
+                           history: CustomerHistory | PartnerTerminationHistory | None = None,
+                           policies=(), *, plugin_name: str | None = None, **history_fields) -> TerminationEvaluation:
+    """Apply `policies` to one subject with only `plugin` loaded; returns the evaluation a service would record.
+
+    `policies` are TerminationPolicy values or bare codes (no parameters), all naming this plugin; there must be
+    at least one, as the services call a plugin only for its own policies. Without `history` the sample of the
+    subject's kind is used (the sample customer unless `subject` is a partner); keyword arguments replace single
+    fields of the history.
+    """
+    policies = tuple(TerminationPolicy(code=p) if isinstance(p, str) else p for p in policies)
+    if not policies:
+        raise ValueError("give at least one policy: a plugin is called only for the policies that name it")
+    if subject is None:
+        subject = sample_subject("partner" if isinstance(history, PartnerTerminationHistory) else "customer")
+    if history is None:
+        history = sample_customer_history() if subject.kind == "customer" else sample_partner_termination_history()
+    history = dataclasses.replace(history, **history_fields) if history_fields else history
+    name = plugin_name or default_plugin_name(plugin)
+    host = make_host(plugin, names=[name])
+    return host.evaluate_termination(subject, history, {name: policies})

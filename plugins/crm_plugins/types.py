@@ -779,3 +779,128 @@ class PartnerTerminationHistory:
     @property
     def disputes_opened(self) -> int:
         return sum(d.opened for d in self.disputes)
+
+
+# --- termination policies (findings) ----------------------------------------------------------------------------
+
+_STRATEGY_RANK = {name: rank for rank, name in enumerate(TERMINATION_STRATEGIES)}
+_SEVERITY_RANK = {name: rank for rank, name in enumerate(FINDING_SEVERITIES)}
+
+
+@dataclass(frozen=True)
+class Finding:
+    """What one termination policy found about one subject: its `code` (the policy's), a `severity` (low,
+    medium, high), the recommended `strategy` (one of TERMINATION_STRATEGIES), a short `reason` naming the
+    numbers, and the `evidence`: a mapping of names to str, int, bool, None or `Decimal` (never float), kept
+    read-only and stored with the recommendation.
+    """
+
+    code: str
+    severity: str
+    strategy: str
+    reason: str
+    evidence: Mapping[str, object] = field(default_factory=dict)
+
+    def __post_init__(self) -> None:
+        if isinstance(self.evidence, Mapping):
+            object.__setattr__(self, "evidence", MappingProxyType(dict(self.evidence)))
+        _refuse_if(self, finding_problem(self))
+
+
+def _evidence_value_problem(name: object, value: object) -> str | None:
+    if not isinstance(name, str) or not name:
+        return f"evidence names must be non-empty strings, got {name!r}"
+    if value is None or isinstance(value, (str, int)):  # bool is an int
+        return None
+    if isinstance(value, Decimal) and value.is_finite():
+        return None
+    return f"evidence {name!r} must be a str, int, bool, None or finite Decimal, got {type(value).__name__} {value!r}"
+
+
+def finding_problem(item: object) -> str | None:
+    """Why `item` is not a well-formed Finding, or None when it is."""
+    if not isinstance(item, Finding):
+        return f"expected Finding, got {type(item).__name__}"
+    if not isinstance(item.code, str) or not item.code.strip():
+        return f"code must be a non-empty string, got {item.code!r}"
+    if not isinstance(item.severity, str) or item.severity not in _SEVERITY_RANK:
+        return f"severity must be one of {', '.join(FINDING_SEVERITIES)}, got {item.severity!r}"
+    if not isinstance(item.strategy, str) or item.strategy not in _STRATEGY_RANK:
+        return f"strategy must be one of {', '.join(TERMINATION_STRATEGIES)}, got {item.strategy!r}"
+    if not isinstance(item.reason, str):
+        return f"reason must be a string, got {type(item.reason).__name__}"
+    if not isinstance(item.evidence, Mapping):
+        return f"evidence must be a mapping, got {type(item.evidence).__name__}"
+    for name, value in item.evidence.items():
+        problem = _evidence_value_problem(name, value)
+        if problem:
+            return problem
+    return None
+
+
+def _json_value(value: object) -> object:
+    return str(value) if isinstance(value, Decimal) else value
+
+
+@dataclass(frozen=True)
+class AppliedFinding:
+    """A finding as counted in an evaluation, with the name of the plugin that gave it."""
+
+    plugin: str
+    code: str
+    severity: str
+    strategy: str
+    reason: str
+    evidence: Mapping[str, object] = field(default_factory=dict)
+
+    def to_dict(self) -> dict:
+        """JSON-ready form (Decimal evidence as decimal strings)."""
+        return {"plugin": self.plugin, "code": self.code, "severity": self.severity, "strategy": self.strategy,
+                "reason": self.reason, "evidence": {k: _json_value(v) for k, v in self.evidence.items()}}
+
+
+@dataclass(frozen=True)
+class TerminationEvaluation:
+    """One subject judged by a policy set: every finding with its plugin, and the plugins that failed.
+
+    The subject is flagged when there is at least one finding; its `severity` is the highest of them and its
+    `strategy` the strongest (in TERMINATION_STRATEGIES' order) among the findings of that severity.
+    """
+
+    findings: tuple[AppliedFinding, ...] = ()
+    degraded: tuple[PluginFailure, ...] = ()
+
+    @property
+    def flagged(self) -> bool:
+        """True when at least one policy found something."""
+        return bool(self.findings)
+
+    @property
+    def severity(self) -> str | None:
+        """The highest severity among the findings; None when there is none."""
+        if not self.findings:
+            return None
+        return max((f.severity for f in self.findings), key=_SEVERITY_RANK.__getitem__)
+
+    @property
+    def strategy(self) -> str | None:
+        """The strongest strategy among the findings of the highest severity; None when there is none."""
+        severity = self.severity
+        if severity is None:
+            return None
+        return max((f.strategy for f in self.findings if f.severity == severity), key=_STRATEGY_RANK.__getitem__)
+
+    @property
+    def is_degraded(self) -> bool:
+        """True when at least one plugin's contribution is missing."""
+        return bool(self.degraded)
+
+    def to_dict(self) -> dict:
+        """JSON-ready form."""
+        return {
+            "flagged": self.flagged,
+            "severity": self.severity,
+            "strategy": self.strategy,
+            "findings": [f.to_dict() for f in self.findings],
+            "degraded": [d.to_dict() for d in self.degraded],
+        }

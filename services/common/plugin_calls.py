@@ -13,7 +13,7 @@ import queue
 import threading
 import time
 
-from crm_plugins.host import PluginHost, arguments
+from crm_plugins.host import PluginHost, arguments, per_implementation
 from crm_plugins.types import PLUGIN_TIMEOUT, PLUGIN_UNAVAILABLE, PluginFailure
 
 from .settings import Settings
@@ -176,12 +176,12 @@ class BudgetedPluginHost(PluginHost):
             entry["available"] = lane is None or lane.available
         return listed
 
-    def _call_each(self, impls, hook: str, kwargs: dict) -> list[tuple[object, PluginFailure | None]]:
+    def _call_each(self, impls, hook: str, kwargs) -> list[tuple[object, PluginFailure | None]]:
         deadline = time.monotonic() + self.timeout
         started = []
-        for impl in impls:
+        for impl, each in zip(impls, per_implementation(impls, kwargs)):
             lane = self.lane(impl.plugin_name)
-            call = lane.submit(impl.function, arguments(impl, kwargs)) if lane.available else None
+            call = lane.submit(impl.function, arguments(impl, each)) if lane.available else None
             started.append((impl, lane, call))
         outcomes: list[tuple[object, PluginFailure | None]] = []
         for impl, lane, call in started:

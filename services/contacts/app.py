@@ -55,13 +55,18 @@ BLUEPRINTS = (
 )
 
 
+# Built-ins only the contacts service calls (the customers' termination policies), loaded after the shared ones.
+CONTACT_PLUGINS = ("crm_builtin.termination",)
+
+
 def build(settings: Settings | None = None) -> Runtime:
-    """Engine, session factory, outbox/inbox models and the plugin host (crm_lifecycle_stage) of one contacts
-    process; CRM_ANALYTICS_PARAMETERS is checked here, so a malformed value stops the process at start-up."""
+    """Engine, session factory, outbox/inbox models and the plugin host (crm_lifecycle_stage,
+    crm_evaluate_termination) of one contacts process; CRM_ANALYTICS_PARAMETERS is checked here, so a malformed
+    value stops the process at start-up."""
     settings = settings or from_env("contacts")
     parameters_from_settings(settings)
     plugins = build_plugin_host(plugins_dir=settings.plugins_dir, disabled=settings.plugins_disabled,
-                                timeout_ms=settings.plugin_timeout_ms)
+                                service_builtins=CONTACT_PLUGINS, timeout_ms=settings.plugin_timeout_ms)
     return build_runtime(settings, OutboxMessage, InboxEntry, plugins=plugins)
 
 

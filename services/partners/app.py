@@ -22,7 +22,7 @@ from .portal_access import check_portal_access
 from .models import InboxEntry, OutboxMessage
 
 # Built-ins only the partners service calls, loaded after the shared ones and exactly like them.
-PARTNER_PLUGINS = ("crm_builtin.partner_risk",)
+PARTNER_PLUGINS = ("crm_builtin.partner_risk", "crm_builtin.termination")
 
 
 def build(settings: Settings | None = None) -> Runtime:
