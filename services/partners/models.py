@@ -10,6 +10,7 @@ from sqlalchemy.orm import Mapped, mapped_column
 
 from services.common.db import JsonDocument, SeqType, make_base, messaging_models, new_id, utcnow
 from services.common.idempotency import idempotency_model
+from services.common.termination.models import termination_models
 
 Base = make_base()
 OutboxMessage, InboxEntry = messaging_models(Base)
@@ -271,3 +272,7 @@ class DisputeMessage(Base):
 
 DISPUTE_SORTS = {"opened_at": Dispute.opened_at, "updated_at": Dispute.updated_at, "status": Dispute.status,
                  "category": Dispute.category, "amount": Dispute.amount}
+
+
+# Termination policies, runs, recommendations and decisions (services/common/termination, docs/termination.md).
+Termination = termination_models(Base)

@@ -4,8 +4,7 @@ Revision ID: 0017
 Revises: 0016
 Create Date: 2026-11-24
 """
-import sqlalchemy as sa  # noqa: F401
-from alembic import op  # noqa: F401
+from services.common.termination.migration import create_termination_tables, drop_termination_tables
 
 revision = '0017'
 down_revision = '0016'
@@ -14,8 +13,8 @@ depends_on = None
 
 
 def upgrade() -> None:
-    pass  # PLACEHOLDER: filled in by the termination work
+    create_termination_tables()
 
 
 def downgrade() -> None:
-    pass
+    drop_termination_tables()
