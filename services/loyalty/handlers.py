@@ -5,7 +5,7 @@ from services.common.catalog import Event
 from services.common.consumer import event_cause, handles_batches
 from services.common.uow import UnitOfWork
 
-from . import erasure, merges, service
+from . import erasure, freezes, merges, service
 
 
 @handles_batches
@@ -27,5 +27,11 @@ def on_contact_merged(uow: UnitOfWork, events: list[Event]) -> None:
     merges.merge_memberships(uow, [event.data for event in events])
 
 
+@handles_batches
+def on_contact_terminated(uow: UnitOfWork, events: list[Event]) -> None:
+    """Customers were terminated: every membership of theirs is frozen, and any they get later."""
+    freezes.freeze_contacts(uow, [event.data for event in events])
+
+
 HANDLERS = {"crm.contact.created": on_contact_created, "crm.contact.erased": on_contact_erased,
-            "crm.contact.merged": on_contact_merged}
+            "crm.contact.merged": on_contact_merged, "crm.contact.terminated": on_contact_terminated}

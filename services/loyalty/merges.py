@@ -4,6 +4,7 @@ A membership of the merged contact in a program the survivor is not in becomes t
 members of one program, the merged membership's ledger entries and purchases move to the survivor's, so its
 balance, lifetime points and purchase totals are the two added up exactly; the merged membership is closed
 (`merged_into_id`) and a write to it is refused naming the membership it went into (service._member).
+When any of the merged people was terminated, the survivor's memberships end up frozen (freezes.follow_merge).
 """
 from __future__ import annotations
 
@@ -14,6 +15,7 @@ from sqlalchemy import func, select, update
 
 from services.common.uow import UnitOfWork
 
+from . import freezes
 from .models import LedgerEntry, Member, Purchase
 
 _NO_SYNC = {"synchronize_session": False}
@@ -23,14 +25,16 @@ def merge_memberships(uow: UnitOfWork, merges: Sequence[Mapping]) -> dict[str, i
     """Apply some crm.contact.merged payloads, in order; returns what changed, for the batch.
 
     `repointed`: memberships that became the survivor's; `combined`: memberships closed into the survivor's,
-    with the `ledger_entries` and `purchases` they moved. Running a payload again changes nothing (redelivery):
+    with the `ledger_entries` and `purchases` they moved; `frozen`: the survivor's memberships a terminated
+    person's freeze reached. Running a payload again changes nothing (redelivery):
     the merged contact has no open membership left.
     """
-    counts = dict.fromkeys(("repointed", "combined", "ledger_entries", "purchases"), 0)
+    counts = dict.fromkeys(("repointed", "combined", "ledger_entries", "purchases", "frozen"), 0)
     with uow:
         for merge in merges:
-            _merge(uow.session, merge["survivor_id"], [merge["merged_id"], *merge.get("previously_merged_ids", ())],
-                   counts)
+            merged_ids = [merge["merged_id"], *merge.get("previously_merged_ids", ())]
+            _merge(uow.session, merge["survivor_id"], merged_ids, counts)
+            counts["frozen"] += freezes.follow_merge(uow.session, merge["survivor_id"], merged_ids)
         uow.commit()
     return counts
 

@@ -70,6 +70,9 @@ class Member(Base):
     enrolled_at: Mapped[datetime] = mapped_column(default=utcnow)
     # Closed by a contact merge (merges.py): the membership its points and purchases moved to.
     merged_into_id: Mapped[uuid.UUID | None] = mapped_column(default=None)
+    # Frozen when its contact was terminated (freezes.py): purchases earn nothing, redemptions are refused.
+    frozen_at: Mapped[datetime | None] = mapped_column(default=None)
+    frozen_reason: Mapped[str | None] = mapped_column(String(500), default=None)
 
 
 class Purchase(Base):
@@ -101,6 +104,10 @@ class Purchase(Base):
     returned_amount: Mapped[Decimal] = mapped_column(Money, default=Decimal(0))
     returned_margin: Mapped[Decimal] = mapped_column(Money, default=Decimal(0))
     points_reclaimed: Mapped[int] = mapped_column(Points, default=0)
+    # The coupon it was bought with, as the caller wrote it; and whether it was made on a frozen membership
+    # (it then earned nothing, whatever the plugins would have awarded).
+    coupon_code: Mapped[str | None] = mapped_column(String(64), default=None)
+    frozen: Mapped[bool] = mapped_column(Boolean, default=False)
     created_at: Mapped[datetime] = mapped_column(default=utcnow)
 
 
@@ -153,6 +160,19 @@ class LedgerEntry(Base):
     factors: Mapped[list] = mapped_column(default=list)
     degraded: Mapped[list] = mapped_column(default=list)
     created_at: Mapped[datetime] = mapped_column(default=utcnow)
+
+
+class FrozenContact(Base):
+    """A terminated contact (crm.contact.terminated): its memberships, present and future, are frozen (freezes.py)."""
+
+    __tablename__ = "frozen_contacts"
+
+    contact_id: Mapped[uuid.UUID] = mapped_column(primary_key=True)
+    frozen_at: Mapped[datetime] = mapped_column()
+    reason: Mapped[str | None] = mapped_column(String(500), default=None)
+    # The termination decision in the contacts service that ended the relationship; None when inherited by a merge.
+    recommendation_id: Mapped[uuid.UUID | None] = mapped_column(default=None)
+    decision_id: Mapped[uuid.UUID | None] = mapped_column(default=None)
 
 
 # Each list's `sort=` names and what each orders by. A member's balance is derived from the ledger, not stored,

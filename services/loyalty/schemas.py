@@ -150,6 +150,10 @@ class MemberSchema(Schema):
     merged_into_id = fields.UUID(allow_none=True, metadata={
         "description": "Set when the membership was closed by a contact merge: the membership its points and "
                        "purchases moved to."})
+    status = fields.String(metadata={"description": "`active`, or `frozen` once its contact was terminated: "
+                                                    "purchases earn no points and redemptions are refused."})
+    frozen_at = UTCDateTime(allow_none=True, metadata={"description": "When the contact was terminated; null: active."})
+    frozen_reason = fields.String(allow_none=True, metadata={"description": "The termination's reason."})
 
 
 class MemberQuerySchema(PageArgs):
@@ -224,6 +228,9 @@ class PurchaseCreateSchema(TrimmedInput):
         "program's margin_rate (rounded half up to 4 places), or none when the program has no rate."))
     discount = _money(load_default=None, allow_none=True,
                       description="What the buyer was let off; `amount` is what they paid after it.")
+    coupon_code = fields.String(load_default=None, allow_none=True, validate=validate.Length(min=1, max=64),
+                                metadata={"description": "The coupon the purchase was bought with, 1-64 characters "
+                                                         "once trimmed; kept as written (case too)."})
 
     @validates_schema
     def _names_a_buyer(self, data, **_kw):
@@ -249,6 +256,8 @@ class PurchaseSchema(Schema):
     margin = DecimalString(min_places=2, allow_none=True)
     discount = DecimalString(min_places=2, allow_none=True)
     returned_amount = DecimalString(min_places=2, metadata={"description": "What its returns gave back so far."})
+    coupon_code = fields.String(allow_none=True)
+    frozen = fields.Boolean(metadata={"description": "Made on a frozen membership: recorded, but it earned 0 points."})
     transaction_id = fields.UUID(allow_none=True)
     balance_after = fields.Integer()
     factors = fields.List(fields.Nested(ScoreFactorSchema))

@@ -19,6 +19,7 @@ from services.common.pagination import paginate
 from services.common.problems import Conflict, Moved, NotFound, Unprocessable
 from services.common.uow import UnitOfWork, insert_or_reread
 
+from . import freezes
 from .margins import purchase_margin
 from .models import (
     ADJUST,
@@ -138,7 +139,8 @@ def _member_view(member: Member, totals: LedgerTotals) -> dict:
     return {"id": member.id, "program_id": member.program_id, "contact_id": member.contact_id,
             "balance": totals.balance, "lifetime_points": totals.lifetime_points, "tier": member.tier,
             "enrolled_via": member.enrolled_via, "enrolled_at": member.enrolled_at,
-            "merged_into_id": member.merged_into_id}
+            "merged_into_id": member.merged_into_id, "status": "frozen" if member.frozen_at else "active",
+            "frozen_at": member.frozen_at, "frozen_reason": member.frozen_reason}
 
 
 # --- programs -------------------------------------------------------------------------------------------------
@@ -180,12 +182,16 @@ def update_program(uow: UnitOfWork, program_id: uuid.UUID, changes: dict) -> Pro
 # --- members --------------------------------------------------------------------------------------------------
 
 def _enrol(uow: UnitOfWork, program: Program, contact_id: uuid.UUID, via: str, **cause) -> tuple[Member, bool]:
-    """The contact's membership of `program`, created (with crm.member.enrolled) when missing."""
+    """The contact's membership of `program`, created (with crm.member.enrolled) when missing.
+
+    A terminated contact's new membership is created frozen (freezes.py).
+    """
     session = uow.session
     existing = _membership(session, program.id, contact_id)
     if existing is not None:
         return existing, False
-    member = Member(id=uuid.uuid4(), program_id=program.id, contact_id=contact_id, enrolled_via=via)
+    member = freezes.freeze_as(Member(id=uuid.uuid4(), program_id=program.id, contact_id=contact_id,
+                                      enrolled_via=via), freezes.frozen_contact(session, contact_id))
     # A concurrent enrolment of the same contact may win; theirs is then the membership.
     existing = insert_or_reread(session, member, reread=lambda: _membership(session, program.id, contact_id))
     if existing is not None:
@@ -245,8 +251,11 @@ def enrol_contacts_automatically(uow: UnitOfWork, contact_ids: Sequence[uuid.UUI
             if contact_id not in members:
                 causes_of.setdefault(contact_id, causes[index] if causes else {})
         if causes_of and session.get_bind().dialect.name == "postgresql":
+            freezes.lock_contacts(session, causes_of)
+            frozen = freezes.frozen_contacts(session, causes_of)
             rows = [{"id": uuid.uuid4(), "program_id": program.id, "contact_id": contact_id, "enrolled_via": "event",
-                     "enrolled_at": utcnow()} for contact_id in sorted(causes_of)]
+                     "enrolled_at": utcnow(), **freezes.frozen_fields(frozen.get(contact_id))}
+                    for contact_id in sorted(causes_of)]
             enrolled = {member.contact_id: member for member in session.scalars(_ENROL_NEW, rows)}
             # A concurrent enrolment won for the rest: theirs is the membership, announced by them.
             members.update(_memberships(session, program.id, causes_of.keys() - enrolled.keys()))
@@ -329,9 +338,10 @@ def _append(uow: UnitOfWork, member: Member, kind: str, points: int, *, before: 
 
 
 def redeem_points(uow: UnitOfWork, member_id: uuid.UUID, points: int, *, reason: str | None = None) -> LedgerEntry:
-    """Spend points; 409 when the balance is short, so a balance never goes negative."""
+    """Spend points; 409 when the balance is short, so a balance never goes negative, or the membership frozen."""
     with uow:
         member = _member(uow.session, member_id, lock=True)
+        freezes.refuse_when_frozen(member, "redeemed")
         entry, totals = _append(uow, member, REDEEM, -points, reason=reason)
         uow.add_event("crm.points.redeemed", {
             "transaction_id": entry.id, "member_id": member.id, "contact_id": member.contact_id, "points": points,
@@ -424,6 +434,7 @@ def _purchase_view(purchase: Purchase, member: Member, earn: LedgerEntry | None)
             "contact_id": member.contact_id, "external_id": purchase.external_id, "amount": purchase.amount,
             "currency": purchase.currency, "occurred_at": purchase.occurred_at, "points": purchase.points,
             "margin": purchase.margin, "discount": purchase.discount, "returned_amount": purchase.returned_amount,
+            "coupon_code": purchase.coupon_code, "frozen": purchase.frozen,
             "transaction_id": earn.id if earn else None, "balance_after": earn.balance_after if earn else None,
             "factors": earn.factors if earn else [], "degraded": earn.degraded if earn else [],
             "created_at": purchase.created_at}
@@ -441,6 +452,7 @@ def _recorded(session, program_id: uuid.UUID, data: dict) -> dict | None:
     # A margin left out may have come from the program's rate the first time: only a given one must match.
     same = (purchase.amount == data["amount"] and purchase.currency == data["currency"]
             and purchase.occurred_at == data["occurred_at"] and purchase.discount == data.get("discount")
+            and purchase.coupon_code == data.get("coupon_code")
             and data.get("margin") in (None, purchase.margin)
             and data.get("member_id") in (None, member.id) and data.get("contact_id") in (None, member.contact_id))
     if not same:
@@ -457,6 +469,8 @@ def record_purchase(uow: UnitOfWork, data: dict, *, plugins) -> tuple[dict, bool
 
     Returns (purchase, created). The points come from the `crm_loyalty_points` plugins; the earn entry
     keeps every award with its plugin and reason. Without a margin, the program's margin_rate gives it (margins.py).
+    On a frozen membership (freezes.py) the purchase is recorded but earns 0 points, no plugin is asked, and
+    it is marked `frozen`.
     """
     data = {**data, "occurred_at": data["occurred_at"].astimezone(timezone.utc)}
     with uow:
@@ -470,28 +484,34 @@ def record_purchase(uow: UnitOfWork, data: dict, *, plugins) -> tuple[dict, bool
         purchase = Purchase(id=uuid.uuid4(), program_id=program.id, member_id=member.id,
                             external_id=data.get("external_id"), amount=data["amount"], currency=data["currency"],
                             occurred_at=data["occurred_at"], discount=data.get("discount"),
+                            coupon_code=data.get("coupon_code"), frozen=member.frozen_at is not None,
                             margin=purchase_margin(data.get("margin"), data["amount"], program.margin_rate))
         # The same receipt may arrive concurrently (or while we waited for the member's lock).
         first = insert_or_reread(session, purchase, reread=lambda: _recorded(session, program.id, data))
         if first is not None:
             return first, False
-        decision = award_points(plugins, purchase, member, program)
-        factors, degraded = factor_rows(decision)
-        purchase.points = decision.points
+        reason = f"purchase {purchase.external_id or purchase.id}"
+        if purchase.frozen:
+            points, factors, degraded = 0, [], []
+            reason += " (membership frozen: no points)"
+        else:
+            decision = award_points(plugins, purchase, member, program)
+            points = decision.points
+            factors, degraded = factor_rows(decision)
+        purchase.points = points
         # An earn is written even for 0 points, so the ledger explains why a purchase earned nothing.
-        earn, totals = _append(uow, member, EARN, decision.points, purchase_id=purchase.id,
-                               reason=f"purchase {purchase.external_id or purchase.id}", factors=factors,
+        earn, totals = _append(uow, member, EARN, points, purchase_id=purchase.id, reason=reason, factors=factors,
                                degraded=degraded)
         uow.add_event("crm.purchase.recorded", {
             "purchase_id": purchase.id, "member_id": member.id, "contact_id": member.contact_id,
             "program_id": program.id, "amount": purchase.amount, "currency": purchase.currency,
-            "occurred_at": purchase.occurred_at, "external_id": purchase.external_id, "points": decision.points,
-            "margin": purchase.margin, "discount": purchase.discount,
+            "occurred_at": purchase.occurred_at, "external_id": purchase.external_id, "points": points,
+            "margin": purchase.margin, "discount": purchase.discount, "coupon_code": purchase.coupon_code,
         }, subject=member.id)
-        if decision.points > 0:
+        if points > 0:
             uow.add_event("crm.points.earned", {
                 "transaction_id": earn.id, "member_id": member.id, "contact_id": member.contact_id,
-                "points": decision.points, "balance": totals.balance, "purchase_id": purchase.id,
+                "points": points, "balance": totals.balance, "purchase_id": purchase.id,
                 "program_id": program.id, "lifetime_points": totals.lifetime_points,
             }, subject=member.id)
         uow.commit()

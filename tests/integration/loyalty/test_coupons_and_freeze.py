@@ -1,0 +1,125 @@
+"""Coupon codes and frozen memberships on the real PostgreSQL: a coupon is kept as written and published; a
+terminated customer's memberships are frozen once (purchases earn nothing, redemptions are refused), later ones
+are created frozen, and a merge carries the freeze to the survivor."""
+from __future__ import annotations
+
+import uuid
+from datetime import UTC, datetime
+
+import pytest
+from sqlalchemy import select
+
+from services.common.catalog import make_event
+from services.common.consumer import InboxDispatcher
+from services.loyalty import handlers
+from services.loyalty.models import FrozenContact, LedgerEntry
+from tests.integration.loyalty.support import admin, credit, enrol, events, purchase_body, rw
+
+pytestmark = pytest.mark.integration
+
+LOYALTY = "/api/v1/loyalty"
+TERMINATED_AT = datetime(2026, 3, 10, 9, 0, tzinfo=UTC)
+
+
+def _dispatch(app, module, *sent):
+    """Hand events to a service's handlers through its inbox, in one batch, as its worker would."""
+    rt = app.extensions["crm.runtime"]
+    return InboxDispatcher(lambda **kw: rt.uow(**kw), rt.inbox_model, module.HANDLERS).dispatch_batch(list(sent))
+
+
+def _terminated(contact_id, reason="Serial complainer: 9 complaints on 10 purchases"):
+    return make_event("crm.contact.terminated", {
+        "contact_id": contact_id, "recommendation_id": uuid.uuid4(), "decision_id": uuid.uuid4(), "reason": reason,
+        "occurred_at": TERMINATED_AT}, source="/services/contacts")
+
+
+def test_a_coupon_code_is_kept_as_written_and_published(loyalty, client):
+    contact_id = uuid.uuid4()
+    body = purchase_body(contact_id, external_id="till-1/7", discount="5.00", coupon_code="  Spring-25 ")
+    first = client.post(f"{LOYALTY}/purchases", headers=rw(), json=body)
+    assert first.status_code == 201, first.text
+    assert (first.json["coupon_code"], first.json["discount"], first.json["frozen"]) == ("Spring-25", "5.00", False)
+    # The same receipt again is the same purchase; with another coupon it is a different one.
+    assert client.post(f"{LOYALTY}/purchases", headers=rw(), json=body).json == first.json
+    other = client.post(f"{LOYALTY}/purchases", headers=rw(), json={**body, "coupon_code": "SPRING-25"})
+    assert other.status_code == 409, other.text
+    for bad in ("   ", "x" * 65, 25):
+        refused = client.post(f"{LOYALTY}/purchases", headers=rw(), json=purchase_body(coupon_code=bad))
+        assert refused.status_code == 422 and "coupon_code" in refused.json["errors"], refused.text
+
+    [recorded] = events(loyalty, "crm.purchase.recorded")
+    assert recorded["data"]["coupon_code"] == "Spring-25"
+
+
+def test_a_terminated_customer_is_frozen_once_earns_nothing_and_cannot_redeem(loyalty, client):
+    contact_id, bystander = uuid.uuid4(), uuid.uuid4()
+    member = enrol(client, contact_id)
+    credit(client, member["id"], 50)
+    club = client.post(f"{LOYALTY}/programs", headers=admin(), json={
+        "code": "club", "name": "Club", "currency": "EUR", "points_per_unit": "2"}).json
+    club_member = client.post(f"{LOYALTY}/members", headers=rw(),
+                              json={"contact_id": str(contact_id), "program_id": club["id"]}).json
+    other = enrol(client, bystander)
+
+    event = _terminated(contact_id)
+    _dispatch(loyalty, handlers, event, _terminated(None))  # a partner's termination: nothing for loyalty
+    for member_id in (member["id"], club_member["id"]):
+        shown = client.get(f"{LOYALTY}/members/{member_id}", headers=rw()).json
+        assert (shown["status"], shown["frozen_at"]) == ("frozen", "2026-03-10T09:00:00+00:00"), shown
+        assert shown["frozen_reason"].startswith("Serial complainer")
+    assert client.get(f"{LOYALTY}/members/{other['id']}", headers=rw()).json["status"] == "active"
+    assert client.get(f"{LOYALTY}/members/{member['id']}", headers=rw()).json["balance"] == 50  # points stay
+
+    # Delivered again, and terminated again by another decision: nothing changes.
+    later = make_event("crm.contact.terminated", {**_terminated(contact_id, "again").data,
+                                                  "occurred_at": datetime(2026, 4, 1, tzinfo=UTC)},
+                       source="/services/contacts")
+    _dispatch(loyalty, handlers, event, later)
+    shown = client.get(f"{LOYALTY}/members/{member['id']}", headers=rw()).json
+    assert (shown["frozen_at"], shown["frozen_reason"]) == ("2026-03-10T09:00:00+00:00",
+                                                            "Serial complainer: 9 complaints on 10 purchases")
+    with loyalty.extensions["crm.runtime"].session_factory() as s:
+        [record] = s.scalars(select(FrozenContact)).all()
+    assert (record.contact_id, record.decision_id) == (contact_id, event.data["decision_id"])
+
+    # A purchase is still recorded (and published) but earns 0 points and says why.
+    bought = client.post(f"{LOYALTY}/purchases", headers=rw(), json=purchase_body(contact_id, amount="80.00"))
+    assert bought.status_code == 201, bought.text
+    assert (bought.json["points"], bought.json["frozen"], bought.json["factors"]) == (0, True, [])
+    assert bought.json["balance_after"] == 50
+    published = [e["data"] for e in events(loyalty, "crm.purchase.recorded")]
+    assert [(d["purchase_id"], d["points"]) for d in published] == [(bought.json["id"], 0)]
+    assert events(loyalty, "crm.points.earned") == []
+    with loyalty.extensions["crm.runtime"].session_factory() as s:
+        earn = s.scalar(select(LedgerEntry).where(LedgerEntry.id == uuid.UUID(bought.json["transaction_id"])))
+    assert (earn.points, earn.reason.endswith("(membership frozen: no points)")) == (0, True)
+    assert client.post(f"{LOYALTY}/purchases", headers=rw(),
+                       json=purchase_body(bystander, amount="80.00")).json["points"] == 80
+
+    refused = client.post(f"{LOYALTY}/members/{member['id']}/redemptions", headers=rw(), json={"points": 10})
+    assert refused.status_code == 409 and refused.mimetype == "application/problem+json", refused.text
+    assert refused.json["type"].endswith("/membership-frozen") and refused.json["member_id"] == member["id"]
+    assert member["id"] in refused.json["detail"]
+    assert client.get(f"{LOYALTY}/members/{member['id']}", headers=rw()).json["balance"] == 50
+
+    # A membership the terminated contact gets later is frozen from the start.
+    shop = client.post(f"{LOYALTY}/programs", headers=admin(), json={
+        "code": "shop", "name": "Shop", "currency": "EUR", "points_per_unit": "1", "auto_enrol": True}).json
+    late = client.post(f"{LOYALTY}/purchases", headers=rw(),
+                       json=purchase_body(contact_id, amount="10.00", program_id=shop["id"]))
+    assert (late.status_code, late.json["points"], late.json["frozen"]) == (201, 0, True), late.text
+    joined = client.get(f"{LOYALTY}/members/{late.json['member_id']}", headers=rw()).json
+    assert (joined["status"], joined["frozen_at"]) == ("frozen", "2026-03-10T09:00:00+00:00")
+
+
+def test_a_merge_carries_a_terminated_persons_freeze_to_the_survivor(loyalty, client):
+    survivor, merged = uuid.uuid4(), uuid.uuid4()
+    kept = enrol(client, survivor)
+    enrol(client, merged)
+    _dispatch(loyalty, handlers, _terminated(merged))
+    _dispatch(loyalty, handlers, make_event("crm.contact.merged", {
+        "survivor_id": survivor, "merged_id": merged, "previously_merged_ids": []}, source="/services/contacts"))
+    shown = client.get(f"{LOYALTY}/members/{kept['id']}", headers=rw()).json
+    assert (shown["status"], shown["frozen_at"]) == ("frozen", "2026-03-10T09:00:00+00:00"), shown
+    refused = client.post(f"{LOYALTY}/members/{kept['id']}/redemptions", headers=rw(), json={"points": 1})
+    assert refused.status_code == 409 and refused.json["type"].endswith("/membership-frozen")
