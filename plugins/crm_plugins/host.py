@@ -207,7 +207,7 @@ class PluginHost:
         failures: list[PluginFailure] = []
         if impls:
             calls = [{"subject": subject, "history": history, "policies": given} for given in own]
-            for impl, given, (result, failure) in zip(impls, own, self._call_each(impls, hook, calls)):
+            for impl, given, (result, failure) in zip(impls, own, self._call_each(impls, hook, calls), strict=True):
                 if failure:
                     failures.append(failure)
                     continue
@@ -296,7 +296,8 @@ class PluginHost:
         `kwargs` is the hook's arguments for every implementation, or a list with one dict per implementation.
         The services' host (`services.common.plugins`) overrides this to give every call a time budget.
         """
-        return [self._call(impl, hook, each) for impl, each in zip(impls, per_implementation(impls, kwargs))]
+        each = per_implementation(impls, kwargs)
+        return [self._call(impl, hook, args) for impl, args in zip(impls, each, strict=True)]
 
     def _call(self, impl, hook: str, kwargs: dict) -> tuple[object, PluginFailure | None]:
         try:

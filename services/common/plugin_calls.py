@@ -179,7 +179,7 @@ class BudgetedPluginHost(PluginHost):
     def _call_each(self, impls, hook: str, kwargs) -> list[tuple[object, PluginFailure | None]]:
         deadline = time.monotonic() + self.timeout
         started = []
-        for impl, each in zip(impls, per_implementation(impls, kwargs)):
+        for impl, each in zip(impls, per_implementation(impls, kwargs), strict=True):
             lane = self.lane(impl.plugin_name)
             call = lane.submit(impl.function, arguments(impl, each)) if lane.available else None
             started.append((impl, lane, call))
