@@ -59,6 +59,8 @@ STEPS = (
           why="the record: name, e-mail, phone, company, tags, attributes and current consents"),
     Erase("interactions", _of_contact, why="calls, meetings, e-mails, complaints and notes, with their text"),
     Erase("consent_changes", _of_contact, why="the consent history"),
+    Erase("contact_payments", _of_contact, why="the person's invoices: references, amounts and payment dates"),
+    Erase("contact_fraud_flags", _of_contact, why="fraud suspicions, with the reasons written about the person"),
     # The scores stay under the (pseudonymous) contact id, so NPS and CSAT figures do not change; the comment
     # is the person's own words.
     Erase("feedback", _of_contact, values=lambda t: {"comment": None}, why="comments; scores stay"),

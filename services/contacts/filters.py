@@ -26,12 +26,12 @@ def contacts_statement(*, email: str | None = None, q: str | None = None, tag: S
                        abc_class: Sequence[str] | None = None, rfm_segment: Sequence[str] | None = None,
                        quadrant: Sequence[str] | None = None, pyramid_level: Sequence[str] | None = None,
                        stage: Sequence[str] | None = None, clv_min: Decimal | None = None,
-                       clv_max: Decimal | None = None) -> Select:
+                       clv_max: Decimal | None = None, status: str | None = None) -> Select:
     """SELECT contacts matching every given filter.
 
     Exact e-mail; search term (name, e-mail, company); every one of `tag` (normalised tags); the account;
     custom attribute values in their stored form (`checked_filters` turns `?attr.<name>=` text into those);
-    a consent currently granted (`email:marketing`); the measures in `analytics_currency`'s current snapshot
+    a consent currently granted (`email:marketing`); the status (active, terminated); the measures in `analytics_currency`'s current snapshot
     (any of each class filter's values, CLV within [clv_min, clv_max]); with no snapshot none match.
     """
     stmt = select(Contact)
@@ -48,6 +48,8 @@ def contacts_statement(*, email: str | None = None, q: str | None = None, tag: S
         stmt = stmt.where(Contact.account_id == account_id)
     if attr:
         stmt = stmt.where(json_contains(Contact.attributes, dict(attr)))
+    if status:
+        stmt = stmt.where(Contact.status == status)
     if consent:
         stmt = stmt.where(Contact.consents[(consent, "status")].as_string() == "granted")
     measures = measure_condition(Contact.id, analytics_currency, clv_min=clv_min, clv_max=clv_max, classes={

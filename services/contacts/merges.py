@@ -24,6 +24,7 @@ from .models import (
     Base,
     Contact,
     ContactMerge,
+    ContactPayment,
     ContactStage,
     ContactPurchaseMetric,
     ContactPurchaseSummary,
@@ -37,14 +38,16 @@ from .tombstones import missing_contact
 # table in none of these, so a table added later is not silently left behind with the merged id.
 MOVED = frozenset({  # one UPDATE each: afterwards the rows name the survivor
     "contact_purchases", "contact_returns", "timeline_entries", "contact_leads", "interactions", "consent_changes",
-    "feedback",
+    "feedback", "contact_fraud_flags",
 })
 COMBINED = frozenset({"contact_purchase_summary", "contact_purchase_metrics",  # keyed by contact: added up
                       # the merged id's recorded segment memberships go; the next refresh finds the survivor
                       "segment_members",
                       # the merged id's analytics rows and stage go too, without events; the survivor's stay as
                       # they are until the next refresh computes them from both contacts' facts
-                      "customer_analytics", "contact_stages"})
+                      "customer_analytics", "contact_stages",
+                      # moved, except an invoice the survivor has too: the survivor's record of it stays
+                      "contact_payments"})
 KEPT = frozenset({"erasures"})  # an erasure record keeps naming the id it erased
 
 # Fields the survivor fills from the merged contact when its own are empty.
@@ -133,6 +136,19 @@ def _repoint(session, survivor_id: uuid.UUID, merged_id: uuid.UUID) -> dict[str,
     return {table.name: session.execute(update(table).where(table.c.contact_id == merged_id)
                                         .values(contact_id=survivor_id)).rowcount
             for table in moved_tables()}
+
+
+def _move_payments(session, survivor_id: uuid.UUID, merged_id: uuid.UUID, *, dry_run: bool = False) -> int:
+    """Move (or with `dry_run` count) the merged contact's payments to the survivor; the rows moved.
+
+    One invoice per contact: an invoice both have is one invoice recorded twice, and the survivor's row stays.
+    """
+    p = ContactPayment
+    on_both = p.invoice_reference.in_(select(p.invoice_reference).where(p.contact_id == survivor_id))
+    if dry_run:
+        return session.scalar(select(func.count()).select_from(p).where(p.contact_id == merged_id, ~on_both))
+    session.execute(delete(p).where(p.contact_id == merged_id, on_both))
+    return session.execute(update(p).where(p.contact_id == merged_id).values(contact_id=survivor_id)).rowcount
 
 
 def _drop_memberships(session, merged_id: uuid.UUID) -> int:
@@ -244,6 +260,7 @@ def merge_contacts(uow: UnitOfWork, survivor_id: uuid.UUID, merged_id: uuid.UUID
             moved = {**_counts(session, merged_id),
                      "contact_purchase_summary": int(merged_id in summaries),
                      "contact_purchase_metrics": sum(metric.contact_id == merged_id for metric in metrics),
+                     "contact_payments": _move_payments(session, survivor_id, merged_id, dry_run=True),
                      "segment_members": session.scalar(select(func.count()).select_from(SegmentMember)
                                                        .where(SegmentMember.contact_id == merged_id)),
                      **_drop_analytics(session, merged_id, dry_run=True)}
@@ -251,6 +268,7 @@ def merge_contacts(uow: UnitOfWork, survivor_id: uuid.UUID, merged_id: uuid.UUID
             return {**outcome, "moved": moved, "contact": {**record, "purchases": totals.view()}}
         moved = {**_fold_purchases(session, survivor_id, merged_id, summaries, metrics, totals),
                  **_repoint(session, survivor_id, merged_id),
+                 "contact_payments": _move_payments(session, survivor_id, merged_id),
                  "segment_members": _drop_memberships(session, merged_id), **_drop_analytics(session, merged_id)}
         for name, value in changes.items():
             setattr(survivor, name, value)

@@ -2,7 +2,7 @@
 from __future__ import annotations
 
 import uuid
-from datetime import datetime
+from datetime import date, datetime
 from decimal import Decimal
 
 from sqlalchemy import CheckConstraint, Index, Integer, Numeric, SmallInteger, String, UniqueConstraint, text, types
@@ -10,6 +10,7 @@ from sqlalchemy.orm import Mapped, mapped_column
 
 from services.common.db import JsonDocument, SeqType, make_base, messaging_models, new_id, utcnow
 from services.common.idempotency import idempotency_model
+from services.common.termination.models import termination_models
 
 from .dialects import email_domain
 
@@ -25,6 +26,8 @@ PHONE_MAX = 50
 PROFILE_LIMITS = {"first_name": NAME_MAX, "last_name": NAME_MAX, "company": ORG_MAX, "job_title": ORG_MAX,
                   "phone": PHONE_MAX}
 PROFILE_FIELDS = tuple(PROFILE_LIMITS)
+# A contact is active until an operator accepts a `terminate` recommendation for it (termination_history.py).
+CONTACT_STATUSES = ("active", "terminated")
 
 
 class Contact(Base):
@@ -37,6 +40,8 @@ class Contact(Base):
         Index("ix_contacts_attributes", "attributes", postgresql_using="gin"),
         # The one rule that keeps a person from being stored twice, also under concurrent conversions.
         Index("uq_contacts_email_normalized", "email_normalized", unique=True),
+        CheckConstraint("(status = 'active' AND terminated_at IS NULL)"
+                        " OR (status = 'terminated' AND terminated_at IS NOT NULL)", name="ck_contacts_status"),
     )
 
     seq: Mapped[int] = mapped_column(SeqType, primary_key=True, autoincrement=True)
@@ -55,6 +60,8 @@ class Contact(Base):
     tags: Mapped[list] = mapped_column(JsonDocument, default=list)  # sorted, unique, lower-case
     attributes: Mapped[dict] = mapped_column(JsonDocument, default=dict)  # name -> value, typed by its definition
     consents: Mapped[dict] = mapped_column(JsonDocument, default=dict)  # "channel:purpose" -> current state
+    status: Mapped[str] = mapped_column(String(12), default="active", server_default="active")  # CONTACT_STATUSES
+    terminated_at: Mapped[datetime | None] = mapped_column(default=None)
     created_at: Mapped[datetime] = mapped_column(default=utcnow)
     updated_at: Mapped[datetime] = mapped_column(default=utcnow, onupdate=utcnow)
     version: Mapped[int] = mapped_column(Integer, default=1)
@@ -67,6 +74,7 @@ class Contact(Base):
 
 MONEY_PLACES = 4
 CURRENCY_LEN = 3
+COUPON_CODE_MAX = 64
 
 
 class Money(types.TypeDecorator):
@@ -110,6 +118,7 @@ class ContactPurchase(Base):
     # Both in the purchase's currency; None when loyalty did not know them (purchases before issue 9 too).
     margin: Mapped[Decimal | None] = mapped_column(Money(), default=None)
     discount: Mapped[Decimal | None] = mapped_column(Money(), default=None)
+    coupon_code: Mapped[str | None] = mapped_column(String(COUPON_CODE_MAX), default=None)  # as loyalty sent it
 
 
 class ContactReturn(Base):
@@ -314,6 +323,64 @@ class Interaction(Base):
     created_at: Mapped[datetime] = mapped_column(default=utcnow)
     updated_at: Mapped[datetime] = mapped_column(default=utcnow, onupdate=utcnow)
     version: Mapped[int] = mapped_column(Integer, default=1)
+
+
+# -- termination evidence: invoice payments and fraud flags (payments.py, fraud_flags.py) -----------------------
+#
+# Kept by contact id without a foreign key, like interactions: merges move them, erasure removes them.
+INVOICE_REFERENCE_MAX = 100
+FRAUD_CODE_MAX = 50
+FRAUD_REASON_MAX = 1000
+
+
+class ContactPayment(Base):
+    """One invoice of a contact: its amount, when it was due and when (if yet) it was paid (payments.py)."""
+
+    __tablename__ = "contact_payments"
+    __table_args__ = (
+        # One row per invoice of a contact: recording it twice is a 409 naming it.
+        UniqueConstraint("contact_id", "invoice_reference", name="uq_contact_payments_invoice"),
+        # A contact's payments by due date: the list and the termination history's window read this.
+        Index("ix_contact_payments_contact_due", "contact_id", "due_on"),
+        CheckConstraint("amount > 0", name="ck_contact_payments_amount"),
+    )
+
+    seq: Mapped[int] = mapped_column(SeqType, primary_key=True, autoincrement=True)
+    id: Mapped[uuid.UUID] = mapped_column(unique=True, default=new_id)
+    contact_id: Mapped[uuid.UUID]
+    invoice_reference: Mapped[str] = mapped_column(String(INVOICE_REFERENCE_MAX))
+    amount: Mapped[Decimal] = mapped_column(Money())
+    currency: Mapped[str] = mapped_column(String(CURRENCY_LEN))
+    due_on: Mapped[date]
+    paid_on: Mapped[date | None] = mapped_column(default=None)
+    recorded_by: Mapped[str] = mapped_column(String(200))  # the API key (principal) that recorded it
+    created_at: Mapped[datetime] = mapped_column(default=utcnow)
+    updated_at: Mapped[datetime] = mapped_column(default=utcnow, onupdate=utcnow)
+    version: Mapped[int] = mapped_column(Integer, default=1)
+
+
+class ContactFraudFlag(Base):
+    """A suspicion of fraud recorded on a contact; active until cleared with a reason (fraud_flags.py)."""
+
+    __tablename__ = "contact_fraud_flags"
+    __table_args__ = (
+        Index("ix_contact_fraud_flags_contact", "contact_id", "seq"),
+        # A cleared flag says when, by whom and why; an active one none of the three.
+        CheckConstraint("(cleared_at IS NULL AND cleared_by IS NULL AND clear_reason IS NULL)"
+                        " OR (cleared_at IS NOT NULL AND cleared_by IS NOT NULL AND clear_reason IS NOT NULL)",
+                        name="ck_contact_fraud_flags_cleared"),
+    )
+
+    seq: Mapped[int] = mapped_column(SeqType, primary_key=True, autoincrement=True)
+    id: Mapped[uuid.UUID] = mapped_column(unique=True, default=new_id)
+    contact_id: Mapped[uuid.UUID]
+    code: Mapped[str] = mapped_column(String(FRAUD_CODE_MAX))
+    reason: Mapped[str] = mapped_column(String(FRAUD_REASON_MAX))
+    flagged_by: Mapped[str] = mapped_column(String(200))
+    flagged_at: Mapped[datetime] = mapped_column(default=utcnow)
+    cleared_at: Mapped[datetime | None] = mapped_column(default=None)
+    cleared_by: Mapped[str | None] = mapped_column(String(200), default=None)
+    clear_reason: Mapped[str | None] = mapped_column(String(FRAUD_REASON_MAX), default=None)
 
 
 # -- consent and feedback (consent.py, feedback.py) -------------------------------------------------------------
@@ -649,3 +716,7 @@ class SegmentMember(Base):
     segment_id: Mapped[uuid.UUID] = mapped_column(primary_key=True)
     contact_id: Mapped[uuid.UUID] = mapped_column(primary_key=True)
     entered_at: Mapped[datetime] = mapped_column(default=utcnow)
+
+
+# Termination policies, runs, recommendations and decisions (services/common/termination, docs/termination.md).
+Termination = termination_models(Base)

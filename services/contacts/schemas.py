@@ -11,7 +11,7 @@ from services.common.schemas import PHONE, Trimmed, TrimmedEmail
 from .analytics.contact_measures import FILTER_VOCABULARY
 from .attributes import DEFINITIONS_MAX, at_most_definitions, attribute_filter_args, without_attribute_filters
 from .filters import SORT_COLUMNS
-from .models import EMAIL_MAX, MONEY_PLACES, NAME_MAX, ORG_MAX, PHONE_MAX
+from .models import CONTACT_STATUSES, EMAIL_MAX, MONEY_PLACES, NAME_MAX, ORG_MAX, PHONE_MAX
 from .tags import TAG_RULE, Tag, Tags
 
 QUERY_MAX = 200
@@ -60,6 +60,8 @@ class ContactQuerySchema(PageArgs):
         "description": "Only contacts whose current consent for this `channel:purpose` is granted."})
     sort = sort_field(*SORT_COLUMNS, default=None)  # no sort: newest first, as before sort= existed
     account_id = fields.UUID(metadata={"description": "Only the contacts of this account."})
+    status = fields.String(validate=validate.OneOf(CONTACT_STATUSES), metadata={
+        "description": "Only active contacts, or only those terminated (an accepted termination recommendation)."})
     tag = fields.List(Tag(), validate=validate.Length(max=10), metadata={
         "description": "Only contacts with this tag; repeat it for contacts with all of them (`?tag=vip&tag=b2b`)."})
 
@@ -117,6 +119,10 @@ class ContactSchema(Schema):
                        "\"2026-03-01T09:30:00+00:00\", \"source\": \"web-form\", \"text_version\": \"v3\"}}`. "
                        "Only pairs ever recorded appear. The newest statement by `occurred_at` is current; at equal "
                        "times a withdrawal wins. History: `/api/v1/contacts/{id}/consents`."})
+    status = fields.String(metadata={
+        "description": "`active`, or `terminated` once an operator accepted a termination recommendation for it "
+                       "(docs/api-contacts.md, 'Termination evidence')."})
+    terminated_at = fields.AwareDateTime(allow_none=True)
     created_at = fields.AwareDateTime()
     updated_at = fields.AwareDateTime()
     version = fields.Integer()

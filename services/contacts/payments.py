@@ -1,0 +1,178 @@
+"""A contact's invoice payments: when each invoice was due and when it was paid (termination evidence).
+
+What the chronic-late-payer policy reads (termination_history.py). An invoice is recorded once per contact
+(its reference is the key); its payment date may come with it or later (PATCH). `crm.payment.recorded` is
+published when an invoice is recorded and whenever its payment date is set.
+"""
+from __future__ import annotations
+
+import uuid
+from collections.abc import Mapping
+from datetime import UTC, date, datetime, timedelta
+
+from sqlalchemy import and_, or_, select
+from sqlalchemy.exc import IntegrityError
+from sqlalchemy.orm import Session
+
+from services.common.db import new_id, utcnow
+from services.common.etags import NO_PRECONDITION, Precondition
+from services.common.pagination import paginate
+from services.common.problems import Conflict, NotFound, Unprocessable
+from services.common.uow import UnitOfWork
+
+from .models import Contact, ContactPayment
+from .tombstones import missing_contact
+
+READ_SCOPE = "contacts:read"
+# No invoice of a living customer is older; it also keeps year-1 dates out of day arithmetic.
+EARLIEST = date(1900, 1, 1)
+# A payment date is a calendar day where the payer is: up to a day ahead of this server's UTC date.
+PAID_AHEAD = timedelta(days=1)
+SORTS = {"due_on": ContactPayment.due_on, "created_at": ContactPayment.created_at}
+
+
+def utc_today() -> date:
+    """This server's UTC date: what "past its due date" is measured against."""
+    return datetime.now(UTC).date()
+
+
+# -- pure rules -------------------------------------------------------------------------------------------
+
+def _refuse(errors: dict[str, list[str]]) -> Unprocessable:
+    return Unprocessable(f"The payment has invalid fields: {', '.join(sorted(errors))}.", errors=errors)
+
+
+def check_dates(due_on: date, paid_on: date | None, *, today: date) -> None:
+    """Refuse (422 naming the field) a due date before 1900, or a payment date before 1900 or in the future.
+
+    A payment before its due date is fine (paid early).
+    """
+    errors: dict[str, list[str]] = {}
+    if due_on < EARLIEST:
+        errors["due_on"] = ["Must not be before 1900."]
+    if paid_on is not None and paid_on < EARLIEST:
+        errors["paid_on"] = ["Must not be before 1900."]
+    elif paid_on is not None and paid_on > today + PAID_AHEAD:
+        errors["paid_on"] = ["Must not be in the future."]
+    if errors:
+        raise _refuse(errors)
+
+
+def is_late(due_on: date, paid_on: date | None, *, today: date) -> bool:
+    """Paid after its due date, or unpaid and past it (the list's `late` filter, in SQL below)."""
+    return paid_on > due_on if paid_on is not None else due_on < today
+
+
+def days_late(due_on: date, paid_on: date | None, *, today: date) -> int:
+    """Days after its due date an invoice was paid, or has been unpaid by `today`; 0 when not late."""
+    end = paid_on if paid_on is not None else today
+    return max((end - due_on).days, 0)
+
+
+def event_data(payment: ContactPayment) -> dict:
+    """The `crm.payment.recorded` data of `payment` as it stands."""
+    return {"payment_id": payment.id, "contact_id": payment.contact_id,
+            "invoice_reference": payment.invoice_reference, "amount": payment.amount, "currency": payment.currency,
+            "due_on": payment.due_on, "paid_on": payment.paid_on, "occurred_at": payment.updated_at}
+
+
+# -- queries ----------------------------------------------------------------------------------------------
+
+def _hold_contact(session: Session, contact_id: uuid.UUID) -> None:
+    """404 unless the contact exists; its row stays KEY SHARE locked, so a merge or erasure waits for this write."""
+    stmt = select(Contact.seq).where(Contact.id == contact_id).with_for_update(read=True, key_share=True)
+    if session.scalar(stmt) is None:
+        raise missing_contact(session, contact_id)
+
+
+def _duplicate(invoice_reference: str) -> Conflict:
+    return Conflict(f"The contact already has invoice {invoice_reference!r}; record its payment date with PATCH.",
+                    invoice_reference=invoice_reference).for_readers(
+        READ_SCOPE, otherwise="The contact already has this invoice.")
+
+
+def _get(session: Session, contact_id: uuid.UUID, payment_id: uuid.UUID, *, lock: bool = False) -> ContactPayment:
+    stmt = select(ContactPayment).where(ContactPayment.id == payment_id, ContactPayment.contact_id == contact_id)
+    if lock:
+        stmt = stmt.with_for_update().execution_options(populate_existing=True)
+    payment = session.scalar(stmt)
+    if payment is None:
+        if session.scalar(select(Contact.seq).where(Contact.id == contact_id)) is None:
+            raise missing_contact(session, contact_id)
+        raise NotFound(f"Contact {contact_id} has no payment {payment_id}.")
+    return payment
+
+
+def late_condition(today: date):
+    """SQL: the payment was paid after its due date, or is unpaid and past it on `today`."""
+    p = ContactPayment
+    return or_(and_(p.paid_on.is_not(None), p.paid_on > p.due_on), and_(p.paid_on.is_(None), p.due_on < today))
+
+
+# -- use cases --------------------------------------------------------------------------------------------
+
+def record_payment(uow: UnitOfWork, contact_id: uuid.UUID, data: Mapping, *, recorded_by: str) -> ContactPayment:
+    """Record an invoice of a contact with its due date and, if known, its payment date; 409 for an invoice twice."""
+    check_dates(data["due_on"], data.get("paid_on"), today=utc_today())
+    with uow:
+        session = uow.session
+        _hold_contact(session, contact_id)
+        reference = data["invoice_reference"]
+        taken = select(ContactPayment.seq).where(ContactPayment.contact_id == contact_id,
+                                                 ContactPayment.invoice_reference == reference)
+        if session.scalar(taken) is not None:
+            raise _duplicate(reference)
+        now = utcnow()
+        payment = ContactPayment(id=new_id(), contact_id=contact_id, invoice_reference=reference,
+                                 amount=data["amount"], currency=data["currency"], due_on=data["due_on"],
+                                 paid_on=data.get("paid_on"), recorded_by=recorded_by, created_at=now,
+                                 updated_at=now, version=1)
+        session.add(payment)
+        try:
+            session.flush()
+        except IntegrityError:  # the same invoice recorded at the same moment by another request
+            raise _duplicate(reference) from None
+        uow.add_event("crm.payment.recorded", event_data(payment), subject=contact_id)
+        uow.commit()
+        return payment
+
+
+def get_payment(uow: UnitOfWork, contact_id: uuid.UUID, payment_id: uuid.UUID) -> ContactPayment:
+    """One payment of a contact (404 when either is unknown)."""
+    with uow:
+        return _get(uow.session, contact_id, payment_id)
+
+
+def list_payments(uow: UnitOfWork, contact_id: uuid.UUID, *, limit: int, cursor: str | None,
+                  sort: str | None = None, late: bool | None = None) -> dict:
+    """A contact's payments, one page at a time; `late` keeps only the late (or only the punctual) ones."""
+    stmt = select(ContactPayment).where(ContactPayment.contact_id == contact_id)
+    if late is not None:
+        condition = late_condition(utc_today())
+        stmt = stmt.where(condition if late else ~condition)
+    with uow:
+        session = uow.session
+        page = paginate(session, stmt, ContactPayment.seq, limit=limit, cursor=cursor, sort=sort, columns=SORTS)
+        if not page["items"] and session.scalar(select(Contact.seq).where(Contact.id == contact_id)) is None:
+            raise missing_contact(session, contact_id)
+        return page
+
+
+def update_payment(uow: UnitOfWork, contact_id: uuid.UUID, payment_id: uuid.UUID, requested: Mapping, *,
+                   precondition: Precondition = NO_PRECONDITION) -> ContactPayment:
+    """Record (or correct) when an invoice was paid; setting a payment date publishes crm.payment.recorded."""
+    with uow:
+        session = uow.session
+        payment = _get(session, contact_id, payment_id, lock=True)
+        precondition.check(payment.version, required=False, what=f"payment {payment_id}")
+        paid_on = requested["paid_on"]
+        check_dates(payment.due_on, paid_on, today=utc_today())
+        if paid_on == payment.paid_on:
+            return payment
+        payment.paid_on, payment.updated_at = paid_on, utcnow()
+        payment.version += 1
+        session.flush()
+        if paid_on is not None:
+            uow.add_event("crm.payment.recorded", event_data(payment), subject=contact_id)
+        uow.commit()
+        return payment
