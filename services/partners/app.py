@@ -18,6 +18,7 @@ from . import disputes_api  # noqa: F401 - defines the dispute routes on api's b
 from .dispute_jobs import DisputeSlaJob
 from . import proposals, proposals_api  # noqa: F401 - proposals_api defines the proposal routes
 from . import risk_api  # noqa: F401 - defines GET /api/v1/partners/{id}/risk
+from . import termination
 from .portal_access import check_portal_access
 from .models import InboxEntry, OutboxMessage
 
@@ -39,7 +40,8 @@ def create_app(settings: Settings | None = None) -> Flask:
     scorecards.weights_from_settings(rt.settings)  # malformed scorecard weights stop start-up
     proposals.approval_limits_from_settings(rt.settings)  # malformed limits stop start-up
     app = create_service_app("partners", title="CRM Partners",
-                             blueprints=[api.partners_blp, api.contracts_blp, api.portal_blp],
+                             blueprints=[api.partners_blp, api.contracts_blp, api.portal_blp,
+                                         termination.blueprint(rt.settings)],
                              settings=rt.settings, readiness=runtime_readiness(rt),
                              extensions={"crm.runtime": rt})
     # Every portal request, after the kit's identity check: a suspended or terminated partner is refused.
@@ -48,8 +50,10 @@ def create_app(settings: Settings | None = None) -> Flask:
 
 
 def create_worker(settings: Settings | None = None, *, bindings: Bindings) -> Worker:
-    """The partners worker: the outbox relay and the dispute SLA job (partners consumes no events yet)."""
+    """The partners worker: the outbox relay, the consumer of its termination evidence events, and the dispute SLA,
+    renewal, proposal expiry and termination jobs."""
     runtime = build(settings)
-    return Worker(runtime, handlers.HANDLERS, bindings, jobs={"dispute_sla": DisputeSlaJob(runtime).run,
-                                                        "renewals": RenewalJob(runtime).run,
-                                                        "proposal_expiry": proposals.ProposalExpiryJob(runtime).run})
+    return Worker(runtime, termination.with_evaluation(handlers.HANDLERS, runtime), bindings,
+                  jobs={"dispute_sla": DisputeSlaJob(runtime).run, "renewals": RenewalJob(runtime).run,
+                        "proposal_expiry": proposals.ProposalExpiryJob(runtime).run,
+                        "termination": termination.job(runtime).run})
