@@ -26,6 +26,7 @@ from . import (
     merges_api,
     payments_api,
     tags_api,
+    termination,
     timeline_api,
 )
 from .analytics import refreshes_api as analytics_refreshes_api
@@ -77,7 +78,8 @@ def build(settings: Settings | None = None) -> Runtime:
 def create_app(settings: Settings | None = None) -> Flask:
     """The contacts web application."""
     runtime = build(settings)
-    return create_service_app("contacts", title="CRM Contacts", blueprints=list(BLUEPRINTS), settings=runtime.settings,
+    blueprints = [*BLUEPRINTS, termination.blueprint(runtime.settings)]
+    return create_service_app("contacts", title="CRM Contacts", blueprints=blueprints, settings=runtime.settings,
                               readiness=runtime_readiness(runtime), extensions={"crm.runtime": runtime})
 
 
@@ -86,5 +88,8 @@ def create_worker(settings: Settings | None = None, *, bindings: Bindings) -> Wo
     analytics refreshes (with their schedule)."""
     runtime = build(settings)
     # The erasure handlers learn from the bindings which services must confirm an erasure.
-    return Worker(runtime, erasure.with_confirmers(handlers.HANDLERS, bindings), bindings,
-                  jobs={"imports": ImportJob(runtime).run, "analytics": AnalyticsJob(runtime).run})
+    # The termination evidence handlers learn how to evaluate (termination.py), the purchase facts' ones included.
+    told = termination.with_evaluation(erasure.with_confirmers(handlers.HANDLERS, bindings), runtime)
+    return Worker(runtime, told, bindings,
+                  jobs={"imports": ImportJob(runtime).run, "analytics": AnalyticsJob(runtime).run,
+                        "termination": termination.job(runtime).run})

@@ -3,6 +3,7 @@ from __future__ import annotations
 
 from services.common.catalog import Event
 from services.common.consumer import event_cause, handles_batches
+from services.common.termination.evidence import evaluates_termination
 from services.common.uow import UnitOfWork
 
 from . import erasure, purchase_facts, service, timeline
@@ -48,13 +49,26 @@ def on_erasure_completed(uow: UnitOfWork, events: list[Event], *, confirmers) ->
     erasure.record_confirmations(uow, [event.data for event in events], confirmers=confirmers)
 
 
-# The two erasure handlers also take `confirmers`, bound by erasure.with_confirmers (app.create_worker).
+@handles_batches
+@evaluates_termination
+def on_termination_evidence(uow: UnitOfWork, events: list[Event], *, evaluate) -> None:
+    """Complaints, invoice payments or fraud flags were recorded: evaluate the enabled termination policies on
+    the contacts they name (purchases and returns are evaluated after on_purchase_facts, see termination.py)."""
+    evaluate(uow, events)
+
+
+# The two erasure handlers also take `confirmers`, bound by erasure.with_confirmers (app.create_worker), and the
+# termination evidence handler `evaluate`, bound by termination.with_evaluation (which also evaluates after the
+# purchase facts).
 HANDLERS = {
     "crm.lead.converted": on_lead_converted,
     "crm.contact.erased": on_contact_erased,
     "crm.erasure.completed": on_erasure_completed,
     PURCHASE_RECORDED: on_purchase_facts,
     PURCHASE_RETURNED: on_purchase_facts,
+    "crm.interaction.recorded": on_termination_evidence,
+    "crm.payment.recorded": on_termination_evidence,
+    "crm.contact.flagged": on_termination_evidence,
     # Only add to the timeline (timeline.py builds each entry).
     "crm.lead.created": on_timeline_event,
     "crm.lead.touched": on_timeline_event,
