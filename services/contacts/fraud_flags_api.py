@@ -48,7 +48,7 @@ class FraudFlagSchema(Schema):
     contact_id = fields.UUID()
     code = fields.String()
     reason = fields.String()
-    active = fields.Function(lambda flag: flag.cleared_at is None, metadata={"description": "Not cleared."})
+    active = fields.Boolean(metadata={"description": "Not cleared: the flag counts as evidence."})
     flagged_by = fields.String(metadata={"description": "The API key that recorded it."})
     flagged_at = fields.AwareDateTime()
     cleared_at = fields.AwareDateTime(allow_none=True)

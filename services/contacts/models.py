@@ -382,6 +382,11 @@ class ContactFraudFlag(Base):
     cleared_by: Mapped[str | None] = mapped_column(String(200), default=None)
     clear_reason: Mapped[str | None] = mapped_column(String(FRAUD_REASON_MAX), default=None)
 
+    @property
+    def active(self) -> bool:
+        """Not cleared: the flag counts as evidence."""
+        return self.cleared_at is None
+
 
 # -- consent and feedback (consent.py, feedback.py) -------------------------------------------------------------
 

@@ -9,6 +9,7 @@ from __future__ import annotations
 import uuid
 from collections.abc import Mapping
 from datetime import UTC, date, datetime, timedelta
+from decimal import Decimal
 
 from sqlalchemy import and_, or_, select
 from sqlalchemy.exc import IntegrityError
@@ -28,6 +29,7 @@ READ_SCOPE = "contacts:read"
 EARLIEST = date(1900, 1, 1)
 # A payment date is a calendar day where the payer is: up to a day ahead of this server's UTC date.
 PAID_AHEAD = timedelta(days=1)
+_FOUR_PLACES = Decimal("0.0001")
 SORTS = {"due_on": ContactPayment.due_on, "created_at": ContactPayment.created_at}
 
 
@@ -69,10 +71,18 @@ def days_late(due_on: date, paid_on: date | None, *, today: date) -> int:
     return max((end - due_on).days, 0)
 
 
+def view(payment: ContactPayment, *, today: date) -> dict:
+    """A payment as the API shows it: its columns, and whether (and how many days) it is late on `today`."""
+    values = {column.key: getattr(payment, column.key) for column in ContactPayment.__table__.columns}
+    return {**values, "late": is_late(payment.due_on, payment.paid_on, today=today),
+            "days_late": days_late(payment.due_on, payment.paid_on, today=today)}
+
+
 def event_data(payment: ContactPayment) -> dict:
-    """The `crm.payment.recorded` data of `payment` as it stands."""
+    """The `crm.payment.recorded` data of `payment` as it stands (the amount with four places, as stored)."""
     return {"payment_id": payment.id, "contact_id": payment.contact_id,
-            "invoice_reference": payment.invoice_reference, "amount": payment.amount, "currency": payment.currency,
+            "invoice_reference": payment.invoice_reference, "amount": payment.amount.quantize(_FOUR_PLACES),
+            "currency": payment.currency,
             "due_on": payment.due_on, "paid_on": payment.paid_on, "occurred_at": payment.updated_at}
 
 

@@ -70,20 +70,13 @@ class PaymentSchema(Schema):
     currency = fields.String()
     due_on = fields.Date()
     paid_on = fields.Date(allow_none=True)
-    late = fields.Method("_late", metadata={
-        "description": "Paid after the due date, or unpaid and past it (today, UTC)."})
-    days_late = fields.Method("_days_late", metadata={
+    late = fields.Boolean(metadata={"description": "Paid after the due date, or unpaid and past it (today, UTC)."})
+    days_late = fields.Integer(metadata={
         "description": "Days after the due date it was paid, or has been unpaid; 0 when on time."})
     recorded_by = fields.String(metadata={"description": "The API key that recorded it."})
     created_at = fields.AwareDateTime()
     updated_at = fields.AwareDateTime()
     version = fields.Integer()
-
-    def _late(self, payment) -> bool:
-        return payments.is_late(payment.due_on, payment.paid_on, today=payments.utc_today())
-
-    def _days_late(self, payment) -> int:
-        return payments.days_late(payment.due_on, payment.paid_on, today=payments.utc_today())
 
 
 class PaymentPageSchema(Schema):
@@ -91,9 +84,17 @@ class PaymentPageSchema(Schema):
     next_cursor = fields.String(allow_none=True)
 
 
+def _view(payment) -> dict:
+    return payments.view(payment, today=payments.utc_today())
+
+
+def _page(page: dict) -> dict:
+    return {**page, "items": [_view(payment) for payment in page["items"]]}
+
+
 def _shown(payment):
     """The payment, or for a key without `contacts:read` only its id and version (docs/api-contacts.md)."""
-    return record_or_receipt(payments.READ_SCOPE, payment, id=payment.id, version=payment.version)
+    return record_or_receipt(payments.READ_SCOPE, _view(payment), id=payment.id, version=payment.version)
 
 
 @blp.route("/<uuid:contact_id>/payments")
@@ -104,7 +105,7 @@ class Payments(MethodView):
     @blp.alt_response(404, description="No contact has this id.")
     def get(self, args, contact_id):
         """A contact's invoice payments, newest first by default; `late` filters."""
-        return payments.list_payments(read_uow(), contact_id, **args)
+        return _page(payments.list_payments(read_uow(), contact_id, **args))
 
     @requires("contacts:write")
     @idempotent(IdempotencyRecord)
@@ -129,7 +130,7 @@ class PaymentById(MethodView):
     def get(self, contact_id, payment_id):
         """One payment of a contact, with its version as the ETag."""
         payment = payments.get_payment(read_uow(), contact_id, payment_id)
-        return payment, 200, {"ETag": etag(payment.version)}
+        return _view(payment), 200, {"ETag": etag(payment.version)}
 
     @requires("contacts:write")
     @blp.arguments(PaymentUpdateSchema)
