@@ -1,0 +1,271 @@
+"""Termination policies for customers on PostgreSQL: policy records, a simulation run by the worker's job, the
+evaluation's recommendation rules (new, refreshed, superseded, dismissed, withdrawn) and the operators' decisions."""
+from __future__ import annotations
+
+import uuid
+
+import pytest
+from sqlalchemy import func, select
+
+from services.common.catalog import make_event
+from services.common.termination.runs import LeaseLost, RunRunner
+from services.contacts import handlers, termination
+from services.contacts.models import Contact, OutboxMessage, Termination
+
+from .conftest import (
+    CUSTOMERS,
+    DECIDE,
+    MANAGE,
+    READ,
+    at,
+    create_policy,
+    etag_of,
+    outbox,
+    run_job,
+)
+
+pytestmark = pytest.mark.integration
+
+
+@pytest.fixture
+def runtime(contacts_app):
+    return contacts_app.extensions["crm.runtime"]
+
+
+@pytest.fixture
+def client(contacts_app):
+    return contacts_app.test_client()
+
+
+@pytest.fixture
+def kit(runtime):
+    return termination.build_kit(runtime.settings)
+
+
+def test_policies_are_created_checked_and_changed_under_if_match(client):
+    created = client.post(f"{CUSTOMERS}/policies", json={"code": "fraud"}, headers=MANAGE)
+    assert created.status_code == 201, created.get_json()
+    policy = created.get_json()
+    assert etag_of(created) == 'W/"1"' and created.headers["Location"].endswith(policy["id"])
+    assert policy["plugin"] == "builtin.termination" and policy["enabled"] is False and policy["version"] == 1
+    assert policy["name"] == "Fraud" and policy["parameters"]["min_flags"] == 1
+    assert policy["parameters"]["strategy"] == "terminate"
+
+    def refused(body):
+        r = client.post(f"{CUSTOMERS}/policies", json=body, headers=MANAGE)
+        assert r.status_code == 422, r.get_json()
+        return r.get_json()["errors"]
+
+    assert "code" in refused({"code": "late_deliveries"})  # a partner policy on the customers' side
+    assert "parameters.min_complaints" in refused({"code": "serial_complainer", "parameters": {"min_complaints": 0}})
+    assert "parameters.bogus" in refused({"code": "deal_seeker", "parameters": {"bogus": 1}})
+    assert "plugin" in refused({"code": "vip_churn"})
+    assert "plugin" in refused({"code": "vip_churn", "plugin": "no_such_plugin"})
+    assert "plugin" in refused({"code": "fraud", "plugin": "someone_else"})
+    assert "code" in refused({"code": "Not A Slug"})
+    again = client.post(f"{CUSTOMERS}/policies", json={"code": "fraud"}, headers=MANAGE)
+    assert again.status_code == 409 and again.get_json()["policy_id"] == policy["id"]
+
+    url = f"{CUSTOMERS}/policies/{policy['id']}"
+    change = {"enabled": True, "parameters": {"high_flags": 3}}
+    assert client.patch(url, json=change, headers=MANAGE).status_code == 428
+    assert client.patch(url, json=change, headers={**MANAGE, "If-Match": 'W/"7"'}).status_code == 412
+    assert client.patch(url, json=change, headers={**READ, "If-Match": 'W/"1"'}).status_code == 403
+    changed = client.patch(url, json=change, headers={**MANAGE, "If-Match": 'W/"1"'})
+    assert changed.status_code == 200, changed.get_json()
+    assert etag_of(changed) == 'W/"2"'
+    body = changed.get_json()
+    assert body["enabled"] is True and body["parameters"]["high_flags"] == 3 and body["parameters"]["min_flags"] == 1
+    bad = client.patch(url, json={"parameters": {"high_flags": 0}}, headers={**MANAGE, "If-Match": 'W/"2"'})
+    assert bad.status_code == 422 and "parameters.high_flags" in bad.get_json()["errors"]
+    reset = client.patch(url, json={"parameters": {"high_flags": None}}, headers={**MANAGE, "If-Match": "*"})
+    assert reset.get_json()["parameters"]["high_flags"] == 2 and reset.get_json()["version"] == 3
+
+    assert client.get(url, headers=READ).headers["ETag"] == 'W/"3"'
+    listed = client.get(f"{CUSTOMERS}/policies", query_string={"enabled": "true"}, headers=READ).get_json()
+    assert [p["code"] for p in listed["items"]] == ["fraud"]
+
+
+def test_a_simulation_runs_in_the_worker_in_batches_and_changes_nothing(client, runtime, kit, customers):
+    complainer, fraudster, clean = customers.contact("carla"), customers.contact("frank"), customers.contact("cleo")
+    gone = customers.contact("gone", status="terminated")
+    customers.purchases(complainer, 4)
+    customers.complaints(complainer, 3)
+    customers.flag(fraudster)
+    customers.flag(gone)
+    customers.purchases(clean, 3)
+    create_policy(client, CUSTOMERS, "serial_complainer", enabled=False)
+    create_policy(client, CUSTOMERS, "fraud", enabled=False)
+    create_policy(client, CUSTOMERS, "late_payer", enabled=False)
+
+    key = {**MANAGE, "Idempotency-Key": "sim-1"}
+    started = client.post(f"{CUSTOMERS}/simulations", json={"window_days": 180}, headers=key)
+    assert started.status_code == 202, started.get_json()
+    run = started.get_json()
+    assert started.headers["Location"] == f"{CUSTOMERS}/simulations/{run['id']}"
+    assert run["status"] == "pending" and [p["code"] for p in run["policies"]] == [
+        "serial_complainer", "fraud", "late_payer"]
+    replay = client.post(f"{CUSTOMERS}/simulations", json={"window_days": 180}, headers=key)
+    assert replay.get_json()["id"] == run["id"] and replay.headers["Idempotent-Replayed"] == "true"
+    assert client.post(f"{CUSTOMERS}/simulations", json={"codes": ["nope"]}, headers=MANAGE).status_code == 422
+
+    run_job(runtime, kit, batch_size=2)  # three eligible contacts: two batches
+
+    done = client.get(started.headers["Location"], headers=READ).get_json()
+    assert done["status"] == "completed" and done["window_days"] == 180
+    assert (done["subjects_seen"], done["subjects_flagged"], done["batches"]) == (3, 2, 2)
+    assert done["counts"]["by_finding"] == {"serial_complainer": 1, "fraud": 1}
+    assert done["counts"]["by_strategy"] == {"re_specify": 1, "terminate": 1}
+    assert done["counts"]["by_severity"] == {"high": 1, "medium": 1}
+
+    subjects = f"{CUSTOMERS}/simulations/{run['id']}/subjects"
+    first = client.get(subjects, query_string={"limit": 1}, headers=READ).get_json()
+    second = client.get(subjects, query_string={"limit": 1, "cursor": first["next_cursor"]}, headers=READ).get_json()
+    assert second["next_cursor"] is None
+    assert {first["items"][0]["subject_id"], second["items"][0]["subject_id"]} == {str(complainer), str(fraudster)}
+    frauds = client.get(subjects, query_string={"finding": "fraud"}, headers=READ).get_json()["items"]
+    assert [s["subject_id"] for s in frauds] == [str(fraudster)]
+    finding = frauds[0]["findings"][0]
+    assert finding["plugin"] == "builtin.termination" and finding["evidence"]["flags"] == 1
+    complaints = client.get(subjects, query_string={"strategy": "re_specify", "severity": "high"},
+                            headers=READ).get_json()["items"]
+    assert [s["subject_id"] for s in complaints] == [str(complainer)]
+    assert client.get(subjects, query_string={"severity": "low"}, headers=READ).get_json()["items"] == []
+
+    # Nothing but the run changed: no recommendation, no event, every contact as it was.
+    with runtime.session_factory() as s:
+        assert s.scalar(select(func.count()).select_from(Termination.Recommendation)) == 0
+        assert s.scalar(select(func.count()).select_from(OutboxMessage)) == 0
+        assert s.scalar(select(func.count()).where(Contact.status == "terminated")) == 1
+    assert [r["id"] for r in client.get(f"{CUSTOMERS}/simulations", headers=READ).get_json()["items"]] == [run["id"]]
+
+
+def test_a_run_whose_worker_died_is_resumed_after_its_last_committed_batch(client, runtime, kit, customers):
+    for name in ("ann", "ben", "cat"):
+        customers.flag(customers.contact(name))
+    create_policy(client, CUSTOMERS, "fraud", enabled=False)
+    run_id = client.post(f"{CUSTOMERS}/simulations", json={}, headers=MANAGE).get_json()["id"]
+
+    class Died(BaseException):
+        """The worker process ended in the middle of a run."""
+
+    def die(_timing):
+        raise Died
+
+    first = RunRunner(runtime, kit, batch_size=1, lease_seconds=30)
+    assert str(first.claim()) == run_id
+    with pytest.raises(Died):
+        first.run(uuid.UUID(run_id), on_batch=die)  # the first batch committed, then the worker was gone
+    assert RunRunner(runtime, kit).claim() is None  # its lease still holds
+    with runtime.session_factory() as s, s.begin():
+        held = s.scalar(select(Termination.Run).where(Termination.Run.id == uuid.UUID(run_id)))
+        assert (held.subjects_seen, held.batches) == (1, 1)
+        held.lease_until = at("2020-01-01T00:00:00")  # time passes: the lease expires
+
+    run_job(runtime, kit, batch_size=1)
+    done = client.get(f"{CUSTOMERS}/simulations/{run_id}", headers=READ).get_json()
+    assert done["status"] == "completed" and done["subjects_seen"] == 3 and done["subjects_flagged"] == 3
+    assert done["counts"]["by_finding"] == {"fraud": 3}
+    with pytest.raises(LeaseLost):
+        first.run(uuid.UUID(run_id))
+
+
+def test_evaluations_recommend_refresh_supersede_suppress_withdraw_and_operators_decide(client, runtime, kit,
+                                                                                       customers):
+    fraudster, complainer, payer = customers.contact("frank"), customers.contact("carla"), customers.contact("pat")
+    customers.flag(fraudster)
+    customers.purchases(complainer, 4)
+    customers.complaints(complainer, 3)
+    customers.payments(payer, on_time=1, late=3)
+    job_kit = kit
+    from services.common.termination.jobs import TerminationJob
+
+    job = TerminationJob(runtime, job_kit)
+    assert job.check_schedule(at("2026-01-01T10:00:00")) is None  # no enabled policy: nothing to evaluate
+    for code in ("fraud", "serial_complainer", "late_payer"):
+        create_policy(client, CUSTOMERS, code)
+    create_policy(client, CUSTOMERS, "deal_seeker", enabled=False)
+    asked = job.check_schedule(at("2026-01-01T10:00:00"))
+    assert job.check_schedule(at("2026-01-01T11:00:00")).id == asked.id  # the same daily slot: asked once
+    assert [p["code"] for p in asked.policies] == ["fraud", "serial_complainer", "late_payer"]
+    assert job.run_once() is True
+
+    recs = {r["subject_id"]: r for r in client.get(f"{CUSTOMERS}/recommendations", query_string={"status": "open"},
+                                                  headers=READ).get_json()["items"]}
+    assert {k: r["strategy"] for k, r in recs.items()} == {
+        str(fraudster): "terminate", str(complainer): "re_specify", str(payer): "raise_price"}
+    events = outbox(runtime, OutboxMessage, "crm.termination.recommended")
+    assert len(events) == 3 and {e["data"]["subject_kind"] for e in events} == {"customer"}
+    one = client.get(f"{CUSTOMERS}/recommendations/{recs[str(payer)]['id']}", headers=READ).get_json()
+    assert one["findings"][0]["code"] == "late_payer" and one["findings"][0]["evidence"]["late"] == 3
+
+    # Evidence events evaluate just their contacts, in the consumer's transaction.
+    told = termination.with_evaluation(handlers.HANDLERS, runtime)
+
+    def flagged(contact_id):
+        flag_id = customers.flag(contact_id)
+        event = make_event("crm.contact.flagged", {"flag_id": flag_id, "contact_id": contact_id, "code": "chargeback",
+                                                   "occurred_at": at("2026-01-01T12:00:00")}, source="/services/contacts")
+        with runtime.uow() as uow:
+            told["crm.contact.flagged"](uow, [event])
+            uow.commit()
+
+    flagged(fraudster)  # the same findings again, now high: refreshed, no new recommendation
+    refreshed = client.get(f"{CUSTOMERS}/recommendations/{recs[str(fraudster)]['id']}", headers=READ).get_json()
+    assert refreshed["status"] == "open" and refreshed["severity"] == "high"
+    assert refreshed["findings"][0]["evidence"]["flags"] == 2
+    flagged(payer)  # a new finding: the open recommendation is superseded by a new one
+    old = client.get(f"{CUSTOMERS}/recommendations/{recs[str(payer)]['id']}", headers=READ).get_json()
+    assert old["status"] == "superseded" and old["superseded_by"]
+    new = client.get(f"{CUSTOMERS}/recommendations/{old['superseded_by']}", headers=READ).get_json()
+    assert new["status"] == "open" and {f["code"] for f in new["findings"]} == {"late_payer", "fraud"}
+    assert len(outbox(runtime, OutboxMessage, "crm.termination.recommended")) == 4
+
+    # Decisions: only termination:decide; a reason is required; only an open recommendation.
+    decide = f"{CUSTOMERS}/recommendations/{recs[str(complainer)]['id']}/decision"
+    assert client.post(decide, json={"decision": "dismiss", "reason": "x"}, headers=MANAGE).status_code == 403
+    assert client.post(decide, json={"decision": "dismiss", "reason": ""}, headers=DECIDE).status_code == 422
+    dismissed = client.post(decide, json={"decision": "dismiss", "reason": "A new product line fixes it"},
+                            headers=DECIDE)
+    assert dismissed.status_code == 201, dismissed.get_json()
+    assert dismissed.get_json()["effect"] == "none" and dismissed.get_json()["decided_by"] == "operator"
+
+    accept = f"{CUSTOMERS}/recommendations/{recs[str(fraudster)]['id']}/decision"
+    key = {**DECIDE, "Idempotency-Key": "accept-frank"}
+    accepted = client.post(accept, json={"decision": "accept", "reason": "Two chargebacks"}, headers=key)
+    assert accepted.status_code == 201, accepted.get_json()
+    decision = accepted.get_json()
+    assert decision["effect"] == "contact_terminated" and decision["strategy"] == "terminate"
+    assert decision["findings"][0]["evidence"]["flags"] == 2  # the evidence as it was when decided
+    assert client.post(accept, json={"decision": "accept", "reason": "Two chargebacks"},
+                       headers=key).get_json()["id"] == decision["id"]
+    again = client.post(accept, json={"decision": "dismiss", "reason": "Changed my mind"}, headers=DECIDE)
+    assert again.status_code == 409 and again.get_json()["recommendation_status"] == "accepted"
+    with runtime.session_factory() as s:
+        assert s.scalar(select(Contact.status).where(Contact.id == fraudster)) == "terminated"
+    terminated = outbox(runtime, OutboxMessage, "crm.contact.terminated")
+    assert [e["data"]["contact_id"] for e in terminated] == [str(fraudster)]
+    assert terminated[0]["data"]["decision_id"] == decision["id"]
+    decided = outbox(runtime, OutboxMessage, "crm.termination.decided")
+    assert [e["data"]["decision"] for e in decided] == ["dismissed", "accepted"]
+    listed = client.get(f"{CUSTOMERS}/decisions", query_string={"subject_id": str(fraudster)}, headers=READ)
+    assert [d["id"] for d in listed.get_json()["items"]] == [decision["id"]]
+
+    # The next scheduled evaluation: the dismissed findings are not recommended again, the payer no longer
+    # flagged has its open recommendation withdrawn, the terminated contact is not judged.
+    customers.clear_flags(payer)
+    with runtime.session_factory() as s, s.begin():
+        from services.contacts.models import ContactPayment
+
+        s.query(ContactPayment).filter(ContactPayment.contact_id == payer).delete()
+    job.check_schedule(at("2026-01-02T10:00:00"))
+    assert job.run_once() is True
+    with runtime.session_factory() as s:
+        run = s.scalar(select(Termination.Run).order_by(Termination.Run.seq.desc()).limit(1))
+    assert run.status == "completed" and run.subjects_seen == 2
+    assert run.counts["recommendations"] == {"recommended": 0, "refreshed": 0, "superseded": 0, "suppressed": 1,
+                                             "withdrawn": 1}
+    assert client.get(f"{CUSTOMERS}/recommendations/{new['id']}", headers=READ).get_json()["status"] == "withdrawn"
+    assert client.get(f"{CUSTOMERS}/recommendations", query_string={"status": "open"},
+                      headers=READ).get_json()["items"] == []
+    assert len(outbox(runtime, OutboxMessage, "crm.termination.recommended")) == 4
