@@ -1,6 +1,6 @@
 """The purchase fact table: every purchase and return loyalty reports, one row each, and the totals beside them.
 
-`contact_purchases` keeps one row per purchase (amount, currency, margin, discount, occurred_at) and
+`contact_purchases` keeps one row per purchase (amount, currency, margin, discount, coupon code, occurred_at) and
 `contact_returns` one per return, keyed by loyalty's ids: a purchase or return published again, under any
 event id, is stored and counted once. Beside them, per contact, `contact_purchase_summary` (how many purchases,
 the first and the last) and, per contact and currency, `contact_purchase_metrics`: `total` is gross, every
@@ -152,7 +152,8 @@ def purchase_fact(purchase: Mapping, *, event_id: uuid.UUID | None) -> dict:
     return {"purchase_id": purchase["purchase_id"], "contact_id": purchase["contact_id"],
             "amount": exact_amount(purchase["amount"]), "currency": purchase["currency"],
             "occurred_at": purchase["occurred_at"], "margin": _exact_or_none(purchase.get("margin")),
-            "discount": _exact_or_none(purchase.get("discount")), "event_id": event_id, "recorded_at": utcnow()}
+            "discount": _exact_or_none(purchase.get("discount")), "coupon_code": purchase.get("coupon_code"),
+            "event_id": event_id, "recorded_at": utcnow()}
 
 
 def return_fact(returned: Mapping, *, event_id: uuid.UUID | None) -> dict:

@@ -1,16 +1,19 @@
-"""Coupon codes and frozen memberships on the real PostgreSQL: a coupon is kept as written and published; a
-terminated customer's memberships are frozen once (purchases earn nothing, redemptions are refused), later ones
-are created frozen, and a merge carries the freeze to the survivor."""
+"""Coupon codes and frozen memberships on the real PostgreSQL: a coupon is kept as written and reaches the contacts'
+purchase facts; a terminated customer's memberships are frozen once (purchases earn nothing, redemptions are
+refused), later ones are created frozen, and a merge carries the freeze to the survivor."""
 from __future__ import annotations
 
+import json
 import uuid
 from datetime import UTC, datetime
 
 import pytest
-from sqlalchemy import select
+from sqlalchemy import func, select
 
-from services.common.catalog import make_event
+from services.common.catalog import make_event, parse_event
 from services.common.consumer import InboxDispatcher
+from services.contacts import handlers as contacts_handlers
+from services.contacts.models import ContactPurchase
 from services.loyalty import handlers
 from services.loyalty.models import FrozenContact, LedgerEntry
 from tests.integration.loyalty.support import admin, credit, enrol, events, purchase_body, rw
@@ -33,7 +36,7 @@ def _terminated(contact_id, reason="Serial complainer: 9 complaints on 10 purcha
         "occurred_at": TERMINATED_AT}, source="/services/contacts")
 
 
-def test_a_coupon_code_is_kept_as_written_and_published(loyalty, client):
+def test_a_coupon_code_is_kept_as_written_and_reaches_the_contacts_purchase_facts(loyalty, client, service_app):
     contact_id = uuid.uuid4()
     body = purchase_body(contact_id, external_id="till-1/7", discount="5.00", coupon_code="  Spring-25 ")
     first = client.post(f"{LOYALTY}/purchases", headers=rw(), json=body)
@@ -49,10 +52,15 @@ def test_a_coupon_code_is_kept_as_written_and_published(loyalty, client):
 
     [recorded] = events(loyalty, "crm.purchase.recorded")
     assert recorded["data"]["coupon_code"] == "Spring-25"
+    contacts = service_app("contacts")
+    _dispatch(contacts, contacts_handlers, parse_event(json.dumps(recorded)))
+    with contacts.extensions["crm.runtime"].session_factory() as s:
+        fact = s.scalar(select(ContactPurchase).where(ContactPurchase.contact_id == contact_id))
+    assert (str(fact.purchase_id), fact.coupon_code) == (first.json["id"], "Spring-25")
 
 
 def test_a_terminated_customer_is_frozen_once_earns_nothing_and_cannot_redeem(loyalty, client):
-    contact_id, bystander = uuid.uuid4(), uuid.uuid4()
+    contact_id, bystander, newcomer = uuid.uuid4(), uuid.uuid4(), uuid.uuid4()
     member = enrol(client, contact_id)
     credit(client, member["id"], 50)
     club = client.post(f"{LOYALTY}/programs", headers=admin(), json={
@@ -62,7 +70,8 @@ def test_a_terminated_customer_is_frozen_once_earns_nothing_and_cannot_redeem(lo
     other = enrol(client, bystander)
 
     event = _terminated(contact_id)
-    _dispatch(loyalty, handlers, event, _terminated(None))  # a partner's termination: nothing for loyalty
+    # One batch: two customers (one without any membership yet) and a partner's termination, ignored here.
+    _dispatch(loyalty, handlers, event, _terminated(newcomer), _terminated(None))
     for member_id in (member["id"], club_member["id"]):
         shown = client.get(f"{LOYALTY}/members/{member_id}", headers=rw()).json
         assert (shown["status"], shown["frozen_at"]) == ("frozen", "2026-03-10T09:00:00+00:00"), shown
@@ -79,8 +88,9 @@ def test_a_terminated_customer_is_frozen_once_earns_nothing_and_cannot_redeem(lo
     assert (shown["frozen_at"], shown["frozen_reason"]) == ("2026-03-10T09:00:00+00:00",
                                                             "Serial complainer: 9 complaints on 10 purchases")
     with loyalty.extensions["crm.runtime"].session_factory() as s:
-        [record] = s.scalars(select(FrozenContact)).all()
-    assert (record.contact_id, record.decision_id) == (contact_id, event.data["decision_id"])
+        record = s.get(FrozenContact, contact_id)
+        assert s.scalar(select(func.count()).select_from(FrozenContact)) == 2
+    assert record.decision_id == event.data["decision_id"]
 
     # A purchase is still recorded (and published) but earns 0 points and says why.
     bought = client.post(f"{LOYALTY}/purchases", headers=rw(), json=purchase_body(contact_id, amount="80.00"))
@@ -102,7 +112,12 @@ def test_a_terminated_customer_is_frozen_once_earns_nothing_and_cannot_redeem(lo
     assert member["id"] in refused.json["detail"]
     assert client.get(f"{LOYALTY}/members/{member['id']}", headers=rw()).json["balance"] == 50
 
-    # A membership the terminated contact gets later is frozen from the start.
+    # A membership a terminated contact gets later is frozen from the start: auto-enrolled on contact.created ...
+    _dispatch(loyalty, handlers, make_event("crm.contact.created", {
+        "contact_id": newcomer, "email": "new@corp.example"}, source="/services/contacts"))
+    [joined] = client.get(f"{LOYALTY}/members", query_string={"contact_id": str(newcomer)}, headers=rw()).json["items"]
+    assert (joined["status"], joined["frozen_at"]) == ("frozen", "2026-03-10T09:00:00+00:00"), joined
+    # ... or by a purchase in a program that enrols automatically.
     shop = client.post(f"{LOYALTY}/programs", headers=admin(), json={
         "code": "shop", "name": "Shop", "currency": "EUR", "points_per_unit": "1", "auto_enrol": True}).json
     late = client.post(f"{LOYALTY}/purchases", headers=rw(),
