@@ -84,6 +84,9 @@ class Records:
         _post(f"{contacts}/attributes", self.admin, {"name": "tier", "type": "enum", "options": ["gold", "silver"]})
         interaction = _post(f"{contacts}/{contact['id']}/interactions", self.admin, {
             "type": "note", "summary": "Met at the fair", "occurred_at": "2026-01-02T09:00:00+00:00"})
+        payment = _post(f"{contacts}/{contact['id']}/payments", self.admin, {
+            "invoice_reference": "INV-SCHEMATHESIS", "amount": "12.50", "currency": "EUR", "due_on": "2026-01-31"})
+        flag = _post(f"{contacts}/{contact['id']}/fraud-flags", self.admin, {"code": "chargeback", "reason": "Fuzzed"})
         imported = _post(f"{contacts}/imports", self.admin, {
             "file": base64.b64encode(b"E-mail,Name\nimported@schemathesis.example,Ida\n").decode(),
             "mapping": {"E-mail": "email", "Name": "first_name"}})
@@ -100,7 +103,8 @@ class Records:
             "transaction_id": purchase["transaction_id"], "purchase_id": purchase["id"], "partner_id": partner,
             "contract_id": contract, "version": 1, "key_id": victim["id"], "account_id": account["id"], "tag": "vip",
             "name": "tier", "interaction_id": interaction["id"], "import_id": imported["id"],
-            "erasure_id": erasure["id"], "refresh_id": refresh["id"], "segment_id": segment["id"], **deal,
+            "erasure_id": erasure["id"], "refresh_id": refresh["id"], "segment_id": segment["id"],
+            "payment_id": payment["id"], "flag_id": flag["id"], **deal,
         }
         self.portal_existing = {"contract_id": portal_contract, **portal_deal}
         self.erased_contact = erased["id"]
