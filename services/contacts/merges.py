@@ -74,9 +74,16 @@ def merged_fields(survivor: Mapping, merged: Mapping) -> dict:
 
     The survivor's non-empty value wins; an empty one (profile fields, account, origin lead) is filled from the
     merged contact. Tags: the union. Attributes: the survivor's, plus the merged contact's it lacks. Consents:
-    the newer statement per channel and purpose. The e-mail, id and creation time stay the survivor's.
+    the newer statement per channel and purpose. Termination: a terminated person stays terminated, so the
+    survivor takes the merged contact's `terminated` status and the earlier termination time (loyalty freezes
+    the survivor's memberships on the same rule). The e-mail, id and creation time stay the survivor's.
     """
     changes = {name: merged[name] for name in FILLED_FIELDS if not survivor.get(name) and merged.get(name)}
+    if merged.get("status") == "terminated":
+        ended = [at for at in (survivor.get("terminated_at"), merged.get("terminated_at")) if at is not None]
+        for name, value in (("status", "terminated"), ("terminated_at", min(ended) if ended else None)):
+            if survivor.get(name) != value:
+                changes[name] = value
     tags = sorted(set(survivor.get("tags") or ()) | set(merged.get("tags") or ()))
     attributes = {**(merged.get("attributes") or {}), **(survivor.get("attributes") or {})}
     consents = merged_consents(survivor.get("consents") or {}, merged.get("consents") or {})

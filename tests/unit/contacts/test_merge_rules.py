@@ -48,9 +48,10 @@ def test_a_table_moved_by_one_update_cannot_clash_on_its_contact_id():
 
 
 def test_the_other_services_keep_contact_ids_where_their_merge_handlers_look():
-    # services/leads/merges.py re-points leads.contact_id; services/loyalty/merges.py members.contact_id.
+    # services/leads/merges.py re-points leads.contact_id; services/loyalty/merges.py members.contact_id, and
+    # records the survivor in frozen_contacts when a merged person was terminated (freezes.follow_merge).
     assert _tables_naming_a_contact(LeadsBase) == {"leads"}
-    assert _tables_naming_a_contact(LoyaltyBase) == {"members"}
+    assert _tables_naming_a_contact(LoyaltyBase) == {"members", "frozen_contacts"}
 
 
 # -- the merged record ----------------------------------------------------------------------------------------
@@ -72,6 +73,16 @@ def test_tags_are_united_and_attributes_kept_survivor_first():
     changes = merges.merged_fields({"tags": ["vip", "b2b"], "attributes": {"size": "L"}},
                                    {"tags": ["a", "vip"], "attributes": {"size": "M", "shoe": 38}})
     assert changes == {"tags": ["a", "b2b", "vip"], "attributes": {"size": "L", "shoe": 38}}
+
+
+def test_a_terminated_person_stays_terminated_from_the_earlier_termination():
+    earlier, later = T0 - timedelta(days=3), T0
+    active = {"status": "active", "terminated_at": None}
+    assert merges.merged_fields(active, {"status": "terminated", "terminated_at": later}) == {
+        "status": "terminated", "terminated_at": later}
+    assert merges.merged_fields({"status": "terminated", "terminated_at": later},
+                                {"status": "terminated", "terminated_at": earlier}) == {"terminated_at": earlier}
+    assert merges.merged_fields({"status": "terminated", "terminated_at": earlier}, active) == {}
 
 
 def test_nothing_changes_when_the_merged_contact_adds_nothing():
