@@ -14,6 +14,7 @@ from __future__ import annotations
 
 import base64
 import re
+import time
 from collections import Counter
 
 import pytest
@@ -46,6 +47,25 @@ def _post(url: str, key: str, body: dict) -> dict:
     response = requests.post(url, json=body, headers={"Authorization": f"Bearer {key}"}, timeout=30)
     assert response.status_code in (200, 201, 202), response.text
     return response.json()
+
+
+def _first_item(url: str, key: str, *, wait: float = 30.0) -> dict:
+    """The first item of a list the workers fill in asynchronously, once there is one."""
+    deadline = time.monotonic() + wait
+    while True:
+        items = requests.get(url, headers={"Authorization": f"Bearer {key}"}, timeout=30).json()["items"]
+        if items or time.monotonic() > deadline:
+            assert items, f"nothing at {url} after {wait} s"
+            return items[0]
+        time.sleep(0.2)
+
+
+def _termination_records(api: str, admin: str, prefix: str, policy: dict) -> dict:
+    """A policy, a simulation and (once the evidence event was evaluated) a recommendation of one subject kind.
+    The policy recommends `re_specify`, so accepting its recommendation ends no relationship."""
+    created = _post(f"{api}/termination/{prefix}/policies", admin, {**policy, "enabled": True})
+    run = _post(f"{api}/termination/{prefix}/simulations", admin, {})
+    return {"policy_id": created["id"], "run_id": run["id"]}
 
 
 def _partner_with_contract(api: str, admin: str, name: str) -> tuple[str, str]:
@@ -86,6 +106,9 @@ class Records:
             "type": "note", "summary": "Met at the fair", "occurred_at": "2026-01-02T09:00:00+00:00"})
         payment = _post(f"{contacts}/{contact['id']}/payments", self.admin, {
             "invoice_reference": "INV-SCHEMATHESIS", "amount": "12.50", "currency": "EUR", "due_on": "2026-01-31"})
+        # Enabled before the flag, the fraud policy recommends once the contacts worker has the flag's event.
+        customers = _termination_records(api, self.admin, "customers", {
+            "code": "fraud", "parameters": {"strategy": "re_specify"}})
         flag = _post(f"{contacts}/{contact['id']}/fraud-flags", self.admin, {"code": "chargeback", "reason": "Fuzzed"})
         imported = _post(f"{contacts}/imports", self.admin, {
             "file": base64.b64encode(b"E-mail,Name\nimported@schemathesis.example,Ida\n").decode(),
@@ -96,6 +119,9 @@ class Records:
         segment = _post(f"{api}/segments", self.admin, {"name": "Schemathesis VIPs", "rules": {
             "all": [{"field": "tags", "op": "has", "value": "vip"}]}})
         refresh = _post(f"{api}/analytics/refreshes", self.admin, {})
+        partners = _termination_records(api, self.admin, "partners", {
+            "code": "repeated_disputes", "parameters": {"strategy": "re_specify", "min_disputes": 1,
+                                                        "high_disputes": 1, "min_dispute_rate": "0"}})
         deal, portal_deal = (self._partner_records(api, key, partner_id, contract_id) for key, partner_id, contract_id in
                              ((self.admin, partner, contract), (self.partner, portal_partner, portal_contract)))
         self.existing = {
@@ -108,6 +134,11 @@ class Records:
         }
         self.portal_existing = {"contract_id": portal_contract, **portal_deal}
         self.erased_contact = erased["id"]
+        # Termination records by the prefix of their routes: the same parameter names name each side's own.
+        self.termination = {
+            f"/api/v1/termination/{prefix}/": {**ids, "recommendation_id": _first_item(
+                f"{api}/termination/{prefix}/recommendations", self.admin)["id"]}
+            for prefix, ids in (("customers", customers), ("partners", partners))}
 
     def _partner_records(self, api: str, key: str, partner_id: str, contract_id: str) -> dict:
         """A proposal (made by `key`'s side), a delivery and a dispute of one partner: the portal's own records."""
@@ -130,6 +161,9 @@ class Records:
         known = {**self.existing, **self.portal_existing} if path.startswith(PORTAL) else self.existing
         if path.endswith("/erasure"):
             known = {**known, "contact_id": self.erased_contact}
+        for prefix, ids in self.termination.items():
+            if path.startswith(prefix):
+                known = {**known, **ids}
         return {name: known[name] for name in _PATH_PARAMETER.findall(path)}
 
 
