@@ -4,7 +4,7 @@ PYTHON ?= python3
 PY     := $(VENV)/bin/python
 STAMP  := $(VENV)/.installed-stamp
 
-.PHONY: install run test test-unit lint bench bench-analytics clean
+.PHONY: install run test test-unit lint bench bench-analytics bench-termination clean
 
 $(STAMP): pyproject.toml plugins/examples/crm_example_scoring/pyproject.toml
 	test -x $(PY) || $(PYTHON) -m venv $(VENV)
@@ -36,6 +36,10 @@ bench: install
 bench-analytics: install
 	$(PY) -m pip install --quiet -e '.[bench]'
 	$(PY) tests/bench/bench_analytics.py $(BENCH_ARGS)
+
+# A termination simulation of the five customer policies over 100,000 customers in the worker (docs/termination.md).
+bench-termination: install
+	$(PY) tests/bench/bench_termination.py $(BENCH_ARGS)
 
 clean:
 	rm -rf $(VENV) var .pytest_cache
