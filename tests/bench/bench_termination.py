@@ -75,11 +75,11 @@ INSERT INTO contact_purchases (purchase_id, contact_id, amount, currency, occurr
 SELECT gen_random_uuid(), p.id, a.amount, 'EUR', t.at, t.at, round(a.amount * 0.3, 4),
        CASE WHEN d.u2 < 0.1 + 0.85 * power(p.habit, 8) THEN round(a.amount * 0.15, 4) END,
        CASE WHEN d.u3 < 0.1 THEN 'SAVE10' END
-FROM (SELECT 1 + floor(%(customers)s * random())::int AS k, random() u1, random() u2, random() u3
+FROM (SELECT 1 + floor(%(customers)s * random())::int AS k, random() u1, random() u2, random() u3, random() u4
       FROM generate_series(1, %(purchases)s)) d
 JOIN bench_people p ON p.k = d.k
 CROSS JOIN LATERAL (SELECT round((5 + 95 * d.u1)::numeric, 2) AS amount) a
-CROSS JOIN LATERAL (SELECT %(as_of)s - make_interval(secs => 86400 * 730 * random()) AS at) t
+CROSS JOIN LATERAL (SELECT %(as_of)s - make_interval(secs => 86400 * 730 * d.u4) AS at) t
 """,
     "returns": """
 INSERT INTO contact_returns (return_id, purchase_id, contact_id, amount, margin, currency, occurred_at, recorded_at)
@@ -96,8 +96,9 @@ SELECT gen_random_uuid(), p.id, 'complaint', c.at, 'generated', 'bench', 'produc
 FROM bench_people p
 CROSS JOIN LATERAL generate_series(1, CASE WHEN p.temper < 0.05 THEN 4 + floor(p.temper * 200)::int
                                            WHEN p.temper < 0.3 THEN 1 ELSE 0 END) n
-CROSS JOIN LATERAL (SELECT %(as_of)s - make_interval(secs => 86400 * 400 * random()) AS at,
-                           random() < 0.7 AS resolved) c
+-- n and p in the draw: an uncorrelated LATERAL subquery is evaluated once, giving every row the same values.
+CROSS JOIN LATERAL (SELECT %(as_of)s - make_interval(secs => 86400 * 400 * random() + 0 * n) AS at,
+                           random() + 0 * n < 0.7 AS resolved) c
 """,
     "payments": """
 INSERT INTO contact_payments (id, contact_id, invoice_reference, amount, currency, due_on, paid_on, recorded_by,
@@ -109,14 +110,14 @@ SELECT gen_random_uuid(), p.id, 'INV-' || p.k || '-' || n, 100, 'EUR', due.on_da
        'bench', %(as_of)s, %(as_of)s, 1
 FROM bench_people p
 CROSS JOIN LATERAL generate_series(1, 1 + floor(5 * p.payer)::int) n
-CROSS JOIN LATERAL (SELECT (%(as_of)s - make_interval(days => (30 + 300 * random())::int))::date AS on_day) due
+CROSS JOIN LATERAL (SELECT (%(as_of)s - make_interval(days => (30 + 300 * random() + 0 * n)::int))::date AS on_day) due
 """,
     "fraud_flags": """
 INSERT INTO contact_fraud_flags (id, contact_id, code, reason, flagged_by, flagged_at, cleared_at, cleared_by,
                                  clear_reason)
 SELECT gen_random_uuid(), id, 'chargeback', 'generated', 'bench', %(as_of)s - interval '10 days',
-       CASE WHEN k %% 5 = 0 THEN %(as_of)s END, CASE WHEN k %% 5 = 0 THEN 'bench' END,
-       CASE WHEN k %% 5 = 0 THEN 'resolved' END
+       CASE WHEN k %% 1000 = 0 THEN %(as_of)s END, CASE WHEN k %% 1000 = 0 THEN 'bench' END,
+       CASE WHEN k %% 1000 = 0 THEN 'resolved' END
 FROM bench_people WHERE k %% 200 = 0
 """,
 }
