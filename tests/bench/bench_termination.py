@@ -180,8 +180,8 @@ def _status_mb(field: str) -> float | None:
 
 
 def reset_peak() -> bool:
-    """Start the kernel's peak-RSS mark (VmHWM) afresh, so it shows the run's own peak, not the generation's
-    (Linux: writing 5 to clear_refs); False where that is not possible."""
+    """Start the kernel's peak-RSS mark afresh (VmHWM, which getrusage's ru_maxrss reads), so it shows the run's
+    own peak, not the generation's (Linux: writing 5 to clear_refs); False where that is not possible."""
     try:
         with open("/proc/self/clear_refs", "w") as refs:
             refs.write("5")
@@ -222,10 +222,10 @@ def simulate(url: str, batch: int | None) -> None:
           f"window {done.window_days} days, batches of {runtime.settings.termination_batch}")
     print(f"  total {total:.1f} s, {done.subjects_seen / total:,.0f} customers/s, {done.batches} batches, "
           f"{done.subjects_flagged:,} flagged, {done.subjects_degraded} degraded")
-    run_peak = _status_mb("VmHWM") if own_peak else None
-    shown = f"{run_peak:.0f} MB" if run_peak is not None else "not measurable here"
-    print(f"  RSS {rss_before:.0f} MB before the run, peak during the run {shown}; getrusage peak of the process "
-          f"{peak_before:.0f} MB before the run (generation included), {peak_rss_mb():.0f} MB after")
+    # With the mark reset, getrusage's peak is the run's own; otherwise it may be the generation's.
+    print(f"  RSS {rss_before:.0f} MB before the run; peak RSS (getrusage) {peak_rss_mb():.0f} MB "
+          f"{'during the run' if own_peak else 'of the whole process'}; the process's peak before the run "
+          f"(generating, the analytics refresh) {peak_before:.0f} MB")
     print(f"  per batch: {spread(per_batch)}")
     print(f"  reading histories {sum(t.read for t in timings):.1f} s ({spread([t.read for t in timings])})")
     print(f"  evaluating        {sum(t.evaluate for t in timings):.1f} s ({spread([t.evaluate for t in timings])})")
