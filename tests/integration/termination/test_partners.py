@@ -13,7 +13,7 @@ from services.partners import handlers, termination
 from services.partners.models import Dispute, OutboxMessage, Partner, Termination
 from tests.support.auth import identity_headers
 
-from .conftest import DECIDE, MANAGE, PARTNERS, READ, create_policy, days_ago, etag_of, outbox, run_job
+from .conftest import DECIDE, MANAGE, PARTNERS, READ, days_ago, etag_of, outbox, run_job
 
 pytestmark = pytest.mark.integration
 
