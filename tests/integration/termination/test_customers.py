@@ -5,12 +5,13 @@ from __future__ import annotations
 import uuid
 
 import pytest
-from sqlalchemy import func, select
+from sqlalchemy import delete, func, select
 
 from services.common.catalog import make_event
+from services.common.termination.jobs import TerminationJob
 from services.common.termination.runs import LeaseLost, RunRunner
 from services.contacts import handlers, termination
-from services.contacts.models import Contact, OutboxMessage, Termination
+from services.contacts.models import Contact, ContactPayment, OutboxMessage, Termination
 
 from .conftest import (
     CUSTOMERS,
@@ -177,10 +178,7 @@ def test_evaluations_recommend_refresh_supersede_suppress_withdraw_and_operators
     customers.purchases(complainer, 4)
     customers.complaints(complainer, 3)
     customers.payments(payer, on_time=1, late=3)
-    job_kit = kit
-    from services.common.termination.jobs import TerminationJob
-
-    job = TerminationJob(runtime, job_kit)
+    job = TerminationJob(runtime, kit)
     assert job.check_schedule(at("2026-01-01T10:00:00")) is None  # no enabled policy: nothing to evaluate
     for code in ("fraud", "serial_complainer", "late_payer"):
         create_policy(client, CUSTOMERS, code)
@@ -204,8 +202,9 @@ def test_evaluations_recommend_refresh_supersede_suppress_withdraw_and_operators
 
     def flagged(contact_id):
         flag_id = customers.flag(contact_id)
-        event = make_event("crm.contact.flagged", {"flag_id": flag_id, "contact_id": contact_id, "code": "chargeback",
-                                                   "occurred_at": at("2026-01-01T12:00:00")}, source="/services/contacts")
+        data = {"flag_id": flag_id, "contact_id": contact_id, "code": "chargeback",
+                "occurred_at": at("2026-01-01T12:00:00")}
+        event = make_event("crm.contact.flagged", data, source="/services/contacts")
         with runtime.uow() as uow:
             told["crm.contact.flagged"](uow, [event])
             uow.commit()
@@ -255,9 +254,7 @@ def test_evaluations_recommend_refresh_supersede_suppress_withdraw_and_operators
     # flagged has its open recommendation withdrawn, the terminated contact is not judged.
     customers.clear_flags(payer)
     with runtime.session_factory() as s, s.begin():
-        from services.contacts.models import ContactPayment
-
-        s.query(ContactPayment).filter(ContactPayment.contact_id == payer).delete()
+        s.execute(delete(ContactPayment).where(ContactPayment.contact_id == payer))
     job.check_schedule(at("2026-01-02T10:00:00"))
     assert job.run_once() is True
     with runtime.session_factory() as s:
