@@ -47,10 +47,15 @@ from .tombstones import missing_contact
 
 ERASE_SCOPE = "contacts:erase"
 ERASING, COMPLETED_STATUS = "erasing", "completed"
+ERASED_REASON = "(erased)"  # what a termination decision's reason becomes
 
 
 def _of_contact(table, people: People):
     return table.c.contact_id.in_(people.contact_ids)
+
+
+def _of_subject(table, people: People):
+    return table.c.subject_id.in_(people.contact_ids)
 
 
 # What an erasure does to each table that holds the person; one statement each, in this order.
@@ -70,6 +75,12 @@ STEPS = (
     Erase("segment_members", _of_contact, why="the segments the person was in at the last refresh"),
     Erase("customer_analytics", _of_contact, why="the person's measures in the kept analytics snapshots"),
     Erase("contact_stages", _of_contact, why="the person's lifecycle stage"),
+    Erase("termination_run_subjects", _of_subject, why="termination findings and evidence about the person in runs"),
+    Erase("termination_recommendations", _of_subject, why="termination recommendations with findings and evidence"),
+    # A decision stays (who decided what, and its effect: the audit trail); its reason and evidence describe the
+    # person and go.
+    Erase("termination_decisions", _of_subject, values=lambda t: {"reason": ERASED_REASON, "findings": []},
+          why="the reason and the evidence of termination decisions about the person"),
     Erase("contact_import_errors", lambda t, p: containing(t.c.message, p.emails | p.emails_normalized),
           why="import messages quoting the address"),
     # A file is kept only until its import ends; one with the person in it goes, and the import fails when it
@@ -93,6 +104,9 @@ KEPT = {
     "erasure_confirmations": "service names and times",
     "analytics_refreshes": "a refresh's currency, parameters, progress and the key that asked for it: no person",
     "segments": "rule sets written by operators; who is in them is segment_members, which the erasure deletes",
+    "termination_policies": "policy records: codes, plugins and parameters, no person",
+    "termination_runs": "a run's policy snapshot, progress and counts: no person",
+    "termination_run_findings": "finding codes under a run id and a contact's sequence number only",
 }
 
 

@@ -1,4 +1,4 @@
-"""The partners worker on the real RabbitMQ: it relays the outbox and consumes nothing."""
+"""The partners worker on the real RabbitMQ: it relays the outbox and consumes only its own termination evidence."""
 from __future__ import annotations
 
 import pytest
@@ -16,7 +16,9 @@ pytestmark = pytest.mark.integration
 def test_the_worker_publishes_the_partner_events_and_marks_them_published(app, api, partners_settings, amqp_url):
     observer = Observer(amqp_url, "crm.#")
     worker = SUITE.create_worker("partners", partners_settings)
-    assert HANDLERS == {} and worker.consumer is None
+    # Its queue takes only the partners' own delivery and dispute events (termination evidence).
+    assert set(HANDLERS) == {"crm.delivery.recorded", "crm.dispute.opened", "crm.dispute.updated"}
+    assert worker.consumer is not None
     store = Store(worker.runtime)
     partner = api.partner()
     contract = api.contract(partner["id"])

@@ -13,6 +13,8 @@ from services.common.termination.runs import LeaseLost, RunRunner
 from services.contacts import handlers, termination
 from services.contacts.models import Contact, ContactPayment, OutboxMessage, Termination
 
+from tests.support.auth import identity_headers
+
 from .conftest import (
     CUSTOMERS,
     DECIDE,
@@ -266,3 +268,13 @@ def test_evaluations_recommend_refresh_supersede_suppress_withdraw_and_operators
     assert client.get(f"{CUSTOMERS}/recommendations", query_string={"status": "open"},
                       headers=READ).get_json()["items"] == []
     assert len(outbox(runtime, OutboxMessage, "crm.termination.recommended")) == 4
+
+    # Erasing the dismissed customer: its recommendation goes, the decision stays without reason or evidence.
+    erased = client.post(f"/api/v1/contacts/{complainer}/erasure", json={},
+                         headers=identity_headers("contacts:erase", "contacts:read"))
+    assert erased.status_code in (200, 201, 202), erased.get_json()
+    assert client.get(f"{CUSTOMERS}/recommendations", query_string={"subject_id": str(complainer)},
+                      headers=READ).get_json()["items"] == []
+    kept = client.get(f"{CUSTOMERS}/decisions", query_string={"subject_id": str(complainer)}, headers=READ)
+    assert [(d["decision"], d["reason"], d["findings"]) for d in kept.get_json()["items"]] == [
+        ("dismiss", "(erased)", [])]
