@@ -22,6 +22,7 @@ from dataclasses import dataclass
 from datetime import datetime, timedelta
 
 from sqlalchemy import and_, exists, func, insert, or_, select, update
+from sqlalchemy.exc import IntegrityError
 
 from services.common.db import is_database_unavailable, utcnow
 from services.common.pagination import paginate
@@ -37,6 +38,7 @@ from .policies import enabled_snapshots, plugin_policies, snapshot
 log = logging.getLogger("crm.termination")
 
 LEASE_SECONDS = 60.0
+WRITE_ATTEMPTS = 3  # a batch's write transaction, when a concurrent evidence event made a recommendation
 MAX_WINDOW_DAYS = 3650
 API_TRIGGER, SCHEDULE_TRIGGER = "api", "schedule"
 
@@ -280,6 +282,23 @@ class RunRunner:
             finding_rows.extend({"run_id": run.id, "subject_seq": seq, "code": code}
                                 for code in sorted({f.code for f in evaluation.findings}))
         evaluated = time.perf_counter()
+        for attempt in range(WRITE_ATTEMPTS):
+            try:
+                held, timing = self._write(run, ids, subject_rows, finding_rows, flagged, degraded,
+                                           (started, read_done, evaluated))
+                break
+            except IntegrityError:
+                # An evidence event recommended one of these subjects meanwhile (the one-open index refused ours):
+                # written again, the batch finds that recommendation and refreshes or supersedes it.
+                if attempt + 1 == WRITE_ATTEMPTS:
+                    raise
+        if on_batch is not None:
+            on_batch(timing)
+        return held.last_seq, len(ids) < self.batch_size
+
+    def _write(self, run, ids, subject_rows, finding_rows, flagged, degraded, clock):
+        """One batch's rows, recommendations and progress, in one transaction under the run's lock."""
+        m, (started, read_done, evaluated) = self.kit.models, clock
         with self.runtime.uow() as uow:
             held = self._lock(uow.session, run.id)
             if subject_rows:
@@ -296,15 +315,12 @@ class RunRunner:
             held.subjects_flagged += len(subject_rows)
             held.subjects_degraded += degraded
             held.batches += 1
-            written = time.perf_counter()
             timing = BatchTiming(len(ids), len(subject_rows), round(read_done - started, 4),
-                                 round(evaluated - read_done, 4), round(written - evaluated, 4))
+                                 round(evaluated - read_done, 4), round(time.perf_counter() - evaluated, 4))
             held.timings = _add_timing(held.timings, timing)
             held.lease_until = utcnow() + self.lease
             uow.commit()
-        if on_batch is not None:
-            on_batch(timing)
-        return held.last_seq, len(ids) < self.batch_size
+            return held, timing
 
     def _finish(self, run_id: uuid.UUID):
         m = self.kit.models
