@@ -257,7 +257,7 @@ class RunRunner:
                 return self._get(run_id)
 
     def _batch(self, run, policies, after: int | None, on_batch: OnBatch | None) -> tuple[int | None, bool]:
-        adapter, m = self.kit.adapter, self.kit.models
+        adapter = self.kit.adapter
         started = time.perf_counter()
         with self.runtime.session_factory() as session, session.begin():
             ids = adapter.subject_ids(session, after, self.batch_size)
