@@ -18,6 +18,7 @@ from services.common.schemas import DegradedSchema, Moment, TrimmedInput
 from services.common.web import read_uow, runtime, uow
 
 from . import DECIDE_SCOPE, MANAGE_SCOPE, READ_SCOPE, decisions, policies, recommendations, runs
+from .runs import POLICY_TRIGGER
 from .adapter import TerminationKit
 from .models import (
     ACCEPT,
@@ -241,6 +242,13 @@ def make_blueprint(kit: TerminationKit) -> Blueprint:
                                 f"and the operators' decisions.")
     prefix = kit.url_prefix
 
+    def evaluate_after_change():
+        requester = current_principal().key_id
+
+        def add(session, _policy) -> None:
+            runs.add_evaluation(session, kit, runtime().settings, trigger=POLICY_TRIGGER, requested_by=requester)
+        return add
+
     def policy_headers(policy) -> dict:
         return {"ETag": etag(policy.version)}
 
@@ -260,8 +268,8 @@ def make_blueprint(kit: TerminationKit) -> Blueprint:
         @blp.alt_response(409, description="A policy with this code exists.")
         @blp.doc(parameters=[HEADER_PARAMETER])
         def post(self, data):
-            """Create a policy (disabled unless `enabled`)."""
-            created = policies.create_policy(uow(), kit, runtime().plugins, data)
+            """Create a policy (disabled unless `enabled`; an enabled one asks for an evaluation)."""
+            created = policies.create_policy(uow(), kit, runtime().plugins, data, evaluate_after_change())
             return created, 201, {**policy_headers(created), "Location": f"{prefix}/policies/{created.id}"}
 
     @blp.route("/policies/<uuid:policy_id>")
@@ -282,8 +290,12 @@ def make_blueprint(kit: TerminationKit) -> Blueprint:
         @blp.alt_response(428, description="If-Match is missing.")
         @blp.doc(parameters=[_IF_MATCH])
         def patch(self, changes, policy_id):
-            """Change a policy's name, description, enabled flag or parameters (merged); a new version."""
-            policy = policies.update_policy(uow(), kit, policy_id, changes, Precondition.from_request())
+            """Change a policy's name, description, enabled flag or parameters (merged); a new version.
+
+            Enabling or disabling it, or changing an enabled policy's parameters, asks for an evaluation of the
+            enabled policies in the same transaction (the worker runs it)."""
+            policy = policies.update_policy(uow(), kit, policy_id, changes, Precondition.from_request(),
+                                            evaluate_after_change())
             return policy, 200, policy_headers(policy)
 
     @blp.route("/simulations")

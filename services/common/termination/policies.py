@@ -9,7 +9,7 @@ default); every change bumps `version`, and runs keep a snapshot of the policies
 from __future__ import annotations
 
 import uuid
-from collections.abc import Mapping, Sequence
+from collections.abc import Callable, Mapping, Sequence
 
 from crm_builtin import termination as builtin
 from crm_plugins.types import TerminationPolicy as PluginPolicy
@@ -48,7 +48,13 @@ def _checked_parameters(code: str, given: Mapping) -> dict:
     return filled
 
 
-def create_policy(uow: UnitOfWork, kit: TerminationKit, plugins, data: Mapping):
+# Called with the session and the policy, before the commit, when a change alters what the enabled policies
+# flag (the API asks for an evaluation in the same transaction: runs.add_evaluation).
+OnEnabledChange = Callable[[object, object], None]
+
+
+def create_policy(uow: UnitOfWork, kit: TerminationKit, plugins, data: Mapping,
+                  on_enabled_change: OnEnabledChange | None = None):
     """A new policy record (disabled unless `enabled`); 422 naming the field at fault, 409 for a code in use."""
     Policy = kit.models.Policy
     code, plugin, parameters = data["code"], data.get("plugin"), dict(data.get("parameters") or {})
@@ -80,6 +86,8 @@ def create_policy(uow: UnitOfWork, kit: TerminationKit, plugins, data: Mapping):
         if taken is not None:
             raise Conflict(f"A policy with the code {code} exists already ({taken.id}); change it instead.",
                            policy_id=str(taken.id))
+        if policy.enabled and on_enabled_change:
+            on_enabled_change(uow.session, policy)
         uow.commit()
         return policy
 
@@ -95,7 +103,7 @@ def get_policy(uow: UnitOfWork, kit: TerminationKit, policy_id: uuid.UUID):
 
 
 def update_policy(uow: UnitOfWork, kit: TerminationKit, policy_id: uuid.UUID, changes: Mapping,
-                  precondition: Precondition):
+                  precondition: Precondition, on_enabled_change: OnEnabledChange | None = None):
     """Change a policy's name, description, enabled or parameters (merged); If-Match is required (428/412)."""
     Policy = kit.models.Policy
     with uow:
@@ -104,6 +112,7 @@ def update_policy(uow: UnitOfWork, kit: TerminationKit, policy_id: uuid.UUID, ch
         if policy is None:
             raise NotFound(f"No termination policy with id {policy_id}.")
         precondition.check(policy.version, required=True, what="the policy")
+        was_enabled, had_parameters = policy.enabled, dict(policy.parameters)
         if "parameters" in changes:
             merged = {**policy.parameters, **(changes["parameters"] or {})}
             merged = {name: value for name, value in merged.items() if value is not None}
@@ -114,6 +123,9 @@ def update_policy(uow: UnitOfWork, kit: TerminationKit, policy_id: uuid.UUID, ch
                 setattr(policy, name, changes[name])
         policy.version += 1
         policy.updated_at = utcnow()
+        judges_differently = policy.enabled != was_enabled or (policy.enabled and policy.parameters != had_parameters)
+        if judges_differently and on_enabled_change:
+            on_enabled_change(uow.session, policy)
         uow.commit()
         return policy
 

@@ -40,7 +40,7 @@ log = logging.getLogger("crm.termination")
 LEASE_SECONDS = 60.0
 WRITE_ATTEMPTS = 3  # a batch's write transaction, when a concurrent evidence event made a recommendation
 MAX_WINDOW_DAYS = 3650
-API_TRIGGER, SCHEDULE_TRIGGER = "api", "schedule"
+API_TRIGGER, SCHEDULE_TRIGGER, POLICY_TRIGGER = "api", "schedule", "policy"  # who asked for a run
 
 
 class LeaseLost(Exception):
@@ -111,26 +111,41 @@ def request_simulation(uow: UnitOfWork, kit: TerminationKit, settings, *, policy
         return run
 
 
+def add_evaluation(session, kit: TerminationKit, settings, *, trigger: str, requested_by: str,
+                   schedule_slot: int | None = None):
+    """Add a pending full evaluation of the enabled policies to `session` (not committed); None when none is
+    enabled. Unslotted requests coalesce: a pending one that no worker has claimed yet takes the current policies
+    instead of a second run being queued."""
+    Run = kit.models.Run
+    snapshots = enabled_snapshots(session, kit)
+    if not snapshots:
+        return None
+    if schedule_slot is None:
+        waiting = session.scalar(select(Run).where(Run.mode == EVALUATION, Run.status == PENDING,
+                                                   Run.schedule_slot.is_(None)).order_by(Run.seq).limit(1)
+                                 .with_for_update(skip_locked=True))
+        if waiting is not None:
+            waiting.policies, waiting.as_of = snapshots, utcnow()
+            return waiting
+    run = Run(id=uuid.uuid4(), mode=EVALUATION, status=PENDING, trigger=trigger, requested_by=requested_by,
+              policies=snapshots, window_days=settings.termination_window_days, as_of=utcnow(),
+              schedule_slot=schedule_slot, subjects_seen=0, subjects_flagged=0, subjects_degraded=0,
+              batches=0, counts={}, timings={}, created_at=utcnow())
+    if schedule_slot is None:
+        session.add(run)
+        return run
+    asked = insert_or_reread(session, run, reread=lambda: session.scalar(
+        select(Run).where(Run.mode == EVALUATION, Run.schedule_slot == schedule_slot)))
+    return run if asked is None else asked  # another worker asked for this slot first
+
+
 def request_evaluation(runtime: Runtime, kit: TerminationKit, *, schedule_slot: int | None, trigger: str,
                        requested_by: str):
     """A pending full evaluation of the enabled policies; None when none is enabled. A second request for the
     same schedule slot returns the first one's run."""
-    Run = kit.models.Run
     with runtime.uow() as uow:
-        snapshots = enabled_snapshots(uow.session, kit)
-        if not snapshots:
-            return None
-        run = Run(id=uuid.uuid4(), mode=EVALUATION, status=PENDING, trigger=trigger, requested_by=requested_by,
-                  policies=snapshots, window_days=runtime.settings.termination_window_days, as_of=utcnow(),
-                  schedule_slot=schedule_slot, subjects_seen=0, subjects_flagged=0, subjects_degraded=0,
-                  batches=0, counts={}, timings={}, created_at=utcnow())
-        if schedule_slot is None:
-            uow.session.add(run)
-        else:
-            asked = insert_or_reread(uow.session, run, reread=lambda: uow.session.scalar(
-                select(Run).where(Run.mode == EVALUATION, Run.schedule_slot == schedule_slot)))
-            if asked is not None:
-                return asked  # another worker asked for this slot first
+        run = add_evaluation(uow.session, kit, runtime.settings, trigger=trigger, requested_by=requested_by,
+                             schedule_slot=schedule_slot)
         uow.commit()
         return run
 

@@ -185,10 +185,14 @@ def test_evaluations_recommend_refresh_supersede_suppress_withdraw_and_operators
     for code in ("fraud", "serial_complainer", "late_payer"):
         create_policy(client, CUSTOMERS, code)
     create_policy(client, CUSTOMERS, "deal_seeker", enabled=False)
+    with runtime.session_factory() as s:  # enabling asked for an evaluation; the three requests coalesced
+        (waiting,) = s.scalars(select(Termination.Run).where(Termination.Run.mode == "evaluation")).all()
+        assert waiting.trigger == "policy" and waiting.status == "pending"
+        assert [p["code"] for p in waiting.policies] == ["fraud", "serial_complainer", "late_payer"]
     asked = job.check_schedule(at("2026-01-01T10:00:00"))
     assert job.check_schedule(at("2026-01-01T11:00:00")).id == asked.id  # the same daily slot: asked once
     assert [p["code"] for p in asked.policies] == ["fraud", "serial_complainer", "late_payer"]
-    assert job.run_once() is True
+    assert job.run_once() is True and job.run_once() is True  # the policies' evaluation, then the schedule's
 
     recs = {r["subject_id"]: r for r in client.get(f"{CUSTOMERS}/recommendations", query_string={"status": "open"},
                                                   headers=READ).get_json()["items"]}
