@@ -3,10 +3,13 @@
 The buyer proposes a shorter lead time; the partner counters through its portal with net 45 for it; the buyer
 accepts and terms version 2 is in force for both sides. Deliveries on time, then late ones and a dispute the
 partner opens, lower the quarter's scorecard, which the partner sees in its portal; the risk assessment names
-the open dispute.
+the open dispute. Then termination: a simulation of the late-delivery policy lists the partner with its evidence
+and changes nothing; enabling the policy produces a recommendation; an operator accepting it terminates the
+partner, and its portal key is refused from then on.
 """
 from __future__ import annotations
 
+import time
 import uuid
 from datetime import date, timedelta
 from decimal import Decimal
@@ -26,6 +29,17 @@ def buyer(suite):
 def _ok(response, status: int = 200) -> dict:
     assert response.status_code == status, response.text
     return response.json()
+
+
+def _eventually(fetch, done, *, wait: float = 60.0):
+    """Poll `fetch()` until `done(result)` holds (the workers act asynchronously); fail after `wait` seconds."""
+    deadline = time.monotonic() + wait
+    while True:
+        result = fetch()
+        if done(result):
+            return result
+        assert time.monotonic() < deadline, f"still not there after {wait} s: {result}"
+        time.sleep(0.25)
 
 
 def _quarter(day: date) -> str:
@@ -92,3 +106,65 @@ def test_counter_proposal_accepted_then_late_deliveries_and_a_dispute_lower_the_
     factors = {factor["code"]: factor for factor in risk["factors"]}
     assert "open_disputes" in factors and factors["open_disputes"]["plugin"] == "builtin.partner_risk"
     assert risk["score"] >= factors["open_disputes"]["weight"] and not risk["degraded"]
+
+    _terminate_for_late_deliveries(suite, buyer, partner, contract, portal)
+
+
+def _terminate_for_late_deliveries(suite, buyer: Client, partner: dict, contract: dict, portal: Client) -> None:
+    manager = Client(suite.gateway_url, suite.create_key(scopes="termination:read,termination:manage",
+                                                         name="e2e-termination-manager"))
+    operator = Client(suite.gateway_url, suite.create_key(scopes="termination:read,termination:decide",
+                                                          name="e2e-termination-operator"))
+    policies = "/api/v1/termination/partners/policies"
+    # Two of the partner's four deliveries were late: judged from four deliveries on, it is flagged (high).
+    policy = {"code": "late_deliveries", "enabled": False, "parameters": {"min_deliveries": 4, "strategy": "terminate"}}
+    created = manager.post(policies, json=policy)
+    if created.status_code == 409:  # another test of this suite made the code's policy: tune that one
+        created = manager.patch(f"{policies}/{created.json()['policy_id']}", json={
+            "enabled": False, "parameters": policy["parameters"]}, headers={"If-Match": "*"})
+    assert created.status_code in (200, 201), created.text
+    policy = created.json()
+
+    started = manager.post("/api/v1/termination/partners/simulations", json={"codes": ["late_deliveries"]})
+    assert started.status_code == 202, started.text
+    run_url = started.headers["Location"]
+    run = _eventually(lambda: _ok(manager.get(run_url)), lambda r: r["status"] in ("completed", "failed"))
+    assert run["status"] == "completed" and run["counts"]["by_finding"]["late_deliveries"] >= 1, run
+
+    def flagged_subjects():
+        listed, cursor = [], None
+        while True:
+            page = _ok(manager.get(f"{run_url}/subjects", params={"finding": "late_deliveries", "limit": 200,
+                                                                   **({"cursor": cursor} if cursor else {})}))
+            listed += page["items"]
+            if not (cursor := page["next_cursor"]):
+                return listed
+    ours = [s for s in flagged_subjects() if s["subject_id"] == partner["id"]]
+    assert len(ours) == 1 and ours[0]["strategy"] == "terminate" and ours[0]["severity"] == "high"
+    finding = ours[0]["findings"][0]
+    assert finding["code"] == "late_deliveries" and finding["plugin"] == "builtin.termination"
+    assert finding["evidence"]["deliveries"] == 4 and finding["evidence"]["late"] == 2, finding
+    # A simulation changes nothing: the partner is still active, still in its portal, and nothing is recommended.
+    assert _ok(buyer.get(f"/api/v1/partners/{partner['id']}"))["status"] != "terminated"
+    _ok(portal.get(f"/api/v1/partner-portal/contracts/{contract['id']}"))
+    recommendations = "/api/v1/termination/partners/recommendations"
+    mine = {"subject_id": partner["id"], "status": "open"}
+    assert not [r for r in _ok(manager.get(recommendations, params=mine))["items"] if r["strategy"] == "terminate"]
+
+    # Enabled, the policy is evaluated by the partners worker: the partner gets a recommendation to terminate.
+    url = f"{policies}/{policy['id']}"
+    _ok(manager.patch(url, json={"enabled": True}, headers={"If-Match": manager.get(url).headers["ETag"]}))
+    recommendation = _eventually(lambda: _ok(operator.get(recommendations, params=mine))["items"],
+                                 lambda items: any(r["strategy"] == "terminate" for r in items))[0]
+    assert "late_deliveries" in {f["code"] for f in recommendation["findings"]}
+
+    # A key that manages policies cannot decide; the operator accepts, and the relationship ends.
+    decide = f"{recommendations}/{recommendation['id']}/decision"
+    reason = {"decision": "accept", "reason": "Half the deliveries late this quarter; the supplier review agreed."}
+    assert manager.post(decide, json=reason).status_code == 403
+    decision = _ok(operator.post(decide, json=reason), 201)
+    assert decision["effect"] == "partner_terminated" and decision["findings"] == recommendation["findings"]
+    assert _ok(buyer.get(f"/api/v1/partners/{partner['id']}"))["status"] == "terminated"
+    refused = portal.get(f"/api/v1/partner-portal/contracts/{contract['id']}")
+    assert refused.status_code == 403 and refused.json()["partner_status"] == "terminated"
+    assert _ok(manager.get(recommendations + f"/{recommendation['id']}"))["status"] == "accepted"
