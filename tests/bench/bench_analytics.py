@@ -195,69 +195,69 @@ def hand_queries(p: Parameters, currency: str) -> dict[str, str]:
           ON x.contact_id = c.id
         GROUP BY c.id"""
     # Lifetime margin, first purchase, cost to serve, the newest purchase in any currency: what CLV needs.
-    lifetime = f"""
+    lifetime = """
         life AS (
           SELECT contact_id, count(*) AS n, min(occurred_at) AS first_at, sum(coalesce(margin, 0)) AS margin
-          FROM contact_purchases WHERE currency = '{{cur}}' AND occurred_at < %(t)s GROUP BY contact_id),
+          FROM contact_purchases WHERE currency = '{cur}' AND occurred_at < %(t)s GROUP BY contact_id),
         life_ret AS (
           SELECT contact_id, sum(coalesce(margin, 0)) AS margin
-          FROM contact_returns WHERE currency = '{{cur}}' AND occurred_at < %(t)s GROUP BY contact_id),
+          FROM contact_returns WHERE currency = '{cur}' AND occurred_at < %(t)s GROUP BY contact_id),
         any_last AS (
           SELECT contact_id, max(occurred_at) AS last_at FROM contact_purchases WHERE occurred_at < %(t)s
           GROUP BY contact_id),
         served AS (
-          SELECT contact_id, sum({{cost}}) AS cost FROM interactions WHERE occurred_at < %(t)s GROUP BY contact_id),
+          SELECT contact_id, sum({cost}) AS cost FROM interactions WHERE occurred_at < %(t)s GROUP BY contact_id),
         earlier AS (
           SELECT p.contact_id, bool_or(p.occurred_at >= %(t)s - interval '365 days') AS stayed
           FROM contact_purchases p JOIN contacts c ON c.id = p.contact_id
-          WHERE p.currency = '{{cur}}' AND p.occurred_at >= %(t)s - interval '730 days' AND p.occurred_at < %(t)s
+          WHERE p.currency = '{cur}' AND p.occurred_at >= %(t)s - interval '730 days' AND p.occurred_at < %(t)s
           GROUP BY p.contact_id
           HAVING bool_or(p.occurred_at < %(t)s - interval '365 days')),
         retention AS (
-          SELECT least(CASE WHEN count(*) = 0 THEN {{r0}}
-                            ELSE count(*) FILTER (WHERE stayed)::numeric / count(*) END, {{rmax}}) AS r
+          SELECT least(CASE WHEN count(*) = 0 THEN {r0}
+                            ELSE count(*) FILTER (WHERE stayed)::numeric / count(*) END, {rmax}) AS r
           FROM earlier),
         clv AS (
           SELECT c.id AS contact_id, life.margin - coalesce(life_ret.margin, 0) AS historical,
                  coalesce(served.cost, 0) AS cost,
-                 CASE WHEN any_last.last_at < %(t)s - interval '{{lapsed}} days' THEN 0
+                 CASE WHEN any_last.last_at < %(t)s - interval '{lapsed} days' THEN 0
                       ELSE (life.margin - coalesce(life_ret.margin, 0))
-                           / (greatest(extract(epoch FROM %(t)s - life.first_at) / 86400, {{tenure}}) / 365)
-                           * retention.r / (1 + {{d}} - retention.r) END AS predicted
+                           / (greatest(extract(epoch FROM %(t)s - life.first_at) / 86400, {tenure}) / 365)
+                           * retention.r / (1 + {d} - retention.r) END AS predicted
           FROM contacts c JOIN life ON life.contact_id = c.id
           LEFT JOIN life_ret ON life_ret.contact_id = c.id
           LEFT JOIN served ON served.contact_id = c.id
           LEFT JOIN any_last ON any_last.contact_id = c.id
           CROSS JOIN retention)"""
     sql = {
-        "base": f"""
+        "base": """
             CREATE TEMP TABLE hand_base AS
             WITH bought AS (
               SELECT contact_id,
-                     count(*) FILTER (WHERE currency = '{{cur}}' AND occurred_at >= %(t)s - interval '{{win}} days')
+                     count(*) FILTER (WHERE currency = '{cur}' AND occurred_at >= %(t)s - interval '{win} days')
                        AS n_window,
-                     coalesce(sum(amount) FILTER (WHERE currency = '{{cur}}'
-                                                  AND occurred_at >= %(t)s - interval '{{win}} days'), 0) AS revenue,
-                     coalesce(sum(coalesce(margin, 0)) FILTER (WHERE currency = '{{cur}}'
-                                                  AND occurred_at >= %(t)s - interval '{{win}} days'), 0) AS margin,
-                     count(*) FILTER (WHERE currency = '{{cur}}') AS n,
-                     coalesce(sum(amount) FILTER (WHERE currency = '{{cur}}'), 0) AS revenue_total,
-                     coalesce(sum(coalesce(margin, 0)) FILTER (WHERE currency = '{{cur}}'), 0) AS margin_total,
-                     min(occurred_at) FILTER (WHERE currency = '{{cur}}') AS first_at,
-                     max(occurred_at) FILTER (WHERE currency = '{{cur}}') AS last_at,
+                     coalesce(sum(amount) FILTER (WHERE currency = '{cur}'
+                                                  AND occurred_at >= %(t)s - interval '{win} days'), 0) AS revenue,
+                     coalesce(sum(coalesce(margin, 0)) FILTER (WHERE currency = '{cur}'
+                                                  AND occurred_at >= %(t)s - interval '{win} days'), 0) AS margin,
+                     count(*) FILTER (WHERE currency = '{cur}') AS n,
+                     coalesce(sum(amount) FILTER (WHERE currency = '{cur}'), 0) AS revenue_total,
+                     coalesce(sum(coalesce(margin, 0)) FILTER (WHERE currency = '{cur}'), 0) AS margin_total,
+                     min(occurred_at) FILTER (WHERE currency = '{cur}') AS first_at,
+                     max(occurred_at) FILTER (WHERE currency = '{cur}') AS last_at,
                      count(*) AS n_any, max(occurred_at) AS last_any
               FROM contact_purchases WHERE occurred_at < %(t)s GROUP BY contact_id),
             returned AS (
               SELECT contact_id,
-                     coalesce(sum(amount) FILTER (WHERE occurred_at >= %(t)s - interval '{{win}} days'), 0) AS revenue,
-                     coalesce(sum(coalesce(margin, 0)) FILTER (WHERE occurred_at >= %(t)s - interval '{{win}} days'),
+                     coalesce(sum(amount) FILTER (WHERE occurred_at >= %(t)s - interval '{win} days'), 0) AS revenue,
+                     coalesce(sum(coalesce(margin, 0)) FILTER (WHERE occurred_at >= %(t)s - interval '{win} days'),
                               0) AS margin,
                      sum(amount) AS revenue_total, sum(coalesce(margin, 0)) AS margin_total
-              FROM contact_returns WHERE currency = '{{cur}}' AND occurred_at < %(t)s GROUP BY contact_id),
+              FROM contact_returns WHERE currency = '{cur}' AND occurred_at < %(t)s GROUP BY contact_id),
             served AS (
               SELECT contact_id,
-                     coalesce(sum({{cost}}) FILTER (WHERE occurred_at >= %(t)s - interval '{{win}} days'), 0) AS cost,
-                     sum({{cost}}) AS cost_total
+                     coalesce(sum({cost}) FILTER (WHERE occurred_at >= %(t)s - interval '{win} days'), 0) AS cost,
+                     sum({cost}) AS cost_total
               FROM interactions WHERE occurred_at < %(t)s GROUP BY contact_id)
             SELECT c.id AS contact_id, coalesce(b.n_window, 0) AS purchases_window,
                    coalesce(b.revenue, 0) - coalesce(r.revenue, 0) AS revenue_window,

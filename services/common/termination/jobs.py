@@ -9,15 +9,14 @@ lets exactly one such request in however many workers ask. With no enabled polic
 from __future__ import annotations
 
 import logging
-import math
 import threading
-import time
 from datetime import datetime
 
 from sqlalchemy import select
 
 from services.common.db import is_database_unavailable, utcnow
 from services.common.runtime import Runtime
+from services.common.scheduled_jobs import ClaimingJob, schedule_slot
 
 from .adapter import TerminationKit
 from .models import EVALUATION
@@ -30,35 +29,16 @@ SCHEDULE_EVERY = 60.0  # seconds between looks at the schedule
 SCHEDULE_REQUESTER = "schedule"
 
 
-def schedule_slot(moment: datetime, interval: float) -> int:
-    """The schedule slot `moment` falls in: whole intervals since the epoch."""
-    return math.floor(moment.timestamp() / interval)
-
-
-class TerminationJob:
+class TerminationJob(ClaimingJob):
     """Claim a run, run it, look again; ask for the scheduled evaluation; survive failures."""
+
+    what, log = "a termination run", log
 
     def __init__(self, runtime: Runtime, kit: TerminationKit, *, poll_interval: float = POLL_INTERVAL,
                  schedule_every: float = SCHEDULE_EVERY, **runner_options):
+        super().__init__(poll_interval=poll_interval, schedule_every=schedule_every)
         self.runtime, self.kit = runtime, kit
         self.runner = RunRunner(runtime, kit, **runner_options)
-        self.poll_interval = poll_interval
-        self.schedule_every = schedule_every
-
-    def run(self, stop: threading.Event) -> None:
-        """Run simulations and evaluations until `stop` is set; a run under way stops after its current batch."""
-        next_check = time.monotonic()
-        while not stop.is_set():
-            if time.monotonic() >= next_check:
-                self._check_schedule()
-                next_check = time.monotonic() + self.schedule_every
-            try:
-                busy = self.run_once(stop)
-            except Exception:  # noqa: BLE001 - the database may be away; the next poll tries again
-                log.warning("claiming a termination run failed; trying again shortly", exc_info=True)
-                busy = False
-            if not busy:
-                stop.wait(max(0.0, min(self.poll_interval, next_check - time.monotonic())))
 
     def run_once(self, stop: threading.Event | None = None, *, on_batch: OnBatch | None = None) -> bool:
         """Claim one run and run it; False when none was waiting."""
@@ -95,12 +75,6 @@ class TerminationJob:
             return asked
         return request_evaluation(self.runtime, self.kit, schedule_slot=slot, trigger=SCHEDULE_TRIGGER,
                                   requested_by=SCHEDULE_REQUESTER)
-
-    def _check_schedule(self) -> None:
-        try:
-            self.check_schedule()
-        except Exception:  # noqa: BLE001 - the next minute tries again
-            log.warning("checking the termination schedule failed; trying again in a minute", exc_info=True)
 
     def _release(self, run_id) -> None:
         try:

@@ -9,9 +9,7 @@ exactly one such request in however many workers ask; the others find it there.
 from __future__ import annotations
 
 import logging
-import math
 import threading
-import time
 import uuid
 from datetime import datetime
 
@@ -19,6 +17,7 @@ from sqlalchemy import select
 
 from services.common.db import is_database_unavailable, utcnow
 from services.common.runtime import Runtime
+from services.common.scheduled_jobs import ClaimingJob, schedule_slot
 
 from ..models import AnalyticsRefresh
 from .refresh import LeaseLost, RefreshRunner
@@ -31,35 +30,16 @@ SCHEDULE_TRIGGER = "schedule"
 SCHEDULE_REQUESTER = "schedule"
 
 
-def schedule_slot(moment: datetime, interval: float) -> int:
-    """The schedule slot `moment` falls in: whole intervals since the epoch."""
-    return math.floor(moment.timestamp() / interval)
-
-
-class AnalyticsJob:
+class AnalyticsJob(ClaimingJob):
     """The worker's background job: claim a refresh, run it, look again; ask for scheduled ones; survive failures."""
+
+    what, log = "an analytics refresh", log
 
     def __init__(self, runtime: Runtime, *, poll_interval: float = POLL_INTERVAL,
                  schedule_every: float = SCHEDULE_EVERY, **runner_options):
+        super().__init__(poll_interval=poll_interval, schedule_every=schedule_every)
         self.runtime = runtime
         self.runner = RefreshRunner(runtime, **runner_options)
-        self.poll_interval = poll_interval
-        self.schedule_every = schedule_every
-
-    def run(self, stop: threading.Event) -> None:
-        """Run refreshes until `stop` is set; a refresh under way stops after its current step."""
-        next_check = time.monotonic()
-        while not stop.is_set():
-            if time.monotonic() >= next_check:
-                self._check_schedule()
-                next_check = time.monotonic() + self.schedule_every
-            try:
-                busy = self.run_once(stop)
-            except Exception:  # noqa: BLE001 - the database may be away; the next poll tries again
-                log.warning("claiming an analytics refresh failed; trying again shortly", exc_info=True)
-                busy = False
-            if not busy:
-                stop.wait(max(0.0, min(self.poll_interval, next_check - time.monotonic())))
 
     def run_once(self, stop: threading.Event | None = None) -> bool:
         """Claim one refresh and run it; False when none was waiting (or the database is unavailable)."""
@@ -102,12 +82,6 @@ class AnalyticsJob:
             return asked
         return self.runner.request(currency=currency, parameters=None, as_of=None,
                                    trigger=SCHEDULE_TRIGGER, requested_by=SCHEDULE_REQUESTER, schedule_slot=slot)
-
-    def _check_schedule(self) -> None:
-        try:
-            self.check_schedule()
-        except Exception:  # noqa: BLE001 - the next minute tries again
-            log.warning("checking the analytics schedule failed; trying again in a minute", exc_info=True)
 
     def _release(self, refresh_id: uuid.UUID) -> None:
         try:

@@ -1,0 +1,60 @@
+"""The loop of a worker job that claims queued work and asks for scheduled work (analytics refreshes,
+termination runs).
+
+No leader is needed for the schedule: every worker, every `schedule_every` seconds, asks for the work of the
+current slot (slot = floor(epoch seconds / interval)) and a unique key on the slot lets exactly one request in.
+"""
+from __future__ import annotations
+
+import logging
+import math
+import threading
+import time
+from datetime import datetime
+
+
+def schedule_slot(moment: datetime, interval: float) -> int:
+    """The schedule slot `moment` falls in: whole intervals since the epoch."""
+    return math.floor(moment.timestamp() / interval)
+
+
+class ClaimingJob:
+    """Claim queued work and run it until none is left, then wait; look at the schedule every `schedule_every`.
+
+    Subclasses give `run_once(stop) -> bool` (claim one piece and run it; False when none was waiting),
+    `check_schedule(now=None)` (ask for the current slot's work), `what` (for the logs) and `log`.
+    """
+
+    what = "work"
+    log = logging.getLogger("crm.worker")
+
+    def __init__(self, *, poll_interval: float, schedule_every: float):
+        self.poll_interval = poll_interval
+        self.schedule_every = schedule_every
+
+    def run(self, stop: threading.Event) -> None:
+        """Run queued work until `stop` is set; work under way stops at its next step."""
+        next_check = time.monotonic()
+        while not stop.is_set():
+            if time.monotonic() >= next_check:
+                self._check_schedule()
+                next_check = time.monotonic() + self.schedule_every
+            try:
+                busy = self.run_once(stop)
+            except Exception:  # noqa: BLE001 - the database may be away; the next poll tries again
+                self.log.warning("claiming %s failed; trying again shortly", self.what, exc_info=True)
+                busy = False
+            if not busy:
+                stop.wait(max(0.0, min(self.poll_interval, next_check - time.monotonic())))
+
+    def run_once(self, stop: threading.Event | None = None) -> bool:
+        raise NotImplementedError
+
+    def check_schedule(self, now: datetime | None = None):
+        raise NotImplementedError
+
+    def _check_schedule(self) -> None:
+        try:
+            self.check_schedule()
+        except Exception:  # noqa: BLE001 - the next look tries again
+            self.log.warning("checking the schedule of %s failed; trying again shortly", self.what, exc_info=True)
