@@ -13,11 +13,11 @@ from sqlalchemy.orm import Session
 
 from services.common.db import new_id, utcnow
 from services.common.pagination import paginate
-from services.common.problems import Conflict, NotFound
+from services.common.problems import Conflict
 from services.common.uow import UnitOfWork
 
 from .models import Contact, ContactFraudFlag
-from .tombstones import missing_contact
+from .tombstones import contact_row, missing_contact
 
 READ_SCOPE = "contacts:read"
 SORTS = {"flagged_at": ContactFraudFlag.flagged_at}
@@ -38,15 +38,7 @@ def _hold_contact(session: Session, contact_id: uuid.UUID) -> None:
 
 
 def _get(session: Session, contact_id: uuid.UUID, flag_id: uuid.UUID, *, lock: bool = False) -> ContactFraudFlag:
-    stmt = select(ContactFraudFlag).where(ContactFraudFlag.id == flag_id, ContactFraudFlag.contact_id == contact_id)
-    if lock:
-        stmt = stmt.with_for_update().execution_options(populate_existing=True)
-    flag = session.scalar(stmt)
-    if flag is None:
-        if session.scalar(select(Contact.seq).where(Contact.id == contact_id)) is None:
-            raise missing_contact(session, contact_id)
-        raise NotFound(f"Contact {contact_id} has no fraud flag {flag_id}.")
-    return flag
+    return contact_row(session, ContactFraudFlag, contact_id, flag_id, what="fraud flag", lock=lock)
 
 
 def flag_contact(uow: UnitOfWork, contact_id: uuid.UUID, data: Mapping, *, flagged_by: str) -> ContactFraudFlag:

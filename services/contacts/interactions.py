@@ -11,12 +11,12 @@ from sqlalchemy.orm import Session
 from services.common.db import new_id, utcnow
 from services.common.etags import NO_PRECONDITION, Precondition
 from services.common.pagination import paginate
-from services.common.problems import Conflict, NotFound, Unprocessable
+from services.common.problems import Conflict, Unprocessable
 from services.common.uow import UnitOfWork
 
 from . import timeline
 from .models import Contact, Interaction
-from .tombstones import missing_contact
+from .tombstones import contact_row, missing_contact
 
 # How far ahead of this server's clock an occurred_at may be: the caller's clock may run a little fast.
 FUTURE_SKEW = timedelta(minutes=5)
@@ -117,21 +117,8 @@ def _hold_contact(session: Session, contact_id: uuid.UUID) -> None:
         raise missing_contact(session, contact_id)
 
 
-def _missing(session: Session, contact_id: uuid.UUID, interaction_id: uuid.UUID) -> Exception:
-    # Only on the not-found path: which of the two ids is unknown.
-    if session.scalar(select(Contact.seq).where(Contact.id == contact_id)) is None:
-        return missing_contact(session, contact_id)
-    return NotFound(f"Contact {contact_id} has no interaction {interaction_id}.")
-
-
 def _get(session: Session, contact_id: uuid.UUID, interaction_id: uuid.UUID, *, lock: bool = False) -> Interaction:
-    stmt = select(Interaction).where(Interaction.id == interaction_id, Interaction.contact_id == contact_id)
-    if lock:
-        stmt = stmt.with_for_update().execution_options(populate_existing=True)
-    interaction = session.scalar(stmt)
-    if interaction is None:
-        raise _missing(session, contact_id, interaction_id)
-    return interaction
+    return contact_row(session, Interaction, contact_id, interaction_id, what="interaction", lock=lock)
 
 
 # -- use cases --------------------------------------------------------------------------------------------

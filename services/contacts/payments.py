@@ -18,11 +18,11 @@ from sqlalchemy.orm import Session
 from services.common.db import new_id, utcnow
 from services.common.etags import NO_PRECONDITION, Precondition
 from services.common.pagination import paginate
-from services.common.problems import Conflict, NotFound, Unprocessable
+from services.common.problems import Conflict, Unprocessable
 from services.common.uow import UnitOfWork
 
 from .models import Contact, ContactPayment
-from .tombstones import missing_contact
+from .tombstones import contact_row, missing_contact
 
 READ_SCOPE = "contacts:read"
 # No invoice of a living customer is older; it also keeps year-1 dates out of day arithmetic.
@@ -102,15 +102,7 @@ def _duplicate(invoice_reference: str) -> Conflict:
 
 
 def _get(session: Session, contact_id: uuid.UUID, payment_id: uuid.UUID, *, lock: bool = False) -> ContactPayment:
-    stmt = select(ContactPayment).where(ContactPayment.id == payment_id, ContactPayment.contact_id == contact_id)
-    if lock:
-        stmt = stmt.with_for_update().execution_options(populate_existing=True)
-    payment = session.scalar(stmt)
-    if payment is None:
-        if session.scalar(select(Contact.seq).where(Contact.id == contact_id)) is None:
-            raise missing_contact(session, contact_id)
-        raise NotFound(f"Contact {contact_id} has no payment {payment_id}.")
-    return payment
+    return contact_row(session, ContactPayment, contact_id, payment_id, what="payment", lock=lock)
 
 
 def late_condition(today: date):

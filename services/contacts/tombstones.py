@@ -11,7 +11,7 @@ from sqlalchemy.orm import Session
 
 from services.common.problems import Moved, NotFound, Problem
 
-from .models import ContactMerge, Erasure
+from .models import Contact, ContactMerge, Erasure
 
 # -- merged ids (merges.py) -----------------------------------------------------------------------------------
 
@@ -73,3 +73,17 @@ def missing_contact(session: Session, contact_id: uuid.UUID) -> Exception:
     if erasure_id is not None:
         return erased_contact(contact_id, erasure_id)
     return NotFound(f"No contact with id {contact_id}.")
+
+
+def contact_row(session: Session, model, contact_id: uuid.UUID, row_id: uuid.UUID, *, what: str, lock: bool = False):
+    """One row of a contact's own table (`model` with `id` and `contact_id`: interactions, payments, fraud flags),
+    locked FOR UPDATE with `lock`; the 404/301/410 for the contact, or a 404 naming `what` it has no such row."""
+    stmt = select(model).where(model.id == row_id, model.contact_id == contact_id)
+    if lock:
+        stmt = stmt.with_for_update().execution_options(populate_existing=True)
+    row = session.scalar(stmt)
+    if row is None:  # only on the not-found path: which of the two ids is unknown
+        if session.scalar(select(Contact.seq).where(Contact.id == contact_id)) is None:
+            raise missing_contact(session, contact_id)
+        raise NotFound(f"Contact {contact_id} has no {what} {row_id}.")
+    return row
