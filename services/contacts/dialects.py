@@ -8,8 +8,8 @@ from __future__ import annotations
 
 from collections.abc import Mapping, Sequence
 
-from sqlalchemy import (BigInteger, Float, String, and_, cast, exists, func, literal, literal_column, select, true,
-                        type_coerce)
+from sqlalchemy import (BigInteger, Float, Integer, String, and_, cast, exists, func, literal, literal_column, select,
+                        true, type_coerce)
 from sqlalchemy.dialects.postgresql import JSONB
 from sqlalchemy.ext.compiler import compiles
 from sqlalchemy.sql.expression import ColumnElement, FunctionElement
@@ -155,6 +155,26 @@ def _money_units_sum_postgresql(element, compiler, **kw):
 @compiles(money_units_sum)
 def _money_units_sum_other(element, compiler, **kw):
     return compiler.process(element.other, **kw)
+
+
+class days_between(FunctionElement):
+    """`later` - `earlier` in whole days, two DATE values."""
+
+    type = Integer()
+    name = "days_between"
+    inherit_cache = True
+
+
+@compiles(days_between, "postgresql")
+def _days_between_postgresql(element, compiler, **kw):
+    later, earlier = (compiler.process(clause, **kw) for clause in element.clauses)
+    return f"({later} - {earlier})"
+
+
+@compiles(days_between)
+def _days_between_other(element, compiler, **kw):
+    later, earlier = (compiler.process(clause, **kw) for clause in element.clauses)
+    return f"CAST(julianday({later}) - julianday({earlier}) AS INTEGER)"
 
 
 class seconds_between(FunctionElement):

@@ -24,17 +24,15 @@ from crm_plugins.types import (
     PaymentSummary,
     TerminationSubject,
 )
-from sqlalchemy import Date, Integer, and_, case, func, literal, or_, select
-from sqlalchemy.ext.compiler import compiles
+from sqlalchemy import Date, and_, case, func, literal, or_, select
 from sqlalchemy.orm import Session
-from sqlalchemy.sql.functions import FunctionElement
 
 from services.common.db import utcnow
 from services.common.settings import Settings
 from services.common.uow import UnitOfWork
 
 from .analytics.snapshots import current_refresh_id, money
-from .dialects import money_units_sum
+from .dialects import days_between, money_units_sum
 from .interactions import COMPLAINT, OPEN
 from .models import (
     AnalyticsRefresh,
@@ -51,26 +49,6 @@ from .tombstones import missing_contact
 ACTIVE, TERMINATED = "active", "terminated"
 CONTACT_TERMINATED = "contact_terminated"
 CONTACT_ALREADY_TERMINATED = "contact_already_terminated"
-
-
-class days_between(FunctionElement):
-    """`later` - `earlier` in whole days, two DATE values."""
-
-    type = Integer()
-    name = "days_between"
-    inherit_cache = True
-
-
-@compiles(days_between, "postgresql")
-def _days_between_postgresql(element, compiler, **kw):
-    later, earlier = (compiler.process(clause, **kw) for clause in element.clauses)
-    return f"({later} - {earlier})"
-
-
-@compiles(days_between)
-def _days_between_other(element, compiler, **kw):
-    later, earlier = (compiler.process(clause, **kw) for clause in element.clauses)
-    return f"CAST(julianday({later}) - julianday({earlier}) AS INTEGER)"
 
 
 # -- the adapter's functions ------------------------------------------------------------------------------------
