@@ -18,7 +18,7 @@ from .filters import checked_filters, contacts_statement
 from .models import Contact
 
 CONTACT_COLUMNS = ("id", "email", "first_name", "last_name", "company", "job_title", "phone", "account_id", "tags",
-                   "attributes", "origin_lead_id", "created_at", "updated_at", "version")
+                   "attributes", "origin_lead_id", "status", "terminated_at", "created_at", "updated_at", "version")
 # The contact's measures in the base currency's current analytics snapshot (empty without one), as on its record.
 MEASURE_COLUMNS = tuple(CONTACT_MEASURES)
 COLUMNS = CONTACT_COLUMNS + MEASURE_COLUMNS
@@ -43,7 +43,7 @@ def _cells(row) -> list[str]:
             cells.append(neutralise(TAG_SEPARATOR.join(value)))
         elif name == "attributes":
             cells.append(json.dumps(value, ensure_ascii=False, sort_keys=True) if value else "")
-        elif name in ("created_at", "updated_at"):
+        elif name in ("created_at", "updated_at", "terminated_at"):
             cells.append(value.isoformat())
         elif name in _MONEY_COLUMNS:
             cells.append(format(money(value), "f"))  # a number we wrote, never a formula: no `'` before a minus

@@ -46,6 +46,7 @@ def test_the_export_has_every_column_oldest_first_with_formulas_neutralised(clie
     rows = _csv(client.get(EXPORT_URL, headers=EXPORTER))
     assert [row["id"] for row in rows] == [ann["id"], bob["id"]]
     first, second = rows
+    assert (first["status"], first["terminated_at"]) == ("active", "")
     assert (first["email"], first["first_name"], first["last_name"], first["company"], first["phone"]) == \
         ("ann@example.com", "'=HYPERLINK(\"http://evil\")", "Lee, Jr.", "Acme; \"Quoted\"", "'+1 555 0100")
     assert (first["tags"], first["attributes"]) == ("b2b;vip", '{"since": "2020-01-01", "tier": "gold"}')
