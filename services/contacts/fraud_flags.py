@@ -1,7 +1,8 @@
 """Fraud flags on a contact: a suspicion recorded with a code and a reason, active until cleared with a reason.
 
 What the fraud termination policy reads (termination_history.py: the flags active at `as_of`). Recording and
-clearing each publish `crm.contact.flagged` (`cleared` false, then true); the reasons stay in this service.
+clearing each publish `crm.contact.flagged` (`cleared` false, then true); the reasons stay in this service,
+where the flag's `fraud_flag` entry on the contact's timeline shows them (rewritten when it is cleared).
 """
 from __future__ import annotations
 
@@ -16,6 +17,7 @@ from services.common.pagination import paginate
 from services.common.problems import Conflict
 from services.common.uow import UnitOfWork
 
+from . import timeline
 from .models import Contact, ContactFraudFlag
 from .tombstones import contact_row, missing_contact
 
@@ -28,6 +30,18 @@ def event_data(flag: ContactFraudFlag) -> dict:
     cleared = flag.cleared_at is not None
     return {"flag_id": flag.id, "contact_id": flag.contact_id, "code": flag.code, "cleared": cleared,
             "occurred_at": flag.cleared_at if cleared else flag.flagged_at}
+
+
+def timeline_entry(flag: ContactFraudFlag) -> dict:
+    """The flag's `fraud_flag` row in the timeline, keyed by its id: active with its reason, or cleared and why."""
+    cleared = flag.cleared_at is not None
+    summary = (f"Fraud flag {flag.code} cleared: {flag.clear_reason}" if cleared
+               else f"Fraud flag {flag.code}: {flag.reason}")
+    data = {"flag_id": str(flag.id), "code": flag.code, "status": "cleared" if cleared else "active",
+            "reason": flag.reason, "cleared_at": flag.cleared_at.isoformat() if cleared else None,
+            "clear_reason": flag.clear_reason}
+    return timeline.entry(id=flag.id, kind="fraud_flag", occurred_at=flag.flagged_at, source=timeline.CONTACTS,
+                          contact_id=flag.contact_id, summary=summary, data=data)
 
 
 def _hold_contact(session: Session, contact_id: uuid.UUID) -> None:
@@ -49,6 +63,7 @@ def flag_contact(uow: UnitOfWork, contact_id: uuid.UUID, data: Mapping, *, flagg
         flag = ContactFraudFlag(id=new_id(), contact_id=contact_id, code=data["code"], reason=data["reason"],
                                 flagged_by=flagged_by, flagged_at=utcnow())
         session.add(flag)
+        timeline.add_entries(session, [timeline_entry(flag)])
         uow.add_event("crm.contact.flagged", event_data(flag), subject=contact_id)
         uow.commit()
         return flag
@@ -85,6 +100,7 @@ def clear_flag(uow: UnitOfWork, contact_id: uuid.UUID, flag_id: uuid.UUID, *, re
             raise Conflict(f"Fraud flag {flag_id} was already cleared.", cleared_at=flag.cleared_at.isoformat()
                            ).for_readers(READ_SCOPE, otherwise="This fraud flag cannot be cleared.")
         flag.cleared_at, flag.cleared_by, flag.clear_reason = utcnow(), cleared_by, reason
+        timeline.refresh_entry(session, timeline_entry(flag))
         uow.add_event("crm.contact.flagged", event_data(flag), subject=contact_id)
         uow.commit()
         return flag

@@ -30,6 +30,7 @@ from .models import (
     ContactPurchaseSummary,
     CustomerAnalytics,
     SegmentMember,
+    TimelineEntry,
 )
 from .purchase_facts import TOTALS, Spend, locked_summary
 from .tombstones import missing_contact
@@ -148,12 +149,16 @@ def _repoint(session, survivor_id: uuid.UUID, merged_id: uuid.UUID) -> dict[str,
 def _move_payments(session, survivor_id: uuid.UUID, merged_id: uuid.UUID, *, dry_run: bool = False) -> int:
     """Move (or with `dry_run` count) the merged contact's payments to the survivor; the rows moved.
 
-    One invoice per contact: an invoice both have is one invoice recorded twice, and the survivor's row stays.
+    One invoice per contact: an invoice both have is one invoice recorded twice, and the survivor's row stays;
+    the dropped row's timeline entry (keyed by its id) goes with it.
     """
     p = ContactPayment
     on_both = p.invoice_reference.in_(select(p.invoice_reference).where(p.contact_id == survivor_id))
     if dry_run:
         return session.scalar(select(func.count()).select_from(p).where(p.contact_id == merged_id, ~on_both))
+    dropped = select(p.id).where(p.contact_id == merged_id, on_both)
+    entries = TimelineEntry.__table__
+    session.execute(delete(entries).where(entries.c.id.in_(dropped)))
     session.execute(delete(p).where(p.contact_id == merged_id, on_both))
     return session.execute(update(p).where(p.contact_id == merged_id).values(contact_id=survivor_id)).rowcount
 

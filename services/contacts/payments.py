@@ -2,7 +2,8 @@
 
 What the chronic-late-payer policy reads (termination_history.py). An invoice is recorded once per contact
 (its reference is the key); its payment date may come with it or later (PATCH). `crm.payment.recorded` is
-published when an invoice is recorded and whenever its payment date is set.
+published when an invoice is recorded and whenever its payment date is set. Each invoice has one `payment`
+entry on the contact's timeline (keyed by the payment's id), rewritten when its payment date changes.
 """
 from __future__ import annotations
 
@@ -21,6 +22,7 @@ from services.common.pagination import paginate
 from services.common.problems import Conflict, Unprocessable
 from services.common.uow import UnitOfWork
 
+from . import timeline
 from .models import Contact, ContactPayment
 from .tombstones import contact_row, missing_contact
 
@@ -30,6 +32,7 @@ EARLIEST = date(1900, 1, 1)
 # A payment date is a calendar day where the payer is: up to a day ahead of this server's UTC date.
 PAID_AHEAD = timedelta(days=1)
 _FOUR_PLACES = Decimal("0.0001")
+_CENTS = Decimal("0.01")
 SORTS = {"due_on": ContactPayment.due_on, "created_at": ContactPayment.created_at}
 
 
@@ -86,6 +89,33 @@ def event_data(payment: ContactPayment) -> dict:
             "due_on": payment.due_on, "paid_on": payment.paid_on, "occurred_at": payment.updated_at}
 
 
+def _amount(amount: Decimal) -> str:
+    """An amount for people: 120.5000 -> "120.50"; places beyond the cents only when they are not zeros."""
+    cents = amount.quantize(_CENTS)
+    return format(cents if cents == amount else amount.normalize(), "f")
+
+
+def timeline_summary(payment: ContactPayment) -> str:
+    """The timeline's line, e.g. "Invoice INV-1: 120.00 EUR due 2026-01-31, paid 2026-02-10 (10 days late)"."""
+    invoice = f"Invoice {payment.invoice_reference}: {_amount(payment.amount)} {payment.currency} due {payment.due_on}"
+    if payment.paid_on is None:
+        return f"{invoice}, unpaid"  # how late it is grows every day: the list's days_late says it
+    late = days_late(payment.due_on, payment.paid_on, today=payment.paid_on)
+    when = f"{late} day{'s' if late != 1 else ''} late" if late > 0 else "on time"
+    return f"{invoice}, paid {payment.paid_on} ({when})"
+
+
+def timeline_entry(payment: ContactPayment) -> dict:
+    """The invoice's `payment` row in the timeline, keyed by the payment's id; it happened when it was recorded."""
+    paid = payment.paid_on is not None
+    data = {"payment_id": str(payment.id), "invoice_reference": payment.invoice_reference,
+            "amount": format(payment.amount.quantize(_FOUR_PLACES), "f"), "currency": payment.currency,
+            "due_on": payment.due_on.isoformat(), "paid_on": payment.paid_on.isoformat() if paid else None,
+            "days_late": days_late(payment.due_on, payment.paid_on, today=payment.paid_on) if paid else None}
+    return timeline.entry(id=payment.id, kind="payment", occurred_at=payment.created_at, source=timeline.CONTACTS,
+                          contact_id=payment.contact_id, summary=timeline_summary(payment), data=data)
+
+
 # -- queries ----------------------------------------------------------------------------------------------
 
 def _hold_contact(session: Session, contact_id: uuid.UUID) -> None:
@@ -134,6 +164,7 @@ def record_payment(uow: UnitOfWork, contact_id: uuid.UUID, data: Mapping, *, rec
             session.flush()
         except IntegrityError:  # the same invoice recorded at the same moment by another request
             raise _duplicate(reference) from None
+        timeline.add_entries(session, [timeline_entry(payment)])
         uow.add_event("crm.payment.recorded", event_data(payment), subject=contact_id)
         uow.commit()
         return payment
@@ -174,6 +205,7 @@ def update_payment(uow: UnitOfWork, contact_id: uuid.UUID, payment_id: uuid.UUID
         payment.paid_on, payment.updated_at = paid_on, utcnow()
         payment.version += 1
         session.flush()
+        timeline.refresh_entry(session, timeline_entry(payment))
         if paid_on is not None:
             uow.add_event("crm.payment.recorded", event_data(payment), subject=contact_id)
         uow.commit()

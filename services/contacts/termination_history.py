@@ -31,6 +31,7 @@ from services.common.db import utcnow
 from services.common.settings import Settings
 from services.common.uow import UnitOfWork
 
+from . import timeline
 from .analytics.snapshots import current_refresh_id, money
 from .dialects import days_between, money_units_sum
 from .interactions import COMPLAINT, OPEN
@@ -103,7 +104,8 @@ def customer_histories(session: Session, ids: Sequence[uuid.UUID], as_of: dateti
 
 def terminate_contact(uow: UnitOfWork, contact_id: uuid.UUID, *, recommendation_id: uuid.UUID,
                       decision_id: uuid.UUID, reason: str) -> str:
-    """Mark the contact `terminated` and record crm.contact.terminated, in the caller's unit of work.
+    """Mark the contact `terminated`, record crm.contact.terminated and a `terminated` timeline entry (keyed by
+    the decision), in the caller's unit of work.
 
     Already terminated: nothing changes and no second event is recorded (`contact_already_terminated`).
     404 (or 410 for a merged or erased id) when there is no such contact.
@@ -119,6 +121,10 @@ def terminate_contact(uow: UnitOfWork, contact_id: uuid.UUID, *, recommendation_
         now = utcnow()
         contact.status, contact.terminated_at, contact.updated_at = TERMINATED, now, now
         contact.version += 1
+        timeline.add_entries(session, [timeline.entry(
+            id=decision_id, kind="terminated", occurred_at=now, source=timeline.CONTACTS, contact_id=contact_id,
+            summary=f"Relationship ended by a termination decision: {reason}",
+            data={"recommendation_id": str(recommendation_id), "decision_id": str(decision_id), "reason": reason})])
         uow.add_event("crm.contact.terminated", {
             "contact_id": contact_id, "recommendation_id": recommendation_id, "decision_id": decision_id,
             "reason": reason, "occurred_at": now}, subject=contact_id)

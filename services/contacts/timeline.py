@@ -1,9 +1,10 @@
 """The customer 360: one newest-first stream of everything that happened to a person, across the suite.
 
-Contacts keeps it as a projection (`timeline_entries`): its own records (interactions, feedback, consent) add
-their entry in the same transaction; other services' events add theirs in the consumer (handlers.py), built
-here by `from_event`. Lead events arrive before the lead has a contact: they carry the lead id only and join
-the person's stream through `contact_leads`, which every conversion fills (`link_leads`).
+Contacts keeps it as a projection (`timeline_entries`): its own records (interactions, feedback, consent,
+invoice payments, fraud flags, a termination) add their entry in the same transaction; other services' events
+add theirs in the consumer (handlers.py), built here by `from_event`. Lead events arrive before the lead has a
+contact: they carry the lead id only and join the person's stream through `contact_leads`, which every
+conversion fills (`link_leads`).
 """
 from __future__ import annotations
 
@@ -27,7 +28,7 @@ from .tombstones import missing_contact, survivors
 # Every kind the stream shows (filter with ?kind=); docs/api-contacts.md says what each holds.
 KINDS = ("interaction", "complaint", "lead_created", "lead_touched", "lead_converted", "purchase",
          "purchase_returned", "points_earned", "points_redeemed", "points_adjusted", "points_reclaimed", "enrolled",
-         "tier_changed", "offer_sent", "feedback", "consent")
+         "tier_changed", "offer_sent", "feedback", "consent", "payment", "fraud_flag", "terminated")
 SUMMARY_MAX = 500
 SOURCE_MAX = 40
 CONTACTS = "contacts"  # the source of the entries this service records itself

@@ -27,6 +27,7 @@ from services.contacts.models import (
     InboxEntry,
     Interaction,
     OutboxMessage,
+    TimelineEntry,
 )
 
 pytestmark = pytest.mark.integration
@@ -171,6 +172,11 @@ def test_only_active_customers_are_eligible_in_seq_order_and_terminating_one_hap
         events = list(s.scalars(select(OutboxMessage).where(OutboxMessage.event_type == "crm.contact.terminated")))
         assert len(events) == 1, "terminating twice records one event"
         assert [c for _s, c in history.eligible_customers(s, None, 10)] == [ids["bob"]]
+        entries = list(s.scalars(select(TimelineEntry).where(TimelineEntry.kind == "terminated")))
+    assert [(e.id, e.contact_id, e.source) for e in entries] == [(decision, ids["ann"], "contacts")], "once"
+    assert entries[0].data == {"recommendation_id": str(recommendation), "decision_id": str(decision),
+                               "reason": "Serial complainer"}
+    assert entries[0].summary.endswith(": Serial complainer") and entries[0].occurred_at == ann.terminated_at
     data = json.loads(events[0].payload)["data"]
     assert data["contact_id"] == str(ids["ann"]) and data["recommendation_id"] == str(recommendation)
     assert (data["decision_id"], data["reason"]) == (str(decision), "Serial complainer")

@@ -29,6 +29,12 @@ def _problem(response, status: int) -> dict:
     return response.json
 
 
+def _timeline(client, headers, contact_id: str, kind: str) -> list[dict]:
+    response = client.get(f"{BASE}/{contact_id}/timeline?kind={kind}", headers=headers)
+    assert response.status_code == 200, response.json
+    return response.json["items"]
+
+
 def _contact(client, headers, email="ann@example.com") -> str:
     response = client.post(BASE, json={"email": email}, headers=headers)
     assert response.status_code == 201, response.json
@@ -81,6 +87,15 @@ def test_an_invoice_is_recorded_once_listed_by_lateness_and_paid_later(client, r
     assert events[0]["amount"] == "120.5000" and events[0]["due_on"] == _day(-30)
     assert all(e["contact_id"] == contact_id for e in events)
 
+    entries = _timeline(client, rw_headers, contact_id, "payment")
+    assert {e["id"]: e["summary"] for e in entries} == {
+        body["id"]: f"Invoice INV-1: 120.50 EUR due {_day(-30)}, paid {_day(-25)} (5 days late)",
+        early["id"]: f"Invoice INV-2: 120.50 EUR due {_day(-30)}, paid {_day(-31)} (on time)",
+        replayed[0].json["id"]: f"Invoice INV-3: 120.50 EUR due {_day(-30)}, unpaid"}, "one entry each, refreshed"
+    assert {k: entries[-1]["data"][k] for k in ("invoice_reference", "amount", "paid_on", "days_late")} == {
+        "invoice_reference": "INV-1", "amount": "120.5000", "paid_on": _day(-25), "days_late": 5}
+    assert (entries[-1]["source"], entries[-1]["contact_id"]) == ("contacts", contact_id)
+
 
 def test_invalid_payments_and_flags_are_422s_naming_the_fields(client, rw_headers, contact_id, store):
     cases = [
@@ -126,6 +141,14 @@ def test_a_flag_is_active_until_cleared_once_with_a_reason(client, rw_headers, c
     assert [(e["flag_id"], e["code"], e["cleared"]) for e in events] == [
         (flag["id"], "chargeback", False), (other["id"], "stolen_card", False), (flag["id"], "chargeback", True)]
     assert "reason" not in events[0], "the reasons stay in the contacts service"
+    entries = {e["id"]: e for e in _timeline(client, rw_headers, contact_id, "fraud_flag")}
+    assert {i: e["summary"] for i, e in entries.items()} == {
+        flag["id"]: "Fraud flag chargeback cleared: The bank confirmed the charges",
+        other["id"]: "Fraud flag stolen_card: Card reported"}, "one entry per flag, refreshed when cleared"
+    cleared_data = entries[flag["id"]]["data"]
+    assert (cleared_data["status"], cleared_data["reason"], cleared_data["clear_reason"]) == (
+        "cleared", "Two charges disputed", "The bank confirmed the charges")
+    assert (entries[other["id"]]["data"]["status"], entries[other["id"]]["data"]["cleared_at"]) == ("active", None)
 
 
 def test_unknown_contacts_payments_and_flags_are_404s(client, rw_headers, contact_id):
@@ -174,3 +197,5 @@ def test_a_merge_moves_payments_and_flags_keeping_the_survivors_copy_of_a_shared
     assert sorted((p["invoice_reference"], p["amount"]) for p in payments) == [("INV-1", "10.0000"),
                                                                                ("INV-2", "20.0000")]
     assert len(client.get(f"{BASE}/{survivor}/fraud-flags", headers=rw_headers).json["items"]) == 1
+    assert sorted(e["summary"].split(" due ")[0] for e in _timeline(client, rw_headers, survivor, "payment")) == [
+        "Invoice INV-1: 10.00 EUR", "Invoice INV-2: 20.00 EUR"], "the dropped copy's entry goes with it"
