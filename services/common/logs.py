@@ -13,6 +13,7 @@ import os
 import queue
 import sys
 import threading
+import time
 from datetime import datetime, timezone
 from logging.handlers import QueueHandler, QueueListener
 
@@ -77,8 +78,23 @@ class _BufferingHandler(QueueHandler):
             self.dropped += 1
 
 
+# Once the queue is empty the listener waits this long before looking again, so the records of a busy process
+# are written a few at a time; only an idle queue blocks it (and the next record wakes it at once). Waking the
+# thread for every record cost more CPU than formatting and writing it (~60 µs of a GET's ~750 µs).
+DRAIN_PAUSE_SECONDS = 0.01
+
+
 class _Listener(QueueListener):
     """Writes queued records on its own thread; answers flush markers once what precedes them is written."""
+
+    def dequeue(self, block: bool) -> logging.LogRecord:
+        try:
+            return self.queue.get_nowait()
+        except queue.Empty:
+            if not block:
+                raise
+        time.sleep(DRAIN_PAUSE_SECONDS)
+        return self.queue.get(block)
 
     def handle(self, record: logging.LogRecord) -> None:
         done = getattr(record, "_crm_flush", None)
