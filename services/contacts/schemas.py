@@ -6,7 +6,7 @@ from marshmallow import RAISE, Schema, ValidationError, fields, post_load, pre_l
 from services.common.catalog import CONSENT_CHANNELS, CONSENT_PURPOSES
 from services.common.emails import validate_email
 from services.common.pagination import PageArgs, sort_field
-from services.common.schemas import PHONE, Trimmed, TrimmedEmail
+from services.common.schemas import PHONE, DictDump, Trimmed, TrimmedEmail
 
 from .analytics.contact_measures import FILTER_VOCABULARY
 from .attributes import DEFINITIONS_MAX, at_most_definitions, attribute_filter_args, without_attribute_filters
@@ -100,7 +100,7 @@ class ContactQuerySchema(PageArgs):
         return {**data, "attr": attr} if attr else data
 
 
-class ContactSchema(Schema):
+class ContactSchema(DictDump):
     id = fields.UUID()
     email = fields.String()
     first_name = fields.String(allow_none=True)
@@ -132,7 +132,7 @@ def _money(description: str) -> fields.Decimal:
     return fields.Decimal(as_string=True, places=MONEY_PLACES, metadata={"description": description})
 
 
-class SpendSchema(Schema):
+class SpendSchema(DictDump):
     currency = fields.String(metadata={"description": "ISO 4217 code."})
     amount = _money("The exact total of the purchases (gross: returns not taken off), e.g. \"123.4500\".")
     count = fields.Integer(metadata={"description": "Purchases in this currency."})
@@ -143,7 +143,7 @@ class SpendSchema(Schema):
     discount = _money("The purchases' discounts.")
 
 
-class PurchasesSchema(Schema):
+class PurchasesSchema(DictDump):
     count = fields.Integer(metadata={"description": "Purchases counted, in every currency."})
     first_purchase_at = fields.AwareDateTime(allow_none=True)
     last_purchase_at = fields.AwareDateTime(allow_none=True)
@@ -155,7 +155,7 @@ def _nullable_money(description: str) -> fields.Decimal:
     return fields.Decimal(as_string=True, places=MONEY_PLACES, allow_none=True, metadata={"description": description})
 
 
-class ContactAnalyticsSchema(Schema):
+class ContactAnalyticsSchema(DictDump):
     currency = fields.String(metadata={"description": "The snapshot's currency: the base currency."})
     snapshot_id = fields.UUID(metadata={"description": "The refresh that computed these measures."})
     as_of = fields.AwareDateTime(metadata={"description": "The instant the measures describe."})
