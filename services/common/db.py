@@ -2,10 +2,8 @@
 from __future__ import annotations
 
 import uuid
-from collections.abc import Sequence
 from datetime import datetime, timezone
 from pathlib import Path
-from types import SimpleNamespace
 
 import psycopg
 from sqlalchemy import JSON, BigInteger, DateTime, Index, Integer, String, Text, create_engine, event, text, types
@@ -128,56 +126,6 @@ def _sqlite_begin(connection):
     connection.exec_driver_sql("BEGIN IMMEDIATE")
 
 
-_ROWS = (psycopg.pq.ExecStatus.TUPLES_OK, psycopg.pq.ExecStatus.SINGLE_TUPLE, psycopg.pq.ExecStatus.TUPLES_CHUNK)
-
-
-class _Description(Sequence):
-    """A result's `cursor.description`, its `Column`s made on first use.
-
-    SQLAlchemy reads the description of every result but, once a statement's result metadata is cached (every
-    statement after its first run), only to see that there is one. psycopg makes a Column per column on each
-    read: ~0.75 µs each, 33 µs for the 44 columns of a contact's record. The result, encoding and adapters are
-    taken when the description is read, so a later statement on the cursor does not change it.
-    """
-
-    __slots__ = ("_source", "_count", "_columns")
-
-    def __init__(self, cursor: psycopg.Cursor, result):
-        self._source = SimpleNamespace(pgresult=result, _encoding=cursor._encoding, adapters=cursor.adapters)
-        self._count = result.nfields
-        self._columns = None
-
-    def _made(self) -> list:
-        if self._columns is None:
-            self._columns = [psycopg.Column(self._source, index) for index in range(self._count)]
-        return self._columns
-
-    def __len__(self) -> int:
-        return self._count
-
-    def __getitem__(self, index):
-        return self._made()[index]
-
-    def __iter__(self):
-        return iter(self._made())
-
-    def __repr__(self) -> str:
-        return repr(self._made())
-
-
-class _Cursor(psycopg.Cursor):
-    """psycopg's cursor with a description made on first use (`_Description`); otherwise the same."""
-
-    __slots__ = ()
-
-    @property
-    def description(self) -> _Description | None:
-        result = self.pgresult  # the same test as psycopg's own property
-        if result and (result.nfields or result.status in _ROWS):
-            return _Description(self, result)
-        return None
-
-
 def make_engine(url: str, *, pool_size: int = 10) -> Engine:
     """An engine for a service database: PostgreSQL via psycopg 3, or a SQLite file in WAL mode."""
     if url.startswith("postgresql://"):
@@ -190,8 +138,7 @@ def make_engine(url: str, *, pool_size: int = 10) -> Engine:
         event.listen(engine, "connect", _sqlite_pragmas)
         event.listen(engine, "begin", _sqlite_begin)
         return engine
-    engine = create_engine(url, pool_size=pool_size, max_overflow=pool_size, pool_recycle=POOL_RECYCLE_SECONDS,
-                           connect_args={"cursor_factory": _Cursor})
+    engine = create_engine(url, pool_size=pool_size, max_overflow=pool_size, pool_recycle=POOL_RECYCLE_SECONDS)
     event.listen(engine, "before_cursor_execute", _refuse_writes)
     return engine
 
