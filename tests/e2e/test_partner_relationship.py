@@ -9,7 +9,6 @@ partner, and its portal key is refused from then on.
 """
 from __future__ import annotations
 
-import time
 import uuid
 from datetime import date, timedelta
 from decimal import Decimal
@@ -17,6 +16,7 @@ from decimal import Decimal
 import pytest
 
 from tests.support.fixtures import Client
+from tests.support.suite import wait_until
 
 pytestmark = pytest.mark.e2e
 
@@ -31,17 +31,6 @@ def _ok(response, status: int = 200) -> dict:
     return response.json()
 
 
-def _eventually(fetch, done, *, wait: float = 60.0):
-    """Poll `fetch()` until `done(result)` holds (the workers act asynchronously); fail after `wait` seconds."""
-    deadline = time.monotonic() + wait
-    while True:
-        result = fetch()
-        if done(result):
-            return result
-        assert time.monotonic() < deadline, f"still not there after {wait} s: {result}"
-        time.sleep(0.25)
-
-
 def _quarter(day: date) -> str:
     return f"{day.year}-Q{(day.month - 1) // 3 + 1}"
 
@@ -53,6 +42,9 @@ def test_counter_proposal_accepted_then_late_deliveries_and_a_dispute_lower_the_
         "payment_terms_days": 30, "discount_percent": "2.50", "delivery_lead_time_days": 10,
         "minimum_order_volume": "1000.000", "currency": "EUR", "effective_from": "2026-01-01"}}), 201)
     portal = Client(suite.gateway_url, suite.create_key(partner=partner["id"], name="e2e-portal"))
+    manager = Client(suite.gateway_url, suite.create_key(scopes="termination:read,termination:manage",
+                                                         name="e2e-termination-manager"))
+    policy = _late_delivery_policy(manager)  # disabled before any delivery exists: nothing is evaluated yet
     internal_url = f"/api/v1/contracts/{contract['id']}/proposals"
     portal_url = f"/api/v1/partner-portal/contracts/{contract['id']}/proposals"
 
@@ -107,28 +99,37 @@ def test_counter_proposal_accepted_then_late_deliveries_and_a_dispute_lower_the_
     assert "open_disputes" in factors and factors["open_disputes"]["plugin"] == "builtin.partner_risk"
     assert risk["score"] >= factors["open_disputes"]["weight"] and not risk["degraded"]
 
-    _terminate_for_late_deliveries(suite, buyer, partner, contract, portal)
+    _terminate_for_late_deliveries(suite, buyer, manager, policy, partner, contract, portal)
 
 
-def _terminate_for_late_deliveries(suite, buyer: Client, partner: dict, contract: dict, portal: Client) -> None:
-    manager = Client(suite.gateway_url, suite.create_key(scopes="termination:read,termination:manage",
-                                                         name="e2e-termination-manager"))
+POLICIES = "/api/v1/termination/partners/policies"
+
+
+def _late_delivery_policy(manager: Client) -> dict:
+    """The late-delivery policy, disabled, judging from four deliveries on and recommending termination.
+
+    Four deliveries, two of them late, will flag the partner (high). Should another test of the suite have made
+    the code's policy already, that one is set to exactly these parameters (the others back to their defaults).
+    """
+    parameters = {"min_deliveries": 4, "strategy": "terminate"}
+    created = manager.post(POLICIES, json={"code": "late_deliveries", "enabled": False, "parameters": parameters})
+    if created.status_code == 409:
+        created = manager.patch(f"{POLICIES}/{created.json()['policy_id']}", headers={"If-Match": "*"}, json={
+            "enabled": False, "parameters": {**parameters, "late_rate": None, "high_late_rate": None}})
+    assert created.status_code in (200, 201), created.text
+    return created.json()
+
+
+def _terminate_for_late_deliveries(suite, buyer: Client, manager: Client, policy: dict, partner: dict,
+                                   contract: dict, portal: Client) -> None:
     operator = Client(suite.gateway_url, suite.create_key(scopes="termination:read,termination:decide",
                                                           name="e2e-termination-operator"))
-    policies = "/api/v1/termination/partners/policies"
-    # Two of the partner's four deliveries were late: judged from four deliveries on, it is flagged (high).
-    policy = {"code": "late_deliveries", "enabled": False, "parameters": {"min_deliveries": 4, "strategy": "terminate"}}
-    created = manager.post(policies, json=policy)
-    if created.status_code == 409:  # another test of this suite made the code's policy: tune that one
-        created = manager.patch(f"{policies}/{created.json()['policy_id']}", json={
-            "enabled": False, "parameters": policy["parameters"]}, headers={"If-Match": "*"})
-    assert created.status_code in (200, 201), created.text
-    policy = created.json()
 
     started = manager.post("/api/v1/termination/partners/simulations", json={"codes": ["late_deliveries"]})
     assert started.status_code == 202, started.text
     run_url = started.headers["Location"]
-    run = _eventually(lambda: _ok(manager.get(run_url)), lambda r: r["status"] in ("completed", "failed"))
+    run = wait_until(lambda: (r := _ok(manager.get(run_url)))["status"] in ("completed", "failed") and r,
+                     message="the simulation to end")
     assert run["status"] == "completed" and run["counts"]["by_finding"]["late_deliveries"] >= 1, run
 
     def flagged_subjects():
@@ -152,10 +153,10 @@ def _terminate_for_late_deliveries(suite, buyer: Client, partner: dict, contract
     assert not [r for r in _ok(manager.get(recommendations, params=mine))["items"] if r["strategy"] == "terminate"]
 
     # Enabled, the policy is evaluated by the partners worker: the partner gets a recommendation to terminate.
-    url = f"{policies}/{policy['id']}"
+    url = f"{POLICIES}/{policy['id']}"
     _ok(manager.patch(url, json={"enabled": True}, headers={"If-Match": manager.get(url).headers["ETag"]}))
-    recommendation = _eventually(lambda: _ok(operator.get(recommendations, params=mine))["items"],
-                                 lambda items: any(r["strategy"] == "terminate" for r in items))[0]
+    recommendation = wait_until(lambda: [r for r in _ok(operator.get(recommendations, params=mine))["items"]
+                                         if r["strategy"] == "terminate"], message="a recommendation to terminate")[0]
     assert "late_deliveries" in {f["code"] for f in recommendation["findings"]}
 
     # A key that manages policies cannot decide; the operator accepts, and the relationship ends.

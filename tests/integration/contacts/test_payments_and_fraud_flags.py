@@ -15,6 +15,14 @@ BASE = "/api/v1/contacts"
 TODAY = datetime.now(UTC).date()
 
 
+@pytest.fixture(autouse=True)
+def _today_is_fixed(monkeypatch):
+    # The service's "today" is the one the expected dates are built from, even when UTC midnight passes between
+    # loading this module and running its tests.
+    from services.contacts import payments
+    monkeypatch.setattr(payments, "utc_today", lambda: TODAY)
+
+
 def _day(days: int) -> str:
     return (TODAY + timedelta(days=days)).isoformat()
 
