@@ -286,7 +286,7 @@ def late_payer(history: CustomerHistory, p: dict) -> Finding | None:
     pay = history.payments
     if pay.due < p["min_due"] or pay.late < p["min_late"]:
         return None
-    rate, average = _rate(pay.late, pay.due), pay.average_days_late
+    rate, average = pay.late_rate, pay.average_days_late  # due >= min_due >= 1: a rate
     severity = _severity(rate, p["late_rate"], p["high_late_rate"])
     if severity == "medium" and average >= p["high_average_days_late"]:
         severity = "high"
@@ -316,7 +316,7 @@ def deal_seeker(history: CustomerHistory, p: dict) -> Finding | None:
     if not judged:
         return None
     top = max(judged, key=lambda s: s.discounted_revenue / s.revenue)
-    share = _rate(top.discounted_revenue, top.revenue)
+    share = top.discounted_share
     return _finding("deal_seeker", _severity(share, p["discounted_share"], p["high_discounted_share"]), p,
                     f"{_percent(share)} of {top.revenue:.2f} {top.currency} bought on discount or coupon "
                     f"({top.discounted_purchases} of {top.purchases} purchases)",

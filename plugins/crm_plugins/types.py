@@ -52,15 +52,13 @@ class ScoreFactor:
     reason: str
 
     def __post_init__(self) -> None:
-        # Fail inside the plugin that built a bad factor, so the author sees it in their own tests.
-        problem = factor_problem(self)
-        if problem:
-            raise TypeError(f"invalid ScoreFactor: {problem}")
-        _mark_checked(self)
+        _refuse_if(self, factor_problem(self))
 
 
 def _refuse_if(value: object, problem: str | None) -> None:
-    """A plugin value's constructor: TypeError naming the type and the problem, else mark it checked."""
+    """A plugin value's constructor: TypeError naming the type and the problem, else mark it checked.
+
+    It fails inside the plugin that built a bad value, so the author sees it in their own tests."""
     if problem:
         raise TypeError(f"invalid {type(value).__name__}: {problem}")
     _mark_checked(value)
@@ -107,7 +105,9 @@ class AppliedFactor:
 PLUGIN_ERROR = "plugin_error"  # the implementation raised
 PLUGIN_MALFORMED_RESULT = "plugin_malformed_result"  # it returned something the hook does not accept
 PLUGIN_TIMEOUT = "plugin_timeout"  # it did not answer within the time budget
-PLUGIN_UNAVAILABLE = "plugin_unavailable"  # not called: an earlier call past its budget has not returned yet
+# not called: an earlier call past its budget has not returned yet, or (termination policies) the plugin a policy
+# names is not loaded
+PLUGIN_UNAVAILABLE = "plugin_unavailable"
 FAILURE_CODES = (PLUGIN_ERROR, PLUGIN_MALFORMED_RESULT, PLUGIN_TIMEOUT, PLUGIN_UNAVAILABLE)
 
 

@@ -10,6 +10,7 @@ from dataclasses import dataclass, field
 from datetime import datetime, timezone
 from typing import Any
 
+from crm_plugins.types import SUBJECT_KINDS
 from marshmallow import RAISE, Schema, ValidationError, fields, validate
 
 SPEC_VERSION = "1.0"
@@ -386,9 +387,6 @@ class SubjectTerminatedData(_EventData):
     occurred_at = fields.AwareDateTime(required=True)
 
 
-TERMINATION_SUBJECT_KINDS = ("customer", "partner")
-
-
 class TerminationFindingData(_EventData):
     plugin = fields.String(required=True)
     code = fields.String(required=True)
@@ -400,7 +398,7 @@ class TerminationRecommendedData(_EventData):
     """Enabled termination policies flagged a customer or partner; an operator is to accept or dismiss it."""
 
     recommendation_id = fields.UUID(required=True)
-    subject_kind = fields.String(required=True, validate=validate.OneOf(TERMINATION_SUBJECT_KINDS))
+    subject_kind = fields.String(required=True, validate=validate.OneOf(SUBJECT_KINDS))
     subject_id = fields.UUID(required=True)
     severity = fields.String(required=True)
     strategy = fields.String(required=True)
@@ -413,7 +411,7 @@ class TerminationDecidedData(_EventData):
 
     recommendation_id = fields.UUID(required=True)
     decision_id = fields.UUID(required=True)
-    subject_kind = fields.String(required=True, validate=validate.OneOf(TERMINATION_SUBJECT_KINDS))
+    subject_kind = fields.String(required=True, validate=validate.OneOf(SUBJECT_KINDS))
     subject_id = fields.UUID(required=True)
     decision = fields.String(required=True, validate=validate.OneOf(("accepted", "dismissed")))
     strategy = fields.String(required=True)

@@ -19,7 +19,7 @@ from services.common.uow import UnitOfWork
 
 from . import timeline
 from .models import Contact, ContactFraudFlag
-from .tombstones import contact_row, missing_contact
+from .tombstones import contact_row, hold_contact, missing_contact
 
 READ_SCOPE = "contacts:read"
 SORTS = {"flagged_at": ContactFraudFlag.flagged_at}
@@ -44,13 +44,6 @@ def timeline_entry(flag: ContactFraudFlag) -> dict:
                           contact_id=flag.contact_id, summary=summary, data=data)
 
 
-def _hold_contact(session: Session, contact_id: uuid.UUID) -> None:
-    """404 unless the contact exists; its row stays KEY SHARE locked, so a merge or erasure waits for this write."""
-    stmt = select(Contact.seq).where(Contact.id == contact_id).with_for_update(read=True, key_share=True)
-    if session.scalar(stmt) is None:
-        raise missing_contact(session, contact_id)
-
-
 def _get(session: Session, contact_id: uuid.UUID, flag_id: uuid.UUID, *, lock: bool = False) -> ContactFraudFlag:
     return contact_row(session, ContactFraudFlag, contact_id, flag_id, what="fraud flag", lock=lock)
 
@@ -59,7 +52,7 @@ def flag_contact(uow: UnitOfWork, contact_id: uuid.UUID, data: Mapping, *, flagg
     """Record a fraud flag on a contact; it is active until cleared."""
     with uow:
         session = uow.session
-        _hold_contact(session, contact_id)
+        hold_contact(session, contact_id)
         flag = ContactFraudFlag(id=new_id(), contact_id=contact_id, code=data["code"], reason=data["reason"],
                                 flagged_by=flagged_by, flagged_at=utcnow())
         session.add(flag)

@@ -16,7 +16,7 @@ from services.common.uow import UnitOfWork
 
 from . import timeline
 from .models import Contact, Interaction
-from .tombstones import contact_row, missing_contact
+from .tombstones import contact_row, hold_contact, missing_contact
 
 # How far ahead of this server's clock an occurred_at may be: the caller's clock may run a little fast.
 FUTURE_SKEW = timedelta(minutes=5)
@@ -110,13 +110,6 @@ def timeline_entry(interaction: Interaction) -> dict:
 
 # -- queries ----------------------------------------------------------------------------------------------
 
-def _hold_contact(session: Session, contact_id: uuid.UUID) -> None:
-    """404 unless the contact exists; its row stays KEY SHARE locked, so a merge or erasure waits for this write."""
-    stmt = select(Contact.seq).where(Contact.id == contact_id).with_for_update(read=True, key_share=True)
-    if session.scalar(stmt) is None:
-        raise missing_contact(session, contact_id)
-
-
 def _get(session: Session, contact_id: uuid.UUID, interaction_id: uuid.UUID, *, lock: bool = False) -> Interaction:
     return contact_row(session, Interaction, contact_id, interaction_id, what="interaction", lock=lock)
 
@@ -130,7 +123,7 @@ def record_interaction(uow: UnitOfWork, contact_id: uuid.UUID, data: Mapping, *,
     complaint = data["type"] == COMPLAINT
     with uow:
         session = uow.session
-        _hold_contact(session, contact_id)
+        hold_contact(session, contact_id)
         interaction = Interaction(
             id=new_id(), contact_id=contact_id, type=data["type"], channel=data.get("channel"),
             direction=data.get("direction"), occurred_at=data.get("occurred_at") or now, summary=data["summary"],

@@ -24,7 +24,7 @@ from services.common.uow import UnitOfWork
 
 from . import timeline
 from .models import Contact, ContactPayment
-from .tombstones import contact_row, missing_contact
+from .tombstones import contact_row, hold_contact, missing_contact
 
 READ_SCOPE = "contacts:read"
 # No invoice of a living customer is older; it also keeps year-1 dates out of day arithmetic.
@@ -118,13 +118,6 @@ def timeline_entry(payment: ContactPayment) -> dict:
 
 # -- queries ----------------------------------------------------------------------------------------------
 
-def _hold_contact(session: Session, contact_id: uuid.UUID) -> None:
-    """404 unless the contact exists; its row stays KEY SHARE locked, so a merge or erasure waits for this write."""
-    stmt = select(Contact.seq).where(Contact.id == contact_id).with_for_update(read=True, key_share=True)
-    if session.scalar(stmt) is None:
-        raise missing_contact(session, contact_id)
-
-
 def _duplicate(invoice_reference: str) -> Conflict:
     return Conflict(f"The contact already has invoice {invoice_reference!r}; record its payment date with PATCH.",
                     invoice_reference=invoice_reference).for_readers(
@@ -148,7 +141,7 @@ def record_payment(uow: UnitOfWork, contact_id: uuid.UUID, data: Mapping, *, rec
     check_dates(data["due_on"], data.get("paid_on"), today=utc_today())
     with uow:
         session = uow.session
-        _hold_contact(session, contact_id)
+        hold_contact(session, contact_id)
         reference = data["invoice_reference"]
         taken = select(ContactPayment.seq).where(ContactPayment.contact_id == contact_id,
                                                  ContactPayment.invoice_reference == reference)

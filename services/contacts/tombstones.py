@@ -87,3 +87,11 @@ def contact_row(session: Session, model, contact_id: uuid.UUID, row_id: uuid.UUI
             raise missing_contact(session, contact_id)
         raise NotFound(f"Contact {contact_id} has no {what} {row_id}.")
     return row
+
+
+def hold_contact(session: Session, contact_id: uuid.UUID) -> None:
+    """404 (or 301/410) unless the contact exists; its row stays KEY SHARE locked, so a merge or erasure waits for
+    the caller's write to one of the contact's own tables."""
+    stmt = select(Contact.seq).where(Contact.id == contact_id).with_for_update(read=True, key_share=True)
+    if session.scalar(stmt) is None:
+        raise missing_contact(session, contact_id)

@@ -25,7 +25,6 @@ from .adapter import TerminationKit
 
 HOOK = "crm_evaluate_termination"
 BUILTIN_PLUGIN = "builtin.termination"
-CHANGEABLE = ("name", "description", "enabled", "parameters")
 
 
 def builtin_spec(code: str):

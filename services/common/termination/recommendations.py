@@ -41,11 +41,6 @@ def fingerprint(findings: Iterable[Mapping]) -> str:
     return hashlib.sha256("\n".join("\t".join(key) for key in keys).encode()).hexdigest()
 
 
-def evaluate(plugins, subject, history, policies) -> TerminationEvaluation:
-    """One subject judged by a policy set (plugin name -> policies) through the plugin host."""
-    return plugins.evaluate_termination(subject, history, policies)
-
-
 def findings_json(evaluation: TerminationEvaluation) -> list[dict]:
     """An evaluation's findings as stored (evidence Decimals as strings)."""
     return [finding.to_dict() for finding in evaluation.findings]
@@ -120,7 +115,7 @@ def evaluate_subjects(uow: UnitOfWork, kit: TerminationKit, plugins, settings, s
     for subject_id, (subject, history) in histories.items():
         if subject.status == TERMINATED:
             continue  # the relationship has ended: nothing left to recommend
-        evaluation = evaluate(plugins, subject, history, policies)
+        evaluation = plugins.evaluate_termination(subject, history, policies)
         if evaluation.flagged:
             flagged[subject_id] = evaluation
     return apply_evaluations(uow, kit, flagged, dismissal_days=settings.termination_dismissal_days, cause=cause)

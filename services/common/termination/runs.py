@@ -191,12 +191,6 @@ def run_subjects(uow: UnitOfWork, kit: TerminationKit, run_id: uuid.UUID, *, lim
         return paginate(uow.session, stmt, m.RunSubject.subject_seq, limit=limit, cursor=cursor)
 
 
-def progress(run) -> dict:
-    """Subjects judged and flagged so far, and batches done."""
-    return {"subjects_seen": run.subjects_seen, "subjects_flagged": run.subjects_flagged,
-            "subjects_degraded": run.subjects_degraded, "batches": run.batches}
-
-
 # -- running -------------------------------------------------------------------------------------------------------
 
 class RunRunner:
@@ -285,7 +279,7 @@ class RunRunner:
             found = histories.get(subject_id)
             if found is None:
                 continue
-            evaluation = recommendations.evaluate(plugins, found[0], found[1], policies)
+            evaluation = plugins.evaluate_termination(found[0], found[1], policies)
             degraded += evaluation.is_degraded
             if not evaluation.flagged:
                 continue
