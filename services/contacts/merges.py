@@ -16,6 +16,8 @@ from sqlalchemy import Table, delete, func, select, update
 
 from services.common.db import utcnow
 from services.common.problems import Unprocessable
+from services.common.termination.models import OPEN as OPEN_RECOMMENDATION
+from services.common.termination.models import WITHDRAWN as WITHDRAWN_RECOMMENDATION
 from services.common.uow import UnitOfWork
 
 from .consent import supersedes
@@ -30,13 +32,15 @@ from .models import (
     ContactPurchaseSummary,
     CustomerAnalytics,
     SegmentMember,
+    Termination,
     TimelineEntry,
 )
 from .purchase_facts import TOTALS, Spend, locked_summary
 from .tombstones import missing_contact
 
-# How a merge treats every table with a `contact_id` column. tests/unit/contacts/test_merge_rules.py fails for a
-# table in none of these, so a table added later is not silently left behind with the merged id.
+# How a merge treats every table with a `contact_id` column (or a `subject_id`, the termination kit's name for the
+# contact). tests/unit/contacts/test_merge_rules.py fails for a table in none of these, so a table added later is
+# not silently left behind with the merged id.
 MOVED = frozenset({  # one UPDATE each: afterwards the rows name the survivor
     "contact_purchases", "contact_returns", "timeline_entries", "contact_leads", "interactions", "consent_changes",
     "feedback", "contact_fraud_flags",
@@ -48,8 +52,11 @@ COMBINED = frozenset({"contact_purchase_summary", "contact_purchase_metrics",  #
                       # they are until the next refresh computes them from both contacts' facts
                       "customer_analytics", "contact_stages",
                       # moved, except an invoice the survivor has too: the survivor's record of it stays
-                      "contact_payments"})
-KEPT = frozenset({"erasures"})  # an erasure record keeps naming the id it erased
+                      "contact_payments",
+                      # moved, the merged id's open recommendation withdrawn first (_follow_termination)
+                      "termination_recommendations", "termination_decisions"})
+KEPT = frozenset({"erasures",  # an erasure record keeps naming the id it erased
+                  "termination_run_subjects"})  # a run shows whom it flagged then, under the id it had
 
 # Fields the survivor fills from the merged contact when its own are empty.
 FILLED_FIELDS = PROFILE_FIELDS + ("account_id", "origin_lead_id")
@@ -183,6 +190,27 @@ def _drop_analytics(session, merged_id: uuid.UUID, *, dry_run: bool = False) -> 
     return found
 
 
+def _follow_termination(session, survivor_id: uuid.UUID, merged_id: uuid.UUID, *,
+                        dry_run: bool = False) -> dict[str, int]:
+    """The merged contact's termination records become the survivor's: its open recommendation is withdrawn (the
+    survivor is judged on the merged record at the next evaluation; deciding on an id that no longer exists
+    could not act), and its recommendations and decisions are re-pointed so the survivor's history holds them."""
+    Rec, Decision = Termination.Recommendation, Termination.Decision
+    records = (("termination_recommendations", Rec), ("termination_decisions", Decision))
+    if dry_run:
+        return {name: session.scalar(select(func.count()).select_from(model).where(model.subject_id == merged_id))
+                for name, model in records}
+    session.execute(update(Rec).where(Rec.subject_id == merged_id, Rec.status == OPEN_RECOMMENDATION)
+                    .values(status=WITHDRAWN_RECOMMENDATION, closed_at=utcnow())
+                    .execution_options(synchronize_session=False))
+    moved = {}
+    for name, model in records:
+        moved[name] = session.execute(update(model).where(model.subject_id == merged_id)
+                                      .values(subject_id=survivor_id)
+                                      .execution_options(synchronize_session=False)).rowcount
+    return moved
+
+
 def _pair(session, survivor_id: uuid.UUID, merged_id: uuid.UUID, *, lock: bool) -> tuple[Contact, Contact]:
     """Both contacts; locked in id order, so two merges of the same pair (either way round) queue, never deadlock.
 
@@ -275,13 +303,15 @@ def merge_contacts(uow: UnitOfWork, survivor_id: uuid.UUID, merged_id: uuid.UUID
                      "contact_payments": _move_payments(session, survivor_id, merged_id, dry_run=True),
                      "segment_members": session.scalar(select(func.count()).select_from(SegmentMember)
                                                        .where(SegmentMember.contact_id == merged_id)),
-                     **_drop_analytics(session, merged_id, dry_run=True)}
+                     **_drop_analytics(session, merged_id, dry_run=True),
+                     **_follow_termination(session, survivor_id, merged_id, dry_run=True)}
             record = {**_values(survivor), **changes, "version": survivor.version + 1}
             return {**outcome, "moved": moved, "contact": {**record, "purchases": totals.view()}}
         moved = {**_fold_purchases(session, survivor_id, merged_id, summaries, metrics, totals),
                  **_repoint(session, survivor_id, merged_id),
                  "contact_payments": _move_payments(session, survivor_id, merged_id),
-                 "segment_members": _drop_memberships(session, merged_id), **_drop_analytics(session, merged_id)}
+                 "segment_members": _drop_memberships(session, merged_id), **_drop_analytics(session, merged_id),
+                 **_follow_termination(session, survivor_id, merged_id)}
         for name, value in changes.items():
             setattr(survivor, name, value)
         survivor.version += 1

@@ -282,3 +282,22 @@ def test_evaluations_recommend_refresh_supersede_suppress_withdraw_and_operators
     kept = client.get(f"{CUSTOMERS}/decisions", query_string={"subject_id": str(complainer)}, headers=READ)
     assert [(d["decision"], d["reason"], d["findings"]) for d in kept.get_json()["items"]] == [
         ("dismiss", "(erased)", [])]
+
+
+def test_a_merge_withdraws_the_merged_contacts_open_recommendation_and_hands_its_records_to_the_survivor(
+        runtime, customers):
+    from services.contacts.merges import merge_contacts
+
+    survivor, merged = customers.contact("sam"), customers.contact("max")
+    rec = dict(severity="high", strategy="terminate", findings=[], fingerprint="f" * 64)
+    with runtime.session_factory() as s, s.begin():
+        s.add_all([Termination.Recommendation(subject_id=merged, **rec),
+                   Termination.Recommendation(subject_id=merged, status="dismissed", **rec)])
+    dry = merge_contacts(runtime.uow(), survivor, merged, actor="test", dry_run=True)
+    assert dry["moved"]["termination_recommendations"] == 2
+    done = merge_contacts(runtime.uow(), survivor, merged, actor="test")
+    assert done["moved"]["termination_recommendations"] == 2
+    with runtime.session_factory() as s:
+        rows = s.scalars(select(Termination.Recommendation).order_by(Termination.Recommendation.seq)).all()
+    assert [(r.subject_id, r.status) for r in rows] == [(survivor, "withdrawn"), (survivor, "dismissed")]
+    assert rows[0].closed_at is not None
