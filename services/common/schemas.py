@@ -1,6 +1,7 @@
 """Marshmallow pieces every service's API shares: trimmed input, common formats, plugin decision parts."""
 from __future__ import annotations
 
+from collections.abc import Mapping
 from datetime import timezone
 
 from marshmallow import Schema, ValidationError, fields, missing, pre_load, validate
@@ -96,12 +97,17 @@ class DictDump(Schema):
         if plan is not False:
             return plan
         plan = None
-        if (not self._hooks["pre_dump"] and not self._hooks["post_dump"] and self.dict_class is dict
-                and type(self).get_attribute is Schema.get_attribute):
+        # Read through getattr with a default: should a marshmallow release rename these internals, the schema
+        # takes the ordinary path (slower, still right) instead of breaking.
+        hooks = getattr(self, "_hooks", None)
+        if (isinstance(hooks, Mapping) and not hooks.get("pre_dump") and not hooks.get("post_dump")
+                and self.dict_class is dict and type(self).get_attribute is Schema.get_attribute):
             entries = []
             for attr, field in self.dump_fields.items():
                 source = field.attribute if field.attribute is not None else attr
-                if (not field._CHECK_ATTRIBUTE or "." in source or type(field).serialize is not fields.Field.serialize
+                if (getattr(field, "_CHECK_ATTRIBUTE", None) is not True or "." in source
+                        or not callable(getattr(field, "_serialize", None))
+                        or type(field).serialize is not fields.Field.serialize
                         or type(field).get_value is not fields.Field.get_value):
                     entries = None
                     break
