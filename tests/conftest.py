@@ -62,9 +62,19 @@ class _DatabaseCopies:
 
     def take(self, label: str, template: str) -> str:
         spare = self._spares.pop(template, None)
-        url = spare.result() if spare is not None else infra.create_database(label, template=template)
+        url = self._made(spare) if spare is not None else None
+        if url is None:  # none made ahead, or making it failed: made now, so the error (if any) is this test's own
+            url = infra.create_database(label, template=template)
         self._spares[template] = self._thread.submit(infra.create_database, label, template=template)
         return url
+
+    @staticmethod
+    def _made(spare: Future) -> str | None:
+        """The copy made ahead, or None when making it failed (on behalf of another test: not this one's fault)."""
+        try:
+            return spare.result()
+        except Exception:  # noqa: BLE001 - the caller makes the copy again, in the open
+            return None
 
     def drop(self, url: str) -> None:
         self._drops.append(self._thread.submit(infra.drop_database, url))
@@ -72,7 +82,8 @@ class _DatabaseCopies:
 
     def close(self) -> None:
         for spare in self._spares.values():
-            self._drops.append(self._thread.submit(lambda made=spare: infra.drop_database(made.result())))
+            self._drops.append(self._thread.submit(
+                lambda made=spare: (url := self._made(made)) is None or infra.drop_database(url)))
         self._thread.shutdown(wait=True)
         for drop in self._drops:
             drop.result()  # a drop that failed fails the run's teardown rather than leaving databases behind
