@@ -25,6 +25,7 @@ from .models import (
     CODE_MAX,
     DESCRIPTION_MAX,
     DISMISS,
+    EVALUATION,
     MODES,
     NAME_MAX,
     PLUGIN_MAX,
@@ -131,7 +132,9 @@ class RunSchema(Schema):
     subjects_degraded = fields.Integer(metadata={"description": "Subjects judged while a plugin failed."})
     batches = fields.Integer()
     counts = fields.Dict(metadata={"description": "Once completed: flagged subjects `by_finding` code, "
-                                                  "`by_strategy` and `by_severity`."})
+                                                  "`by_strategy` and `by_severity`; an evaluation's also "
+                                                  "`recommendations` (recommended, refreshed, superseded, "
+                                                  "suppressed, withdrawn)."})
     timings = fields.Dict(metadata={"description": "Seconds spent reading, evaluating and writing; the slowest "
                                                    "batch."})
     error = fields.String(allow_none=True)
@@ -336,6 +339,25 @@ def make_blueprint(kit: TerminationKit) -> Blueprint:
         def get(self, args, run_id):
             """The subjects the simulation flagged with their findings and evidence, in cursor pages."""
             return runs.run_subjects(read_uow(), kit, run_id, **args)
+
+    @blp.route("/evaluations")
+    class Evaluations(MethodView):
+        @requires(READ_SCOPE)
+        @blp.arguments(RunQuerySchema, location="query")
+        @blp.response(200, RunPageSchema)
+        def get(self, args):
+            """List the evaluations of the enabled policies (scheduled or asked for by a policy change), newest
+            first, optionally of one `status`."""
+            return runs.list_runs(read_uow(), kit, mode=EVALUATION, **args)
+
+    @blp.route("/evaluations/<uuid:run_id>")
+    class EvaluationById(MethodView):
+        @requires(READ_SCOPE)
+        @blp.response(200, RunSchema)
+        @blp.alt_response(404, description="No evaluation has this id (a simulation's id included).")
+        def get(self, run_id):
+            """One evaluation: status, progress and, once completed, its counts (recommendations included)."""
+            return runs.get_run(read_uow(), kit, run_id, mode=EVALUATION)
 
     @blp.route("/recommendations")
     class Recommendations(MethodView):

@@ -284,6 +284,49 @@ def test_evaluations_recommend_refresh_supersede_suppress_withdraw_and_operators
         ("dismiss", "(erased)", [])]
 
 
+def test_evaluations_are_read_newest_first_and_by_the_id_a_recommendation_names_but_a_simulation_is_not_one(
+        client, runtime, kit, customers):
+    fraudster = customers.contact("fred")
+    customers.flag(fraudster)
+    create_policy(client, CUSTOMERS, "fraud")  # enabled: asks for an evaluation (trigger policy)
+    job = TerminationJob(runtime, kit)
+    scheduled = job.check_schedule(at("2026-01-01T10:00:00"))
+    simulation = client.post(f"{CUSTOMERS}/simulations", json={}, headers=MANAGE).get_json()
+    waiting = client.get(f"{CUSTOMERS}/evaluations", query_string={"status": "pending"}, headers=READ).get_json()
+    assert [r["id"] for r in waiting["items"]] == [str(scheduled.id), waiting["items"][1]["id"]]
+    assert [r["trigger"] for r in waiting["items"]] == ["schedule", "policy"]
+    for _ in range(3):
+        assert job.run_once() is True
+    assert job.run_once() is False
+
+    first = client.get(f"{CUSTOMERS}/evaluations", query_string={"limit": 1}, headers=READ)
+    assert first.status_code == 200, first.get_json()
+    page = first.get_json()
+    assert [r["id"] for r in page["items"]] == [str(scheduled.id)] and page["next_cursor"]
+    rest = client.get(f"{CUSTOMERS}/evaluations", query_string={"limit": 1, "cursor": page["next_cursor"]},
+                      headers=READ).get_json()
+    assert [r["trigger"] for r in rest["items"]] == ["policy"] and rest["next_cursor"] is None
+    assert client.get(f"{CUSTOMERS}/evaluations", query_string={"status": "pending"},
+                      headers=READ).get_json()["items"] == []
+
+    (rec,) = client.get(f"{CUSTOMERS}/recommendations", headers=READ).get_json()["items"]
+    assert rec["run_id"] == rest["items"][0]["id"]  # the evaluation that made it
+    made = client.get(f"{CUSTOMERS}/evaluations/{rec['run_id']}", headers=READ)
+    assert made.status_code == 200, made.get_json()
+    evaluation = made.get_json()
+    assert (evaluation["mode"], evaluation["status"], evaluation["subjects_flagged"]) == ("evaluation", "completed", 1)
+    assert evaluation["counts"]["recommendations"]["recommended"] == 1
+    assert [p["code"] for p in evaluation["policies"]] == ["fraud"]
+
+    for unknown in (simulation["id"], str(uuid.uuid4())):
+        missing = client.get(f"{CUSTOMERS}/evaluations/{unknown}", headers=READ)
+        assert missing.status_code == 404 and missing.mimetype == "application/problem+json"
+        assert unknown in missing.get_json()["detail"]
+    assert client.get(f"{CUSTOMERS}/simulations/{rec['run_id']}", headers=READ).status_code == 404
+    assert [r["id"] for r in client.get(f"{CUSTOMERS}/simulations", headers=READ).get_json()["items"]] == [
+        simulation["id"]]
+
+
 def test_a_merge_withdraws_the_merged_contacts_open_recommendation_and_hands_its_records_to_the_survivor(
         runtime, customers):
     from services.contacts.merges import merge_contacts

@@ -57,6 +57,11 @@ def test_a_dispute_event_recommends_terminating_and_accepting_closes_the_portal(
     url = f"{PARTNERS}/policies/{policy['id']}"
     enabled = client.patch(url, json={"enabled": True}, headers={**MANAGE, "If-Match": etag_of(created)})
     assert enabled.status_code == 200 and enabled.get_json()["version"] == 2
+    asked = client.get(f"{PARTNERS}/evaluations", headers=READ).get_json()["items"]  # enabling asked for one
+    assert [(r["mode"], r["status"], r["trigger"]) for r in asked] == [("evaluation", "pending", "policy")]
+    assert client.get(f"{PARTNERS}/evaluations/{asked[0]['id']}", headers=READ).get_json()["policies"][0][
+        "version"] == 2
+    assert client.get(f"{PARTNERS}/evaluations/{done['id']}", headers=READ).status_code == 404  # a simulation
     told = termination.with_evaluation(handlers.HANDLERS, runtime)
     event = make_event("crm.dispute.opened", {"dispute_id": uuid.uuid4(), "partner_id": quarrelsome,
                                               "category": "quality", "status": "open", "opened_by": "internal",

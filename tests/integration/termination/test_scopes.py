@@ -33,6 +33,8 @@ def test_each_route_takes_only_its_scope(service_app, service, prefix):
         path = path.replace("<uuid:recommendation_id>", some_id)
         for method in sorted(rule.methods - {"HEAD", "OPTIONS"}):
             seen.add((method, rule.rule.removeprefix(prefix)))
+            assert client.open(path, method=method, json={} if method != "GET" else None,
+                               headers=identity_headers(key_id="no-scope")).status_code == 403, (method, path)
             for scope in SCOPES:
                 r = client.open(path, method=method, json={} if method != "GET" else None,
                                 headers=identity_headers(scope, key_id=f"only-{scope}"))
@@ -43,5 +45,6 @@ def test_each_route_takes_only_its_scope(service_app, service, prefix):
     assert seen == {("GET", "/policies"), ("POST", "/policies"), ("GET", "/policies/<uuid:policy_id>"),
                     ("PATCH", "/policies/<uuid:policy_id>"), ("GET", "/simulations"), ("POST", "/simulations"),
                     ("GET", "/simulations/<uuid:run_id>"), ("GET", "/simulations/<uuid:run_id>/subjects"),
+                    ("GET", "/evaluations"), ("GET", "/evaluations/<uuid:run_id>"),
                     ("GET", "/recommendations"), ("GET", "/recommendations/<uuid:recommendation_id>"),
                     ("POST", "/recommendations/<uuid:recommendation_id>/decision"), ("GET", "/decisions")}
