@@ -11,7 +11,7 @@ from datetime import datetime, timezone
 from typing import Any
 
 from crm_plugins.types import SUBJECT_KINDS
-from marshmallow import RAISE, Schema, ValidationError, fields, validate
+from marshmallow import RAISE, Schema, ValidationError, fields, validate, validates_schema
 
 SPEC_VERSION = "1.0"
 EXCHANGE = "crm.events"
@@ -385,6 +385,13 @@ class SubjectTerminatedData(_EventData):
     decision_id = fields.UUID(required=True)
     reason = fields.String(required=True)
     occurred_at = fields.AwareDateTime(required=True)
+
+    @validates_schema
+    def _one_subject(self, data, **_kw):
+        named = [name for name in ("contact_id", "partner_id") if data.get(name) is not None]
+        if len(named) != 1:
+            message = "Name a contact or a partner, not both." if named else "Name the terminated contact or partner."
+            raise ValidationError({name: [message] for name in ("contact_id", "partner_id")})
 
 
 class TerminationFindingData(_EventData):

@@ -81,3 +81,22 @@ def test_the_published_data_is_what_the_validated_data_dumps_to():
         "occurred_at": datetime(2026, 5, 1, 12, 30, tzinfo=timezone.utc)}, source="/tests")
 
     assert json.loads(event.to_json())["data"] == CATALOG[event.type]().dump(event.data)
+
+
+@pytest.mark.parametrize("event_type", ["crm.contact.terminated", "crm.partner.terminated"])
+def test_a_terminated_event_names_exactly_one_contact_or_partner(event_type):
+    common = {"recommendation_id": uuid.uuid4(), "decision_id": uuid.uuid4(), "reason": "Two chargebacks",
+              "occurred_at": datetime(2026, 1, 1, tzinfo=timezone.utc)}
+    for subject in ({}, {"contact_id": None, "partner_id": None},
+                    {"contact_id": uuid.uuid4(), "partner_id": uuid.uuid4()}):
+        with pytest.raises(ValidationError) as err:
+            make_event(event_type, {**common, **subject}, source="/t")
+        assert set(err.value.messages) == {"contact_id", "partner_id"}, subject
+    contact_id = uuid.uuid4()
+    sent = make_event(event_type, {**common, "contact_id": contact_id}, source="/t")
+    assert parse_event(sent.to_json()).data["contact_id"] == contact_id
+    assert make_event(event_type, {**common, "partner_id": uuid.uuid4()}, source="/t").data["contact_id"] is None
+    received = json.loads(sent.to_json())
+    received["data"]["contact_id"] = None  # a consumer refuses it too
+    with pytest.raises(ValidationError):
+        parse_event(json.dumps(received))
