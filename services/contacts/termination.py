@@ -22,7 +22,7 @@ from services.common.termination.jobs import TerminationJob
 
 from .interactions import COMPLAINT
 from .models import IdempotencyRecord, Termination
-from .termination_history import contact_exists, customer_histories, eligible_customers, terminate_contact
+from .termination_history import customer_histories, eligible_customers, terminate_contact
 
 URL_PREFIX = "/api/v1/termination/customers"
 
@@ -50,7 +50,7 @@ def build_kit(settings: Settings) -> TerminationKit:
     adapter = SubjectAdapter(
         kind="customer", subject_ids=eligible_customers,
         histories=functools.partial(customer_histories, currency=settings.base_currency),
-        terminate=terminate_contact, exists=contact_exists, evidence_events=EVIDENCE_EVENTS)
+        terminate=terminate_contact, evidence_events=EVIDENCE_EVENTS)
     return TerminationKit(adapter=adapter, models=Termination, idempotency_model=IdempotencyRecord,
                           url_prefix=URL_PREFIX)
 

@@ -16,18 +16,12 @@ from services.common.termination.api import make_blueprint
 from services.common.termination.jobs import TerminationJob
 
 from .models import IdempotencyRecord, Termination
-from .termination_history import (
-    EVIDENCE_EVENTS,
-    eligible_partners,
-    partner_exists,
-    partner_histories,
-    terminate_partner,
-)
+from .termination_history import EVIDENCE_EVENTS, eligible_partners, partner_histories, terminate_partner
 
 URL_PREFIX = "/api/v1/termination/partners"
 
 ADAPTER = SubjectAdapter(kind="partner", subject_ids=eligible_partners, histories=partner_histories,
-                         terminate=terminate_partner, exists=partner_exists, evidence_events=EVIDENCE_EVENTS)
+                         terminate=terminate_partner, evidence_events=EVIDENCE_EVENTS)
 KIT = TerminationKit(adapter=ADAPTER, models=Termination, idempotency_model=IdempotencyRecord,
                      url_prefix=URL_PREFIX)
 

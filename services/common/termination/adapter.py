@@ -20,7 +20,6 @@ from .models import TerminationModels
 SubjectIds = Callable[[Any, "int | None", int], "list[tuple[int, uuid.UUID]]"]
 Histories = Callable[[Any, Sequence[uuid.UUID], datetime, int], "dict[uuid.UUID, tuple[TerminationSubject, Any]]"]
 Terminate = Callable[..., str]
-Exists = Callable[[Any, uuid.UUID], bool]
 
 
 @dataclass(frozen=True)
@@ -32,7 +31,6 @@ class SubjectAdapter:
         for the whole batch, never one per id; an id missing from the answer is skipped.
     terminate(uow, subject_id, *, recommendation_id, decision_id, reason): end the relationship in the caller's
         unit of work, record its event, return the effect's name.
-    exists(session, subject_id): whether a subject with that id exists, whatever its status.
     evidence_events: event type -> the subject id the event brings evidence about (None: nobody).
     """
 
@@ -40,7 +38,6 @@ class SubjectAdapter:
     subject_ids: SubjectIds
     histories: Histories
     terminate: Terminate
-    exists: Exists
     evidence_events: Mapping[str, Callable[[Event], uuid.UUID | None]] = field(default_factory=dict)
 
 

@@ -2,12 +2,16 @@
 handed to the plugin host, the subjects evidence events name, the run's running totals and the settings."""
 from __future__ import annotations
 
+import ast
+import dataclasses
 import uuid
 from datetime import datetime, timezone
+from pathlib import Path
 
 import pytest
 from marshmallow import ValidationError
 
+from services.common import termination as kit_package
 from services.common.catalog import make_event
 from services.common.identity import generate_keypair
 from services.common.settings import SettingsError, from_env
@@ -58,12 +62,24 @@ def test_evidence_events_name_each_subject_once_and_other_events_none():
         return make_event(event_type, {"flag_id": uuid.uuid4(), "contact_id": contact_id, "code": "x",
                                        "occurred_at": datetime.now(timezone.utc)}, source="/services/contacts")
 
-    adapter = SubjectAdapter(kind="customer", subject_ids=None, histories=None, terminate=None, exists=None,
+    adapter = SubjectAdapter(kind="customer", subject_ids=None, histories=None, terminate=None,
                              evidence_events={"crm.contact.flagged": lambda e: uuid.UUID(str(e.data["contact_id"]))})
     assert subject_ids_of(adapter, [event(second), event(first), event(second)]) == [second, first]
-    other = SubjectAdapter(kind="customer", subject_ids=None, histories=None, terminate=None, exists=None,
+    other = SubjectAdapter(kind="customer", subject_ids=None, histories=None, terminate=None,
                            evidence_events={"crm.contact.flagged": lambda e: None})
     assert subject_ids_of(other, [event(first)]) == []
+
+
+def test_the_kit_reads_every_part_of_the_subject_adapter():
+    """A part no module of the kit reads (`exists` was one) is a burden on every service for nothing."""
+    read = set()
+    for module in Path(kit_package.__file__).parent.glob("*.py"):
+        for node in ast.walk(ast.parse(module.read_text())):
+            owner = getattr(node, "value", None)
+            if isinstance(node, ast.Attribute) and ((isinstance(owner, ast.Name) and owner.id == "adapter")
+                                                    or (isinstance(owner, ast.Attribute) and owner.attr == "adapter")):
+                read.add(node.attr)
+    assert {field.name for field in dataclasses.fields(SubjectAdapter)} - read == set()
 
 
 def test_a_run_adds_up_its_batches():
