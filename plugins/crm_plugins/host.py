@@ -194,35 +194,17 @@ class PluginHost:
         contribution malformed. A name no loaded plugin implements the hook under is reported as unavailable.
         """
         hook = EVALUATE_TERMINATION
-        impls, own, answering = [], [], 0
-        for impl in getattr(self.pm.hook, hook).get_hookimpls():
-            given = policies.get(impl.plugin_name)
-            if given is None:
-                continue
-            answering += 1
-            if given:  # a plugin with no policy in the set has nothing to apply
-                impls.append(impl)
-                own.append(given if type(given) is tuple else tuple(given))
-        findings: list[AppliedFinding] = []
-        failures: list[PluginFailure] = []
-        if impls:
-            calls = [{"subject": subject, "history": history, "policies": given} for given in own]
-            for impl, given, (result, failure) in zip(impls, own, self._call_each(impls, hook, calls), strict=True):
-                if failure:
-                    failures.append(failure)
-                    continue
-                contributed, problem = _contributions(result, Finding, finding_problem)
-                if not problem and contributed:
-                    problem = _unknown_code(contributed, given)
-                if problem:
-                    failures.append(self._malformed(impl.plugin_name, hook, problem))
-                    continue
-                findings.extend(AppliedFinding(impl.plugin_name, f.code, f.severity, f.strategy, f.reason,
-                                               f.evidence) for f in contributed)
-        if answering < len(policies):
-            loaded = {impl.plugin_name for impl in getattr(self.pm.hook, hook).get_hookimpls()}
-            failures.extend(PluginFailure(name, hook, PLUGIN_UNAVAILABLE, "not loaded")
-                            for name in policies if name not in loaded)
+        loaded = getattr(self.pm.hook, hook).get_hookimpls()
+        # A plugin with no policy in the set has nothing to apply; one with policies gets only its own.
+        impls = [impl for impl in loaded if policies.get(impl.plugin_name)]
+        own = {impl.plugin_name: tuple(policies[impl.plugin_name]) for impl in impls}
+        findings, failures = self._contribute(
+            hook, [{"subject": subject, "history": history, "policies": own[impl.plugin_name]} for impl in impls],
+            Finding, finding_problem, applied=_applied_finding, impls=impls,
+            also_malformed=lambda plugin, contributed: _unknown_code(contributed, own[plugin]))
+        implementing = {impl.plugin_name for impl in loaded}
+        failures.extend(PluginFailure(name, hook, PLUGIN_UNAVAILABLE, "not loaded")
+                        for name in policies if name not in implementing)
         return TerminationEvaluation(tuple(findings), tuple(failures))
 
     def has_implementations(self, hook: str) -> bool:
@@ -257,21 +239,27 @@ class PluginHost:
             return StageDecision(stage, StageDecision.RULES, tuple(failures))
         return StageDecision(decided.stage, decided.source, tuple(failures))
 
-    def _contribute(self, hook: str, kwargs: dict, item_type: type, problem_of,
-                    applied=None) -> tuple[list, list[PluginFailure]]:
+    def _contribute(self, hook: str, kwargs: dict | Sequence[dict], item_type: type, problem_of, applied=None, *,
+                    impls=None, also_malformed=None) -> tuple[list, list[PluginFailure]]:
         """Call each implementation of a contribute hook on its own; a bad one is dropped whole and reported.
 
         `applied(plugin, item)` makes what the decision counts of one item (default: an AppliedFactor).
+        `impls` are the implementations to call (default: every one); `kwargs` is one dict for all of them or one
+        per implementation. `also_malformed(plugin, items)` names a further fault of a plugin's well-formed,
+        non-empty items (None: none), which drops them as malformed too.
         """
         applied = applied or _applied_factor
         factors: list = []
         failures: list[PluginFailure] = []
-        impls = getattr(self.pm.hook, hook).get_hookimpls()
+        if impls is None:
+            impls = getattr(self.pm.hook, hook).get_hookimpls()
         for impl, (result, failure) in zip(impls, self._call_each(impls, hook, kwargs)):
             if failure:
                 failures.append(failure)
                 continue
             contributed, problem = _contributions(result, item_type, problem_of)
+            if not problem and contributed and also_malformed is not None:
+                problem = also_malformed(impl.plugin_name, contributed)
             if problem:
                 failures.append(self._malformed(impl.plugin_name, hook, problem))
                 continue
@@ -318,6 +306,10 @@ class PluginHost:
 
 def _applied_factor(plugin: str, item) -> AppliedFactor:
     return AppliedFactor(plugin, item.code, item.points, item.reason)
+
+
+def _applied_finding(plugin: str, item: Finding) -> AppliedFinding:
+    return AppliedFinding(plugin, item.code, item.severity, item.strategy, item.reason, item.evidence)
 
 
 def _applied_risk_factor(plugin: str, item: RiskFactor) -> AppliedRiskFactor:
