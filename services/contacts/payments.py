@@ -11,8 +11,9 @@ import uuid
 from collections.abc import Mapping
 from datetime import UTC, date, datetime, timedelta
 from decimal import Decimal
+from typing import NamedTuple
 
-from sqlalchemy import and_, or_, select
+from sqlalchemy import ColumnElement, Date, and_, case, literal, or_, select
 from sqlalchemy.exc import IntegrityError
 from sqlalchemy.orm import Session
 
@@ -23,6 +24,7 @@ from services.common.problems import Conflict, Unprocessable
 from services.common.uow import UnitOfWork
 
 from . import timeline
+from .dialects import days_between
 from .models import Contact, ContactPayment
 from .tombstones import contact_row, hold_contact, missing_contact
 
@@ -63,14 +65,20 @@ def check_dates(due_on: date, paid_on: date | None, *, today: date) -> None:
         raise _refuse(errors)
 
 
-def is_late(due_on: date, paid_on: date | None, *, today: date) -> bool:
-    """Paid after its due date, or unpaid and past it (the list's `late` filter, in SQL below)."""
-    return paid_on > due_on if paid_on is not None else due_on < today
+def _counts_as_paid(paid_on: date | None, paid_by: date | None) -> bool:
+    return paid_on is not None and (paid_by is None or paid_on <= paid_by)
 
 
-def days_late(due_on: date, paid_on: date | None, *, today: date) -> int:
-    """Days after its due date an invoice was paid, or has been unpaid by `today`; 0 when not late."""
-    end = paid_on if paid_on is not None else today
+def is_late(due_on: date, paid_on: date | None, *, today: date, paid_by: date | None = None) -> bool:
+    """The lateness rule, in Python (lateness() below is the same rule in SQL, tested against it): paid after its
+    due date, or not paid and past it on `today`. `paid_by` as in lateness()."""
+    return paid_on > due_on if _counts_as_paid(paid_on, paid_by) else due_on < today
+
+
+def days_late(due_on: date, paid_on: date | None, *, today: date, paid_by: date | None = None) -> int:
+    """Days after its due date an invoice was paid, or has been unpaid by `today`; 0 when not late (lateness()'s
+    `days_late`)."""
+    end = paid_on if _counts_as_paid(paid_on, paid_by) else today
     return max((end - due_on).days, 0)
 
 
@@ -128,10 +136,32 @@ def _get(session: Session, contact_id: uuid.UUID, payment_id: uuid.UUID, *, lock
     return contact_row(session, ContactPayment, contact_id, payment_id, what="payment", lock=lock)
 
 
-def late_condition(today: date):
-    """SQL: the payment was paid after its due date, or is unpaid and past it on `today`."""
+class Lateness(NamedTuple):
+    """The lateness rule's SQL over contact_payments, as built by lateness()."""
+
+    paid: ColumnElement[bool]  # has a payment date that counts
+    late: ColumnElement[bool]  # paid after its due date, or not paid and past it
+    overdue: ColumnElement[bool]  # not paid and past its due date
+    days_late: ColumnElement[int]  # days after its due date it was paid, or has been unpaid; 0 when not late
+
+
+def lateness(today: date, *, paid_by: date | None = None) -> Lateness:
+    """The lateness rule in SQL, the one definition the payments list and the termination history use (is_late()
+    and days_late() are the same rule in Python, tested against it on PostgreSQL and SQLite).
+
+    Late: paid after its due date, or not paid and past it on `today`. `paid_by`: a payment dated after it counts
+    as not yet made (a history as of a past day); None counts every recorded payment date, so the list counts a
+    payer's date up to a day ahead of UTC (PAID_AHEAD) as paid.
+    """
     p = ContactPayment
-    return or_(and_(p.paid_on.is_not(None), p.paid_on > p.due_on), and_(p.paid_on.is_(None), p.due_on < today))
+    day = literal(today, Date())
+    paid = p.paid_on.is_not(None)
+    if paid_by is not None:
+        paid = and_(paid, p.paid_on <= literal(paid_by, Date()))
+    paid_late = and_(paid, p.paid_on > p.due_on)
+    overdue = and_(~paid, p.due_on < day)
+    days = case((paid_late, days_between(p.paid_on, p.due_on)), (overdue, days_between(day, p.due_on)), else_=0)
+    return Lateness(paid=paid, late=or_(paid_late, overdue), overdue=overdue, days_late=days)
 
 
 # -- use cases --------------------------------------------------------------------------------------------
@@ -174,7 +204,7 @@ def list_payments(uow: UnitOfWork, contact_id: uuid.UUID, *, limit: int, cursor:
     """A contact's payments, one page at a time; `late` keeps only the late (or only the punctual) ones."""
     stmt = select(ContactPayment).where(ContactPayment.contact_id == contact_id)
     if late is not None:
-        condition = late_condition(utc_today())
+        condition = lateness(utc_today()).late
         stmt = stmt.where(condition if late else ~condition)
     with uow:
         session = uow.session

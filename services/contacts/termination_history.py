@@ -3,8 +3,9 @@ terminating one when an operator accepts a `terminate` recommendation.
 
 These are the functions of the customers' `SubjectAdapter` (services/common/termination). A history is built
 for a batch of contacts at once, with one grouped query per source whatever the batch's size: the contacts,
-their complaints, purchases (per currency), returns of those purchases, invoice payments, active fraud flags
-and their row of the current analytics snapshot. Never one query per contact.
+their complaints, purchases (per currency), returns of those purchases, invoice payments and active fraud flags;
+each contact's row of the current analytics snapshot comes with the contacts, through the record's own join
+(analytics.contact_measures). Never one query per contact.
 
 The window: complaints and purchases that occurred from `since = as_of - window_days` to `as_of` (both
 included); invoices due from `since`'s UTC day to `as_of`'s. Money is summed in BIGINT units of 1/10,000
@@ -24,7 +25,7 @@ from crm_plugins.types import (
     PaymentSummary,
     TerminationSubject,
 )
-from sqlalchemy import Date, and_, case, func, literal, or_, select
+from sqlalchemy import Date, and_, func, literal, or_, select
 from sqlalchemy.orm import Session
 
 from services.common.db import utcnow
@@ -32,19 +33,19 @@ from services.common.settings import Settings
 from services.common.uow import UnitOfWork
 
 from . import timeline
-from .analytics.snapshots import current_refresh_id, money
-from .dialects import days_between, money_units_sum
+from .analytics.contact_measures import RECORD_COLUMNS, contact_measures_view, with_contact_measures
+from .analytics.snapshots import money
+from .dialects import money_units_sum
 from .interactions import COMPLAINT, OPEN
 from .models import (
-    AnalyticsRefresh,
     Contact,
     ContactFraudFlag,
     ContactPayment,
     ContactPurchase,
     ContactReturn,
-    CustomerAnalytics,
     Interaction,
 )
+from .payments import lateness
 from .tombstones import missing_contact
 
 ACTIVE, TERMINATED = "active", "terminated"
@@ -72,7 +73,7 @@ def customer_histories(session: Session, ids: Sequence[uuid.UUID], as_of: dateti
                        ) -> dict[uuid.UUID, tuple[TerminationSubject, CustomerHistory]]:
     """The subject and history of each contact of `ids` that exists, over the `window_days` days before `as_of`.
 
-    `currency` is the analytics snapshot's (the contacts adapter passes CRM_BASE_CURRENCY). Seven queries
+    `currency` is the analytics snapshot's (the contacts adapter passes CRM_BASE_CURRENCY). Six queries
     however many contacts are asked for; an unknown id is left out of the answer.
     """
     if as_of.tzinfo is None:
@@ -81,7 +82,7 @@ def customer_histories(session: Session, ids: Sequence[uuid.UUID], as_of: dateti
     if not ids:
         return {}
     since = as_of - timedelta(days=window_days)
-    subjects = _subjects(session, ids)
+    subjects = _subjects(session, ids, currency)
     if not subjects:
         return {}
     found = list(subjects)
@@ -89,16 +90,15 @@ def customer_histories(session: Session, ids: Sequence[uuid.UUID], as_of: dateti
     spend = _spend(session, found, since, as_of)
     payments = _payments(session, found, since.date(), as_of.date())
     flags = _flags(session, found, as_of)
-    analytics = _analytics(session, found, currency)
     histories = {}
-    for contact_id, subject in subjects.items():
+    for contact_id, (subject, analytics) in subjects.items():
         by_currency = spend.get(contact_id, ())
         complained, still_open = complaints.get(contact_id, (0, 0))
         histories[contact_id] = (subject, CustomerHistory(
             as_of=as_of, since=since, complaints=complained, open_complaints=still_open,
             purchases=sum(s.purchases for s in by_currency), spend=by_currency,
             payments=payments.get(contact_id, PaymentSummary()), fraud_flags=flags.get(contact_id, ()),
-            analytics=analytics.get(contact_id)))
+            analytics=analytics))
     return histories
 
 
@@ -139,13 +139,25 @@ def _name(first: str | None, last: str | None, email: str) -> str:
     return full or email
 
 
-def _subjects(session: Session, ids: list[uuid.UUID]) -> dict[uuid.UUID, TerminationSubject]:
+def _subjects(session: Session, ids: list[uuid.UUID],
+              currency: str) -> dict[uuid.UUID, tuple[TerminationSubject, AnalyticsRow | None]]:
+    """Per contact: the subject, and its row of `currency`'s current analytics snapshot (None when the snapshot
+    does not hold it) with the lifetime margin and cost to serve the record shows as historical_margin and
+    cost_to_serve."""
     c = Contact
-    rows = session.execute(select(c.id, c.first_name, c.last_name, c.email, c.status).where(c.id.in_(ids))
-                           .order_by(c.seq))
-    return {row.id: TerminationSubject(kind="customer", id=str(row.id), name=_name(row.first_name, row.last_name,
-                                                                                   row.email), status=row.status)
-            for row in rows}
+    stmt = (select(c.id, c.first_name, c.last_name, c.email, c.status, *RECORD_COLUMNS)
+            .select_from(with_contact_measures(c.__table__, c.id, currency))
+            .where(c.id.in_(ids)).order_by(c.seq))
+    found = {}
+    for row in session.execute(stmt):
+        subject = TerminationSubject(kind="customer", id=str(row.id),
+                                     name=_name(row.first_name, row.last_name, row.email), status=row.status)
+        block = contact_measures_view(row._mapping)
+        analytics = None if block is None else AnalyticsRow(
+            as_of=block["as_of"], currency=block["currency"], quadrant=block["quadrant"],
+            margin=block["historical_margin"], cost_to_serve=block["cost_to_serve"], clv=block["clv"])
+        found[row.id] = (subject, analytics)
+    return found
 
 
 def _complaints(session: Session, ids: list[uuid.UUID], since: datetime,
@@ -196,23 +208,17 @@ def _amount(units: int | None):
 
 
 def _payments(session: Session, ids: list[uuid.UUID], since: date, until: date) -> dict[uuid.UUID, PaymentSummary]:
-    """Per contact: the invoices due from `since` to `until` (both included), as `until` sees them.
-
-    A payment dated after `until` was not yet paid then.
-    """
+    """Per contact: the invoices due from `since` to `until` (both included), as `until` sees them (the lateness
+    rule of payments.py; a payment dated after `until` was not yet made then)."""
     p = ContactPayment
-    day = literal(until, Date())
-    paid = and_(p.paid_on.is_not(None), p.paid_on <= day)
-    paid_late = and_(paid, p.paid_on > p.due_on)
-    overdue = and_(~paid, p.due_on < day)
-    days_late = case((paid_late, days_between(p.paid_on, p.due_on)), (overdue, days_between(day, p.due_on)),
-                     else_=0)
-    stmt = (select(p.contact_id, func.count().label("due"), func.count().filter(paid).label("paid"),
-                   func.count().filter(or_(paid_late, overdue)).label("late"),
-                   func.count().filter(overdue).label("unpaid_overdue"),
-                   func.coalesce(func.sum(days_late), 0).label("days_late_total"),
-                   func.coalesce(func.max(days_late), 0).label("max_days_late"))
-            .where(p.contact_id.in_(ids), p.due_on >= since, p.due_on <= day).group_by(p.contact_id))
+    rule = lateness(until, paid_by=until)
+    stmt = (select(p.contact_id, func.count().label("due"), func.count().filter(rule.paid).label("paid"),
+                   func.count().filter(rule.late).label("late"),
+                   func.count().filter(rule.overdue).label("unpaid_overdue"),
+                   func.coalesce(func.sum(rule.days_late), 0).label("days_late_total"),
+                   func.coalesce(func.max(rule.days_late), 0).label("max_days_late"))
+            .where(p.contact_id.in_(ids), p.due_on >= since, p.due_on <= literal(until, Date()))
+            .group_by(p.contact_id))
     return {row.contact_id: PaymentSummary(due=row.due, paid=row.paid, late=row.late,
                                            unpaid_overdue=row.unpaid_overdue,
                                            days_late_total=int(row.days_late_total),
@@ -231,17 +237,3 @@ def _flags(session: Session, ids: list[uuid.UUID], as_of: datetime) -> dict[uuid
         found.setdefault(row.contact_id, []).append(FraudFlag(code=row.code, reason=row.reason,
                                                               flagged_at=row.flagged_at))
     return {contact_id: tuple(flags) for contact_id, flags in found.items()}
-
-
-def _analytics(session: Session, ids: list[uuid.UUID], currency: str) -> dict[uuid.UUID, AnalyticsRow]:
-    """Per contact: its row of `currency`'s current analytics snapshot (lifetime margin and cost to serve, as the
-    contact's record shows them as historical_margin and cost_to_serve)."""
-    a, refresh = CustomerAnalytics, AnalyticsRefresh
-    stmt = (select(a.contact_id, a.quadrant, a.margin_total_units, a.cost_total_units, a.clv_units,
-                   refresh.as_of, refresh.currency)
-            .join(refresh, refresh.id == a.refresh_id)
-            .where(a.refresh_id == current_refresh_id(currency), a.contact_id.in_(ids)))
-    return {row.contact_id: AnalyticsRow(as_of=row.as_of, currency=row.currency, quadrant=row.quadrant,
-                                         margin=_amount(row.margin_total_units),
-                                         cost_to_serve=_amount(row.cost_total_units), clv=money(row.clv_units))
-            for row in session.execute(stmt)}
