@@ -154,15 +154,15 @@ def create_contact(uow: UnitOfWork, data: Mapping) -> Contact:
     email_normalized = normalize_email(email)
     with uow:
         session = uow.session
-        holder = _by_email(session, email_normalized)
-        if holder is not None:
-            raise _duplicate(holder)
-        contact = Contact(id=new_id(), email=email, email_normalized=email_normalized,
-                          **{name: data.get(name) for name in PROFILE_FIELDS},
-                          **new_record_fields(session, data, email_normalized))
-        holder = _insert_unless_taken(session, contact)
-        if holder is not None:
-            raise _duplicate(holder)
+        # No look-up first: the insert itself finds a holder of the e-mail (ON CONFLICT on PostgreSQL), so a
+        # new contact costs one round trip, not a SELECT, a SAVEPOINT, the INSERT and a RELEASE.
+        row = {"id": new_id(), "email": email, "email_normalized": email_normalized,
+               **{name: data.get(name) for name in PROFILE_FIELDS},
+               **new_record_fields(session, data, email_normalized)}
+        inserted, taken = _insert_new(session, [row])
+        if taken:
+            raise _duplicate(inserted[email_normalized])
+        contact = inserted[email_normalized]
         uow.add_event("crm.contact.created",
                       {"contact_id": contact.id, "email": contact.email, "lead_id": None, "matched": False},
                       subject=contact.id)
