@@ -3,6 +3,7 @@ from __future__ import annotations
 
 from collections.abc import Mapping
 from datetime import timezone
+from decimal import Decimal
 
 from marshmallow import Schema, ValidationError, fields, missing, pre_load, validate
 
@@ -136,3 +137,47 @@ class DictDump(Schema):
             if many and type(obj) is list and all(type(item) is dict for item in obj):
                 return [self._dump_dict(item, plan) for item in obj]
         return super().dump(obj, many=many)
+
+
+# -- exact decimals: money and quantities ----------------------------------------------------------------------
+
+def decimal_places(value: Decimal) -> int:
+    """The decimal places `value` needs, trailing zeros aside: 1.2500 needs 2, 100 and 0.000 none.
+
+    Counted on the digits themselves: `normalize()` rounds to the context's 28 digits, which let
+    1.0000000000000000000000000000001 pass as 1 (and the column round it away).
+    """
+    _sign, digits, exponent = value.as_tuple()
+    if not isinstance(exponent, int) or not any(digits):
+        return 0
+    places = -exponent
+    for digit in reversed(digits):
+        if places <= 0 or digit:
+            break
+        places -= 1
+    return max(places, 0)
+
+
+def at_most_places(places: int):
+    """A validator refusing a Decimal with more than `places` decimal places (trailing zeros aside)."""
+    def check(value: Decimal) -> None:
+        if decimal_places(value) > places:
+            raise ValidationError(f"Use at most {places} decimal places.")
+
+    return check
+
+
+class ExactDecimal(fields.Decimal):
+    """An amount of money or a quantity: Decimal in, decimal string out, never through a float; NaN and infinity
+    refused, then (each error under the field's name, all of them) the range and the decimal places.
+
+    `minimum` to `maximum` (inclusive unless told otherwise), with marshmallow's Range message unless
+    `range_error` is given (`{min}` and `{max}` are filled in); at most `places` decimal places.
+    """
+
+    def __init__(self, places: int, maximum: Decimal, *, minimum: Decimal = Decimal(0), min_inclusive: bool = True,
+                 max_inclusive: bool = True, range_error: str | None = None, **kwargs):
+        in_range = validate.Range(min=minimum, max=maximum, min_inclusive=min_inclusive,
+                                  max_inclusive=max_inclusive, error=range_error)
+        super().__init__(as_string=True, places=None, allow_nan=False, validate=[in_range, at_most_places(places)],
+                         **kwargs)

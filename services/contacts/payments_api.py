@@ -5,13 +5,13 @@ from decimal import Decimal
 
 from flask.views import MethodView
 from flask_smorest import Blueprint
-from marshmallow import RAISE, Schema, ValidationError, fields, validate
+from marshmallow import RAISE, Schema, fields, validate
 
 from services.common.etags import Precondition, etag
 from services.common.idempotency import HEADER_PARAMETER, idempotent
 from services.common.identity import current_principal, record_or_receipt, requires
 from services.common.pagination import PageArgs, sort_field
-from services.common.schemas import CURRENCY, Trimmed
+from services.common.schemas import CURRENCY, ExactDecimal, Trimmed
 from services.common.web import read_uow, uow
 
 from . import payments
@@ -25,22 +25,15 @@ _ETAG_HEADER = {"ETag": {"description": 'The payment\'s version as a weak tag, `
 AMOUNT_MAX = Decimal(10) ** 14  # what NUMERIC(18, 4) holds
 
 
-def _amount(value: Decimal) -> None:
-    if not Decimal(0) < value < AMOUNT_MAX:
-        raise ValidationError(f"Must be more than 0 and less than {AMOUNT_MAX:f}.")
-    exponent = value.as_tuple().exponent
-    if isinstance(exponent, int) and -exponent > MONEY_PLACES:
-        raise ValidationError(f"Use at most {MONEY_PLACES} decimal places.")
-
-
 class PaymentCreateSchema(Schema):
     class Meta:
         unknown = RAISE  # a misspelt field is an error the caller must see, not silently dropped data
 
     invoice_reference = Trimmed(required=True, validate=validate.Length(min=1, max=INVOICE_REFERENCE_MAX), metadata={
         "description": "The invoice's number in the billing system; one payment per invoice and contact."})
-    amount = fields.Decimal(required=True, as_string=True, places=None, allow_nan=False, validate=_amount,
-                            metadata={"description": 'The invoice amount as a decimal string, e.g. "120.00".'})
+    amount = ExactDecimal(MONEY_PLACES, AMOUNT_MAX, min_inclusive=False, max_inclusive=False,
+                          range_error="Must be more than {min} and less than {max}.", required=True,
+                          metadata={"description": 'The invoice amount as a decimal string, e.g. "120.00".'})
     currency = fields.String(required=True, validate=CURRENCY)
     due_on = fields.Date(required=True, metadata={"description": "When the invoice was due (ISO date)."})
     paid_on = fields.Date(allow_none=True, load_default=None, metadata={

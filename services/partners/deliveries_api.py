@@ -10,13 +10,13 @@ from decimal import Decimal
 from typing import ClassVar
 
 from flask.views import MethodView
-from marshmallow import RAISE, Schema, ValidationError, fields, validate
+from marshmallow import RAISE, Schema, fields, validate
 
 from services.common.db import utcnow
 from services.common.idempotency import HEADER_PARAMETER, idempotent
 from services.common.identity import current_principal, record_or_receipt, requires
 from services.common.pagination import PageArgs, sort_field
-from services.common.schemas import CURRENCY, TrimmedInput
+from services.common.schemas import CURRENCY, ExactDecimal, TrimmedInput
 from services.common.web import read_uow, runtime, uow
 
 from . import deliveries, scorecards
@@ -27,22 +27,6 @@ from .service import READ_SCOPE
 _MAX_QUANTITY = Decimal("999999999999.999")  # fits NUMERIC(15, 3)
 _MAX_AMOUNT = Decimal("9999999999999.99")  # fits NUMERIC(15, 2)
 _PERIOD_HELP = "A quarter (`2026-Q3`), a month (`2026-09`) or a year (`2026`)."
-
-
-def _at_most_places(places: int):
-    def check(value: Decimal) -> None:
-        exponent = value.normalize().as_tuple().exponent
-        if isinstance(exponent, int) and -exponent > places:
-            raise ValidationError(f"Use at most {places} decimal places.")
-
-    return check
-
-
-def _decimal(places: int, maximum: Decimal, *, minimum: Decimal = Decimal(0), min_inclusive: bool = True, **kw):
-    # Decimal in, decimal string out: a quantity or an amount never passes through a float.
-    return fields.Decimal(as_string=True, places=None, allow_nan=False,
-                          validate=[validate.Range(min=minimum, max=maximum, min_inclusive=min_inclusive),
-                                    _at_most_places(places)], **kw)
 
 
 class PeriodField(fields.String):
@@ -74,13 +58,14 @@ class DeliveryInSchema(TrimmedInput):
     promised_on = fields.Date(required=True, metadata={"description": "The day the partner promised delivery."})
     delivered_on = fields.Date(load_default=None, allow_none=True, metadata={
         "description": "The day it arrived; null when nothing arrived. At most one day ahead of UTC today."})
-    quantity_ordered = _decimal(3, _MAX_QUANTITY, min_inclusive=False, required=True)
-    quantity_delivered = _decimal(3, _MAX_QUANTITY, required=True, metadata={
+    quantity_ordered = ExactDecimal(3, _MAX_QUANTITY, min_inclusive=False, required=True)
+    quantity_delivered = ExactDecimal(3, _MAX_QUANTITY, required=True, metadata={
         "description": "At most quantity_ordered; above 0 needs delivered_on."})
-    quantity_rejected = _decimal(3, _MAX_QUANTITY, load_default=Decimal(0), metadata={
+    quantity_rejected = ExactDecimal(3, _MAX_QUANTITY, load_default=Decimal(0), metadata={
         "description": "Rejected for quality; at most quantity_delivered."})
-    amount = _decimal(2, _MAX_AMOUNT, required=True, metadata={"description": "What the order cost, in `currency`."})
-    agreed_amount = _decimal(2, _MAX_AMOUNT, load_default=None, allow_none=True, metadata={
+    amount = ExactDecimal(2, _MAX_AMOUNT, required=True, metadata={
+        "description": "What the order cost, in `currency`."})
+    agreed_amount = ExactDecimal(2, _MAX_AMOUNT, load_default=None, allow_none=True, metadata={
         "description": "What it would have cost at the contract's price; price adherence counts only these."})
     currency = fields.String(required=True, validate=CURRENCY)
 
