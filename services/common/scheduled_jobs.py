@@ -1,5 +1,5 @@
 """The loop of a worker job that claims queued work and asks for scheduled work (analytics refreshes,
-termination runs).
+termination runs; contact imports, which have no schedule). Claiming a row under a lease is leased_runs.py.
 
 No leader is needed for the schedule: every worker, every `schedule_every` seconds, asks for the work of the
 current slot (slot = floor(epoch seconds / interval)) and a unique key on the slot lets exactly one request in.
@@ -19,22 +19,24 @@ def schedule_slot(moment: datetime, interval: float) -> int:
 
 
 class ClaimingJob:
-    """Claim queued work and run it until none is left, then wait; look at the schedule every `schedule_every`.
+    """Claim queued work and run it until none is left, then wait; look at the schedule every `schedule_every`
+    seconds (never when it is None: work with no schedule).
 
     Subclasses give `run_once(stop) -> bool` (claim one piece and run it; False when none was waiting),
-    `check_schedule(now=None)` (ask for the current slot's work), `what` (for the logs) and `log`.
+    `check_schedule(now=None)` (ask for the current slot's work; not needed without a schedule), `what` (for
+    the logs) and `log`.
     """
 
     what = "work"
     log = logging.getLogger("crm.worker")
 
-    def __init__(self, *, poll_interval: float, schedule_every: float):
+    def __init__(self, *, poll_interval: float, schedule_every: float | None):
         self.poll_interval = poll_interval
         self.schedule_every = schedule_every
 
     def run(self, stop: threading.Event) -> None:
         """Run queued work until `stop` is set; work under way stops at its next step."""
-        next_check = time.monotonic()
+        next_check = time.monotonic() if self.schedule_every is not None else math.inf
         while not stop.is_set():
             if time.monotonic() >= next_check:
                 self._check_schedule()

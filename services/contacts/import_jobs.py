@@ -14,12 +14,14 @@ import logging
 import threading
 import uuid
 from collections.abc import Callable
-from datetime import timedelta
+from datetime import datetime
 
-from sqlalchemy import func, insert, or_, select, update
+from sqlalchemy import and_, insert, or_, select
 
 from services.common.db import is_database_unavailable, utcnow
+from services.common.leased_runs import LeaseLost, LeasedRunner
 from services.common.runtime import Runtime
+from services.common.scheduled_jobs import ClaimingJob
 
 from . import import_rows, imports
 from .import_chunks import apply_rows
@@ -35,58 +37,32 @@ MAX_CHUNK_ATTEMPTS = 5
 OPEN = (imports.PENDING, imports.RUNNING)
 
 
-class LeaseLost(Exception):
-    """Another worker holds the import now (this one's lease expired); stop without writing."""
-
-
 class DefinitionsChanged(Exception):
     """An attribute the import maps to was deleted or defined anew since the rows were read; read them again."""
 
 
-class ImportRunner:
-    """Claims imports and applies them; used by the worker's job and by `crm contacts import`."""
+class ImportRunner(LeasedRunner):
+    """Claims imports and applies them; used by the worker's job and by `crm contacts import`.
+
+    Claiming, locking, releasing and failing are the kit's LeasedRunner. An import is held while pending too:
+    one stored by `submit` is pending and already leased to this runner (the CLI's way), so a claim takes an
+    open import only once its lease, if any, has expired.
+    """
+
+    model, noun, holding = ContactImport, "import", OPEN
 
     def __init__(self, runtime: Runtime, *, chunk_rows: int = CHUNK_ROWS, lease_seconds: float = LEASE_SECONDS,
                  owner: str | None = None):
-        self.runtime = runtime
+        super().__init__(runtime, lease_seconds=lease_seconds, owner=owner)
         self.chunk_rows = chunk_rows
-        self.lease = timedelta(seconds=lease_seconds)
-        self.owner = owner or uuid.uuid4().hex
 
-    def claim(self) -> uuid.UUID | None:
-        """Lease the oldest import that is pending, or running under an expired lease; its id, or None."""
-        now = utcnow()
+    def claimable(self, now: datetime):
+        """Pending or running, with no lease or an expired one."""
         m = ContactImport
-        claimable = (m.status.in_(OPEN), or_(m.lease_until.is_(None), m.lease_until < now))
-        with self.runtime.session_factory() as session, session.begin():
-            # Locked first, then updated by its key: an UPDATE ... WHERE seq IN (... LIMIT 1 SKIP LOCKED) may run
-            # its subquery again for each row it scans, and so claim more than one import.
-            seq = session.scalar(select(m.seq).where(*claimable).order_by(m.seq).limit(1)
-                                 .with_for_update(skip_locked=True))
-            if seq is None:
-                return None
-            return session.scalar(
-                update(m).where(m.seq == seq)
-                .values(status=imports.RUNNING, lease_owner=self.owner, lease_until=now + self.lease,
-                        started_at=func.coalesce(m.started_at, now))
-                .returning(m.id).execution_options(synchronize_session=False))
+        return and_(m.status.in_(OPEN), or_(m.lease_until.is_(None), m.lease_until < now))
 
-    def release(self, import_id: uuid.UUID) -> None:
-        """Give up this runner's lease, so any worker may resume the import at once."""
-        with self.runtime.session_factory() as session, session.begin():
-            session.execute(update(ContactImport)
-                            .where(ContactImport.id == import_id, ContactImport.lease_owner == self.owner)
-                            .values(lease_owner=None, lease_until=None)
-                            .execution_options(synchronize_session=False))
-
-    def fail(self, import_id: uuid.UUID, reason: str) -> None:
-        """End an import that cannot go on (status failed, the reason kept), if this runner still holds it."""
-        with self.runtime.uow() as uow:
-            held = self._lock(uow.session, import_id)
-            held.status, held.error, held.finished_at = imports.FAILED, reason[:500], utcnow()
-            held.lease_owner = held.lease_until = None
-            imports.drop_file(uow.session, import_id)
-            uow.commit()
+    def _on_fail(self, session, held: ContactImport) -> None:
+        imports.drop_file(session, held.id)
 
     def submit(self, data: bytes, mapping: dict, *, requested_by: str) -> ContactImport:
         """Store an import already leased to this runner, to apply it here with run_here (the CLI's way)."""
@@ -162,7 +138,7 @@ class ImportRunner:
                       meanwhile: Callable[[], None] | None = None) -> ContactImport:
         with self.runtime.uow(correlation_id=correlation_id) as uow:
             session = uow.session
-            held = self._lock(session, import_id)
+            held = self.lock(session, import_id)
             if held.processed != expected:
                 raise LeaseLost(f"import {import_id} is at row {held.processed}, not {expected}")
             self._hold(session, definitions, held.mapping)
@@ -196,32 +172,19 @@ class ImportRunner:
         if {name: d.seq for name, d in held.items()} != {name: d.seq for name, d in definitions.items()}:
             raise DefinitionsChanged(f"attribute definitions changed under the import: {', '.join(names)}")
 
-    def _lock(self, session, import_id: uuid.UUID) -> ContactImport:
-        held = session.scalar(select(ContactImport).where(ContactImport.id == import_id).with_for_update()
-                              .execution_options(populate_existing=True))
-        if held is None or held.lease_owner != self.owner or held.status not in OPEN:
-            raise LeaseLost(f"import {import_id} is no longer held by this worker")
-        return held
 
+class ImportJob(ClaimingJob):
+    """The worker's background job: claim an import, run it to the end, look again; it survives any failure.
 
-class ImportJob:
-    """The worker's background job: claim an import, run it to the end, look again; it survives any failure."""
+    Imports have no schedule: the job only claims what was submitted.
+    """
+
+    what, log = "an import", log
 
     def __init__(self, runtime: Runtime, *, poll_interval: float = POLL_INTERVAL, **runner_options):
+        super().__init__(poll_interval=poll_interval, schedule_every=None)
         self.runner = ImportRunner(runtime, **runner_options)
-        self.poll_interval = poll_interval
         self._failures: dict[uuid.UUID, int] = {}
-
-    def run(self, stop: threading.Event) -> None:
-        """Run imports until `stop` is set; an import under way stops after its current chunk."""
-        while not stop.is_set():
-            try:
-                busy = self.run_once(stop)
-            except Exception:  # noqa: BLE001 - the database may be away; the next poll tries again
-                log.warning("claiming an import failed; trying again shortly", exc_info=True)
-                busy = False
-            if not busy:
-                stop.wait(self.poll_interval)
 
     def run_once(self, stop: threading.Event | None = None) -> bool:
         """Claim one import and run it; False when none was waiting (or the database is unavailable)."""

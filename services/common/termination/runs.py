@@ -19,12 +19,13 @@ import time
 import uuid
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass
-from datetime import datetime, timedelta
+from datetime import datetime
 
-from sqlalchemy import and_, exists, func, insert, or_, select, update
+from sqlalchemy import exists, func, insert, select, update
 from sqlalchemy.exc import IntegrityError
 
 from services.common.db import is_database_unavailable, utcnow
+from services.common.leased_runs import LeaseLost, LeasedRunner
 from services.common.pagination import paginate
 from services.common.problems import NotFound, Unprocessable
 from services.common.runtime import Runtime
@@ -32,7 +33,7 @@ from services.common.uow import UnitOfWork, insert_or_reread
 
 from . import recommendations
 from .adapter import TerminationKit
-from .models import COMPLETED, EVALUATION, FAILED, OPEN, PENDING, RUNNING, SIMULATION, WITHDRAWN
+from .models import COMPLETED, EVALUATION, OPEN, PENDING, RUNNING, SIMULATION, WITHDRAWN
 from .policies import enabled_snapshots, plugin_policies, snapshot
 
 log = logging.getLogger("crm.termination")
@@ -41,10 +42,6 @@ LEASE_SECONDS = 60.0
 WRITE_ATTEMPTS = 3  # a batch's write transaction, when a concurrent evidence event made a recommendation
 MAX_WINDOW_DAYS = 3650
 API_TRIGGER, SCHEDULE_TRIGGER, POLICY_TRIGGER = "api", "schedule", "policy"  # who asked for a run
-
-
-class LeaseLost(Exception):
-    """Another runner holds the run now (this one's lease expired), or it ended; stop without writing."""
 
 
 @dataclass(frozen=True)
@@ -193,47 +190,20 @@ def run_subjects(uow: UnitOfWork, kit: TerminationKit, run_id: uuid.UUID, *, lim
 
 # -- running -------------------------------------------------------------------------------------------------------
 
-class RunRunner:
-    """Claims and runs simulations and evaluations of one service; the worker's job drives it."""
+class RunRunner(LeasedRunner):
+    """Claims and runs simulations and evaluations of one service; the worker's job drives it.
+
+    Claiming, locking, releasing and failing a run are the kit's LeasedRunner (pending, or running under an
+    expired lease, is claimable).
+    """
+
+    noun = "run"
 
     def __init__(self, runtime: Runtime, kit: TerminationKit, *, lease_seconds: float = LEASE_SECONDS,
                  batch_size: int | None = None, owner: str | None = None):
-        self.runtime, self.kit = runtime, kit
-        self.lease = timedelta(seconds=lease_seconds)
+        super().__init__(runtime, lease_seconds=lease_seconds, owner=owner)
+        self.kit, self.model = kit, kit.models.Run
         self.batch_size = batch_size or runtime.settings.termination_batch
-        self.owner = owner or uuid.uuid4().hex
-
-    def claim(self) -> uuid.UUID | None:
-        """Lease the oldest run that may go (pending, or running under an expired lease); its id, or None."""
-        Run, now = self.kit.models.Run, utcnow()
-        claimable = or_(Run.status == PENDING,
-                        and_(Run.status == RUNNING, or_(Run.lease_until.is_(None), Run.lease_until < now)))
-        with self.runtime.session_factory() as session, session.begin():
-            # Locked first, then updated by its key (an UPDATE ... WHERE seq IN (... SKIP LOCKED) may claim two).
-            seq = session.scalar(select(Run.seq).where(claimable).order_by(Run.seq).limit(1)
-                                 .with_for_update(skip_locked=True))
-            if seq is None:
-                return None
-            return session.scalar(
-                update(Run).where(Run.seq == seq)
-                .values(status=RUNNING, lease_owner=self.owner, lease_until=now + self.lease,
-                        started_at=func.coalesce(Run.started_at, now))
-                .returning(Run.id).execution_options(synchronize_session=False))
-
-    def release(self, run_id: uuid.UUID) -> None:
-        """Give up this runner's lease so any runner may resume the run at once."""
-        Run = self.kit.models.Run
-        with self.runtime.session_factory() as session, session.begin():
-            session.execute(update(Run).where(Run.id == run_id, Run.lease_owner == self.owner)
-                            .values(lease_owner=None, lease_until=None).execution_options(synchronize_session=False))
-
-    def fail(self, run_id: uuid.UUID, reason: str) -> None:
-        """End a run this runner holds as failed, with the reason."""
-        with self.runtime.uow() as uow:
-            held = self._lock(uow.session, run_id)
-            held.status, held.error, held.finished_at = FAILED, reason[:500], utcnow()
-            held.lease_owner = held.lease_until = None
-            uow.commit()
 
     def run(self, run_id: uuid.UUID, *, stop: threading.Event | None = None, on_batch: OnBatch | None = None):
         """Run a claimed run batch by batch from where it stands to the end (or until `stop`); returns it.
@@ -309,7 +279,7 @@ class RunRunner:
         """One batch's rows, recommendations and progress, in one transaction under the run's lock."""
         m, (started, read_done, evaluated) = self.kit.models, clock
         with self.runtime.uow() as uow:
-            held = self._lock(uow.session, run.id)
+            held = self.lock(uow.session, run.id)
             if subject_rows:
                 uow.session.execute(insert(m.RunSubject), subject_rows)
                 uow.session.execute(insert(m.RunFinding), finding_rows)
@@ -335,7 +305,7 @@ class RunRunner:
         m = self.kit.models
         with self.runtime.uow() as uow:
             session = uow.session
-            held = self._lock(session, run_id)
+            held = self.lock(session, run_id)
             subjects = select(m.RunSubject).where(m.RunSubject.run_id == run_id).subquery()
             by_strategy = dict(session.execute(select(subjects.c.strategy, func.count())
                                                .group_by(subjects.c.strategy)).all())
@@ -361,14 +331,6 @@ class RunRunner:
         return session.execute(
             update(Rec).where(Rec.status == OPEN, Rec.created_at < run.started_at, ~flagged)
             .values(status=WITHDRAWN, closed_at=utcnow()).execution_options(synchronize_session=False)).rowcount
-
-    def _lock(self, session, run_id: uuid.UUID):
-        Run = self.kit.models.Run
-        held = session.scalar(select(Run).where(Run.id == run_id).with_for_update()
-                              .execution_options(populate_existing=True))
-        if held is None or held.lease_owner != self.owner or held.status != RUNNING:
-            raise LeaseLost(f"run {run_id} is no longer held by this runner")
-        return held
 
     def _get(self, run_id: uuid.UUID):
         with self.runtime.session_factory() as session:

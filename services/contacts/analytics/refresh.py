@@ -16,14 +16,15 @@ import threading
 import time
 import uuid
 from collections.abc import Callable, Mapping
-from datetime import datetime, timedelta
+from datetime import datetime
 
 from marshmallow import ValidationError
-from sqlalchemy import and_, delete, exists, func, or_, select, text, update
+from sqlalchemy import and_, delete, exists, or_, select, text, update
 from sqlalchemy.exc import IntegrityError
 from sqlalchemy.orm import aliased
 
 from services.common.db import is_database_unavailable, is_postgres, utcnow
+from services.common.leased_runs import LeaseLost, LeasedRunner
 from services.common.problems import Conflict, NotFound, Unprocessable
 from services.common.runtime import Runtime
 from services.common.uow import UnitOfWork
@@ -46,17 +47,17 @@ WORK_MEM = "256MB"  # PostgreSQL's work_mem in a step's transaction
 OnStep = Callable[[AnalyticsRefresh], None]
 
 
-class LeaseLost(Exception):
-    """Another runner holds the refresh now (this one's lease expired), or it ended; stop without writing."""
+class RefreshRunner(LeasedRunner):
+    """Requests, claims and runs refreshes; used by the worker's job, the API and `crm analytics refresh`.
 
+    Claiming, locking, releasing and failing are the kit's LeasedRunner, with one more rule for a claim: a
+    pending refresh waits while another of its currency is running.
+    """
 
-class RefreshRunner:
-    """Requests, claims and runs refreshes; used by the worker's job, the API and `crm analytics refresh`."""
+    model, noun = AnalyticsRefresh, "refresh"
 
     def __init__(self, runtime: Runtime, *, lease_seconds: float = LEASE_SECONDS, owner: str | None = None):
-        self.runtime = runtime
-        self.lease = timedelta(seconds=lease_seconds)
-        self.owner = owner or uuid.uuid4().hex
+        super().__init__(runtime, lease_seconds=lease_seconds, owner=owner)
         self.defaults = parameters_from_settings(runtime.settings)
 
     # -- requesting and claiming -------------------------------------------------------------------------------
@@ -106,26 +107,15 @@ class RefreshRunner:
             raise NotFound(f"No analytics refresh with id {refresh_id}.")
         return refresh
 
-    def release(self, refresh_id: uuid.UUID) -> None:
-        """Give up this runner's lease, so any runner may claim the refresh (from `base`) at once."""
-        with self.runtime.session_factory() as session, session.begin():
-            session.execute(update(AnalyticsRefresh)
-                            .where(AnalyticsRefresh.id == refresh_id, AnalyticsRefresh.lease_owner == self.owner)
-                            .values(lease_owner=None, lease_until=None)
-                            .execution_options(synchronize_session=False))
-
     def fail(self, refresh_id: uuid.UUID, reason: str, *, step: str | None = None) -> AnalyticsRefresh:
         """End a refresh this runner holds as failed (the reason and the failing step kept, its partial rows
         deleted); returns it."""
-        with self.runtime.uow() as uow:
-            held = self._lock(uow.session, refresh_id)
-            if step is not None:
-                held.step = step
-            held.status, held.error, held.finished_at = FAILED, reason[:500], utcnow()
-            held.lease_owner = held.lease_until = None
-            _delete_rows(uow.session, refresh_id)
-            uow.commit()
-            return held
+        return super().fail(refresh_id, reason, step=step)
+
+    def _on_fail(self, session, held: AnalyticsRefresh, *, step: str | None = None) -> None:
+        if step is not None:
+            held.step = step
+        _delete_rows(session, held.id)
 
     # -- running -------------------------------------------------------------------------------------------------
     def run_here(self, refresh_id: uuid.UUID, on_step: OnStep | None = None) -> AnalyticsRefresh:
@@ -182,7 +172,7 @@ class RefreshRunner:
                 # A pass groups or ranks every customer at once: in memory rather than spilled in batches to
                 # disk (or, at 4 MB, planned as an index walk of the purchases in contact order instead).
                 uow.session.execute(text(f"SET LOCAL work_mem = '{WORK_MEM}'"))
-            held = self._lock(uow.session, refresh_id)
+            held = self.lock(uow.session, refresh_id)
             if index == 0:
                 held.timings, held.summary, held.error = {}, {}, None
             held.step = step
@@ -216,36 +206,19 @@ class RefreshRunner:
             raise ValueError(f"unknown step {step}")
 
     # -- leases --------------------------------------------------------------------------------------------------
-    def _claim(self, refresh_id: uuid.UUID | None = None) -> uuid.UUID | None:
-        now = utcnow()
+    def claimable(self, now: datetime):
+        """Pending while no other refresh of its currency runs, or running under an expired lease."""
         r, other = AnalyticsRefresh, aliased(AnalyticsRefresh)
         busy = exists().where(other.currency == r.currency, other.status == RUNNING, other.id != r.id)
-        claimable = or_(and_(r.status == PENDING, ~busy),
-                        and_(r.status == RUNNING, or_(r.lease_until.is_(None), r.lease_until < now)))
-        chosen = select(r.seq).where(claimable)
-        if refresh_id is not None:
-            chosen = chosen.where(r.id == refresh_id)
+        return or_(and_(r.status == PENDING, ~busy),
+                   and_(r.status == RUNNING, or_(r.lease_until.is_(None), r.lease_until < now)))
+
+    def _claim(self, refresh_id: uuid.UUID | None = None) -> uuid.UUID | None:
+        where = () if refresh_id is None else (AnalyticsRefresh.id == refresh_id,)
         try:
-            with self.runtime.session_factory() as session, session.begin():
-                # Locked first, then updated by its key (as import_jobs.py claims: an UPDATE ... WHERE seq IN
-                # (... SKIP LOCKED) may run its subquery again per row and claim two).
-                seq = session.scalar(chosen.order_by(r.seq).limit(1).with_for_update(of=r, skip_locked=True))
-                if seq is None:
-                    return None
-                return session.scalar(
-                    update(r).where(r.seq == seq)
-                    .values(status=RUNNING, lease_owner=self.owner, lease_until=now + self.lease,
-                            started_at=func.coalesce(r.started_at, now), step=None, steps_done=0)
-                    .returning(r.id).execution_options(synchronize_session=False))
+            return self._claim_first(*where, values={"step": None, "steps_done": 0})
         except IntegrityError:
             return None  # another runner started a refresh of this currency meanwhile (uq_analytics_refreshes_running)
-
-    def _lock(self, session, refresh_id: uuid.UUID) -> AnalyticsRefresh:
-        held = session.scalar(select(AnalyticsRefresh).where(AnalyticsRefresh.id == refresh_id).with_for_update()
-                              .execution_options(populate_existing=True))
-        if held is None or held.lease_owner != self.owner or held.status != RUNNING:
-            raise LeaseLost(f"refresh {refresh_id} is no longer held by this runner")
-        return held
 
 
 def _delete_rows(session, refresh_id: uuid.UUID) -> None:
