@@ -25,6 +25,7 @@ from hypothesis import HealthCheck, Phase, given, settings
 pytestmark = pytest.mark.e2e
 
 PORTAL = "/api/v1/partner-portal/"
+TERMINATION_PREFIXES = ("customers", "partners")
 # Cases per operation and strategy (valid, invalid, valid on existing records); an operation whose inputs
 # allow fewer distinct cases (GET /api/v1/plugins has none) gets fewer.
 MAX_EXAMPLES = 15
@@ -62,10 +63,34 @@ def _first_item(url: str, key: str, *, wait: float = 30.0) -> dict:
 
 def _termination_records(api: str, admin: str, prefix: str, policy: dict) -> dict:
     """A policy, a simulation and (once the evidence event was evaluated) a recommendation of one subject kind.
-    The policy recommends `re_specify`, so accepting its recommendation ends no relationship."""
+    The policy recommends `re_specify`, so accepting its recommendation ends no relationship. It is created
+    enabled, for the evidence event to recommend, and disabled once it has (Records)."""
     created = _post(f"{api}/termination/{prefix}/policies", admin, {**policy, "enabled": True})
     run = _post(f"{api}/termination/{prefix}/simulations", admin, {})
     return {"policy_id": created["id"], "run_id": run["id"]}
+
+
+def _enabled_policies(api: str, key: str) -> dict[str, set[str]]:
+    """The ids of the enabled termination policies, by prefix."""
+    enabled: dict[str, set[str]] = {}
+    for prefix in TERMINATION_PREFIXES:
+        enabled[prefix], cursor = set(), None
+        while True:
+            page = requests.get(f"{api}/termination/{prefix}/policies", timeout=30,
+                                params={"enabled": "true", "limit": 200, **({"cursor": cursor} if cursor else {})},
+                                headers={"Authorization": f"Bearer {key}"})
+            assert page.status_code == 200, page.text
+            enabled[prefix] |= {policy["id"] for policy in page.json()["items"]}
+            cursor = page.json()["next_cursor"]
+            if cursor is None:
+                break
+    return enabled
+
+
+def _disable_policy(api: str, key: str, prefix: str, policy_id: str) -> None:
+    response = requests.patch(f"{api}/termination/{prefix}/policies/{policy_id}", json={"enabled": False},
+                              headers={"Authorization": f"Bearer {key}", "If-Match": "*"}, timeout=30)
+    assert response.status_code == 200 and response.json()["enabled"] is False, response.text
 
 
 def _partner_with_contract(api: str, admin: str, name: str) -> tuple[str, str]:
@@ -139,6 +164,10 @@ class Records:
             f"/api/v1/termination/{prefix}/": {**ids, "recommendation_id": _first_item(
                 f"{api}/termination/{prefix}/recommendations", self.admin)["id"]}
             for prefix, ids in (("customers", customers), ("partners", partners))}
+        # Recommended: the policies have done their part; enabled, they would judge every later contact and
+        # partner of the module's suite (the routes answer the same for a disabled policy).
+        for prefix, ids in (("customers", customers), ("partners", partners)):
+            _disable_policy(api, self.admin, prefix, ids["policy_id"])
 
     def _partner_records(self, api: str, key: str, partner_id: str, contract_id: str) -> dict:
         """A proposal (made by `key`'s side), a delivery and a dispute of one partner: the portal's own records."""
@@ -198,8 +227,23 @@ def _describe(exc: BaseException) -> str:
     return str(exc) if str(exc) else repr(exc)
 
 
-def test_every_answer_of_the_gateway_matches_its_openapi_document(suite, capsys):
-    records = Records(suite)
+@pytest.fixture
+def records(suite):
+    """The records; afterwards, every termination policy enabled while the test ran (its own, or one a generated
+    call made) is disabled again, since the module's later tests share the suite."""
+    api = suite.gateway_url + "/api/v1"
+    key = suite.create_key(scopes="termination:read,termination:manage", name="schemathesis-cleanup")
+    before = _enabled_policies(api, key)
+    try:
+        yield Records(suite)
+    finally:
+        for prefix, enabled in _enabled_policies(api, key).items():
+            for policy_id in sorted(enabled - before[prefix]):
+                _disable_policy(api, key, prefix, policy_id)
+        assert _enabled_policies(api, key) == before
+
+
+def test_every_answer_of_the_gateway_matches_its_openapi_document(suite, records, capsys):
     schema = schemathesis.openapi.from_url(suite.gateway_url + "/api/openapi.json",
                                            config=schemathesis.Config.from_dict(CONFIG))
     assert "x-unavailable-upstreams" not in schema.raw_schema, schema.raw_schema["x-unavailable-upstreams"]
