@@ -19,7 +19,7 @@ from datetime import datetime
 from sqlalchemy import and_, insert, or_, select
 
 from services.common.db import is_database_unavailable, utcnow
-from services.common.leased_runs import LeaseLost, LeasedRunner
+from services.common.leased_runs import LeasedRunner, LeaseLost
 from services.common.runtime import Runtime
 from services.common.scheduled_jobs import ClaimingJob
 

@@ -44,8 +44,8 @@ ROOT = Path(__file__).resolve().parents[2]
 sys.path.insert(0, str(ROOT))
 
 import psycopg  # noqa: E402
+from bench_support import connect, contacts_database, log  # noqa: E402
 
-from crm.registry import SUITE  # noqa: E402
 from services.common.settings import from_env  # noqa: E402
 from services.contacts.analytics.params import Parameters  # noqa: E402
 from services.contacts.app import build  # noqa: E402
@@ -56,14 +56,6 @@ CURRENCY = "EUR"
 UNITS = 10_000
 PLOT = ROOT / "docs" / "img" / "analytics-pareto.png"
 MEASURE_ORDER = ("abc", "rfm", "clv", "profitability", "pyramid", "lifecycle")
-
-
-def log(message: str) -> None:
-    print(f"[{time.strftime('%H:%M:%S')}] {message}", file=sys.stderr, flush=True)
-
-
-def _connect(url: str) -> psycopg.Connection:
-    return psycopg.connect(url.replace("postgresql+psycopg://", "postgresql://"), autocommit=True)
 
 
 # -- generation -----------------------------------------------------------------------------------------------
@@ -144,7 +136,7 @@ def generate(url: str, customers: int, purchases: int, interactions: int) -> dic
     args = {"customers": customers, "purchases": purchases, "interactions": interactions,
             "buyers": int(customers * 0.9), "as_of": AS_OF}
     seconds = {}
-    with _connect(url) as conn:
+    with connect(url) as conn:
         conn.execute("SELECT setseed(0.42)")
         for name, sql in (("people", PEOPLE), ("contacts", CONTACTS), ("purchases", PURCHASES),
                           ("returns", RETURNS), ("interactions", INTERACTIONS)):
@@ -164,7 +156,7 @@ def generate(url: str, customers: int, purchases: int, interactions: int) -> dic
 
 
 def table_counts(url: str) -> dict[str, int]:
-    with _connect(url) as conn:
+    with connect(url) as conn:
         return {table: conn.execute(f"SELECT count(*) FROM {table}").fetchone()[0]
                 for table in ("contacts", "contact_purchases", "contact_returns", "interactions")}
 
@@ -372,7 +364,7 @@ def run_hand_queries(url: str, params: Parameters, currency: str, *,
     PostgreSQL may run a CREATE TABLE AS query with parallel workers, never an INSERT ... SELECT or an UPDATE
     (our passes); `serial` takes the parallel workers away from the hand-written queries too.
     """
-    conn = _connect(url)
+    conn = connect(url)
     if serial:
         conn.execute("SET max_parallel_workers_per_gather = 0")
     seconds = {}
@@ -469,7 +461,7 @@ def pareto_points(url: str, refresh) -> list[tuple[float, float]]:
             points.append((float(Decimal(str(x))), float(Decimal(str(y)))))
         return points
     log("no Pareto points in the ABC summary; computing them from customer_analytics")
-    with _connect(url) as conn:
+    with connect(url) as conn:
         n, total = conn.execute("SELECT count(*), sum(revenue_window_units) FROM customer_analytics "
                                 "WHERE refresh_id = %s AND abc_rank IS NOT NULL", [refresh.id]).fetchone()
         cumulative = dict(conn.execute(
@@ -551,20 +543,14 @@ def main() -> None:
     args = parser.parse_args()
     interactions = args.interactions if args.interactions is not None else args.purchases // 5
     load_before = os.getloadavg()
-    url = args.database
-    if url is None:
-        url = infra.create_database("bench_analytics")
-        log(f"database {url}")
-        SUITE.migrate("contacts", url)
-        generate(url, args.customers, args.purchases, interactions)
-    keep = args.keep or args.generate_only or args.database is not None
-    try:
+    with contacts_database("bench_analytics", existing=args.database, keep=args.keep or args.generate_only,
+                           fill=lambda url: generate(url, args.customers, args.purchases, interactions)) as url:
         counts = table_counts(url)
         log(f"rows: {counts}")
         if args.generate_only:
             print(url)
             return
-        with _connect(url) as conn:  # earlier runs' snapshots would be superseded alongside; start clean
+        with connect(url) as conn:  # earlier runs' snapshots would be superseded alongside; start clean
             conn.execute("TRUNCATE customer_analytics, analytics_refreshes, contact_stages, outbox")
         refresh, wall = run_refresh(url, CURRENCY)
         params = Parameters.from_json(refresh.parameters)
@@ -582,11 +568,6 @@ def main() -> None:
         at20 = next((y for x, y in points if abs(x - 0.2) < 1e-9), None)
         print(f"\nPareto plot: {args.plot}" + (f" (top 20 % of buyers: {100 * at20:.1f} % of revenue)" if at20 else ""))
         print(f"load average before {load_before[0]:.2f}, after {os.getloadavg()[0]:.2f} (2 cores)")
-    finally:
-        if keep:
-            log(f"kept {url}")
-        else:
-            infra.drop_database(url)
 
 
 if __name__ == "__main__":

@@ -32,27 +32,17 @@ from pathlib import Path
 ROOT = Path(__file__).resolve().parents[2]
 sys.path.insert(0, str(ROOT))
 
-import psycopg  # noqa: E402
+from bench_support import connect, contacts_database, log  # noqa: E402
 from sqlalchemy import text  # noqa: E402
 
-from crm.registry import SUITE  # noqa: E402
 from services.common.settings import from_env  # noqa: E402
 from services.common.termination import policies, runs  # noqa: E402
 from services.common.termination.jobs import TerminationJob  # noqa: E402
 from services.contacts import termination  # noqa: E402
 from services.contacts.app import build  # noqa: E402
-from tests.support import infra  # noqa: E402
 
 AS_OF = datetime.now(timezone.utc)
 CODES = ("serial_complainer", "late_payer", "fraud", "deal_seeker", "unprofitable")
-
-
-def log(message: str) -> None:
-    print(f"[{time.strftime('%H:%M:%S')}] {message}", file=sys.stderr, flush=True)
-
-
-def _connect(url: str) -> psycopg.Connection:
-    return psycopg.connect(url.replace("postgresql+psycopg://", "postgresql://"), autocommit=True)
 
 
 GENERATION = {
@@ -137,7 +127,7 @@ def analytics_snapshot(url: str) -> None:
 
 def generate(url: str, customers: int, purchases: int) -> None:
     args = {"customers": customers, "purchases": purchases, "as_of": AS_OF}
-    with _connect(url) as conn:
+    with connect(url) as conn:
         conn.execute("SELECT setseed(0.42)")
         for name, sql in GENERATION.items():
             started = time.perf_counter()
@@ -155,7 +145,7 @@ def generate(url: str, customers: int, purchases: int) -> None:
 
 
 def counts(url: str) -> dict[str, int]:
-    with _connect(url) as conn:
+    with connect(url) as conn:
         return {t: conn.execute(f"SELECT count(*) FROM {t}").fetchone()[0]
                 for t in ("contacts", "contact_purchases", "interactions", "contact_payments", "contact_fraud_flags",
                           "customer_analytics")}
@@ -242,22 +232,13 @@ def main() -> None:
     parser.add_argument("--database", help="run on this existing generated database")
     parser.add_argument("--keep", action="store_true", help="do not drop the database at the end")
     args = parser.parse_args()
-    url = args.database
-    if url is None:
-        url = infra.create_database("bench_termination")
-        log(f"database {url}")
-        SUITE.migrate("contacts", url)
-        generate(url, args.customers, args.purchases or 10 * args.customers)
-    try:
+    purchases = args.purchases or 10 * args.customers
+    with contacts_database("bench_termination", existing=args.database, keep=args.keep,
+                           fill=lambda url: generate(url, args.customers, purchases)) as url:
         log(f"rows: {counts(url)}")
         load = os.getloadavg()[0]
         simulate(url, args.batch)
         print(f"  load average before {load:.2f}, after {os.getloadavg()[0]:.2f} ({os.cpu_count()} CPUs)")
-    finally:
-        if args.keep or args.database:
-            log(f"kept {url}")
-        else:
-            infra.drop_database(url)
 
 
 if __name__ == "__main__":

@@ -25,7 +25,7 @@ from sqlalchemy import exists, func, insert, select, update
 from sqlalchemy.exc import IntegrityError
 
 from services.common.db import is_database_unavailable, utcnow
-from services.common.leased_runs import LeaseLost, LeasedRunner
+from services.common.leased_runs import LeasedRunner, LeaseLost
 from services.common.pagination import paginate
 from services.common.problems import NotFound, Unprocessable
 from services.common.runtime import Runtime

@@ -24,7 +24,7 @@ from sqlalchemy.exc import IntegrityError
 from sqlalchemy.orm import aliased
 
 from services.common.db import is_database_unavailable, is_postgres, utcnow
-from services.common.leased_runs import LeaseLost, LeasedRunner
+from services.common.leased_runs import LeasedRunner, LeaseLost
 from services.common.problems import Conflict, NotFound, Unprocessable
 from services.common.runtime import Runtime
 from services.common.uow import UnitOfWork
