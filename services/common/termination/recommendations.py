@@ -106,6 +106,9 @@ def evaluate_subjects(uow: UnitOfWork, kit: TerminationKit, plugins, settings, s
     if not subject_ids:
         return None
     session = uow.session
+    # Read in the batch's own transaction, not cached: a policy another process enabled judges the next batch.
+    # A cache would need every process told on commit (LISTEN/NOTIFY arrives after it, never inside an open
+    # transaction, and not on SQLite) to save one query of a tiny table (docs/termination.md).
     snapshots = enabled_snapshots(session, kit)
     if not snapshots:
         return None

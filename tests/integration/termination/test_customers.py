@@ -2,12 +2,14 @@
 evaluation's recommendation rules (new, refreshed, superseded, dismissed, withdrawn) and the operators' decisions."""
 from __future__ import annotations
 
+import dataclasses
 import uuid
 
 import pytest
-from sqlalchemy import delete, func, select
+from sqlalchemy import create_engine, delete, func, select, update
 
 from services.common.catalog import make_event
+from services.common.termination import evidence
 from services.common.termination.jobs import TerminationJob
 from services.common.termination.runs import LeaseLost, RunRunner
 from services.contacts import handlers, termination
@@ -325,6 +327,42 @@ def test_evaluations_are_read_newest_first_and_by_the_id_a_recommendation_names_
     assert client.get(f"{CUSTOMERS}/simulations/{rec['run_id']}", headers=READ).status_code == 404
     assert [r["id"] for r in client.get(f"{CUSTOMERS}/simulations", headers=READ).get_json()["items"]] == [
         simulation["id"]]
+
+
+def test_a_policy_another_process_enables_judges_the_next_evidence_batch_and_none_enabled_reads_no_history(
+        client, runtime, customers):
+    fraudster = customers.contact("fay")
+    base, reads = termination.build_kit(runtime.settings), []
+
+    def histories(session, ids, *rest):
+        reads.append(list(ids))
+        return base.adapter.histories(session, ids, *rest)
+
+    kit = dataclasses.replace(base, adapter=dataclasses.replace(base.adapter, histories=histories))
+    handle = evidence.with_evaluation(handlers.HANDLERS, runtime, kit)["crm.contact.flagged"]
+
+    def flagged():
+        data = {"flag_id": customers.flag(fraudster), "contact_id": fraudster, "code": "chargeback",
+                "occurred_at": at("2026-01-01T12:00:00")}
+        with runtime.uow() as uow:
+            handle(uow, [make_event("crm.contact.flagged", data, source="/services/contacts")])
+            uow.commit()
+
+    policy = create_policy(client, CUSTOMERS, "fraud", enabled=False)
+    flagged()
+    assert reads == []  # no policy enabled: the batch read no history and recommended nothing
+    # Enabled by another process: a commit this one learns of only from the database.
+    other = create_engine(runtime.settings.database_url)
+    try:
+        with other.begin() as conn:
+            conn.execute(update(Termination.Policy).where(Termination.Policy.id == uuid.UUID(policy["id"]))
+                         .values(enabled=True))
+    finally:
+        other.dispose()
+    flagged()
+    assert reads == [[fraudster]]
+    recommended = client.get(f"{CUSTOMERS}/recommendations", headers=READ).get_json()["items"]
+    assert [(r["subject_id"], r["strategy"]) for r in recommended] == [(str(fraudster), "terminate")]
 
 
 def test_a_merge_withdraws_the_merged_contacts_open_recommendation_and_hands_its_records_to_the_survivor(
