@@ -71,7 +71,9 @@ def test_a_terminated_customer_is_frozen_once_earns_nothing_and_cannot_redeem(lo
 
     event = _terminated(contact_id)
     # One batch: two customers (one without any membership yet) and a partner's termination, ignored here.
-    _dispatch(loyalty, handlers, event, _terminated(newcomer), _terminated(None))
+    partner_ended = make_event("crm.contact.terminated", {**_terminated(newcomer).data, "contact_id": None,
+                                                          "partner_id": uuid.uuid4()}, source="/services/contacts")
+    _dispatch(loyalty, handlers, event, _terminated(newcomer), partner_ended)
     for member_id in (member["id"], club_member["id"]):
         shown = client.get(f"{LOYALTY}/members/{member_id}", headers=rw()).json
         assert (shown["status"], shown["frozen_at"]) == ("frozen", "2026-03-10T09:00:00+00:00"), shown
