@@ -4,7 +4,7 @@ from __future__ import annotations
 from collections.abc import Callable
 from typing import TypeVar
 
-from sqlalchemy import text
+from sqlalchemy import insert, text
 from sqlalchemy.exc import IntegrityError
 from sqlalchemy.orm import Session, sessionmaker
 
@@ -36,12 +36,14 @@ class UnitOfWork:
         self.causation_id = causation_id
         self.session: Session | None = None
         self.events: list[Event] = []
+        self._outbox_rows: list[dict] = []  # written by commit(), in the order recorded
         self._depth = 0
 
     def __enter__(self) -> "UnitOfWork":
         if self._depth == 0:
             self.session = self._session_factory()
             self.events = []
+            self._outbox_rows = []
         self._depth += 1
         return self
 
@@ -68,14 +70,22 @@ class UnitOfWork:
         event = make_event(event_type, data, source=self.source, subject=subject,
                            correlationid=correlation_id or self.correlation_id,
                            causationid=causation_id or self.causation_id)
-        self.session.add(self._outbox_model(event_id=event.id, event_type=event.type, payload=event.to_json()))
+        self._outbox_rows.append({"event_id": event.id, "event_type": event.type, "payload": event.to_json()})
         self.events.append(event)
         return event
+
+    def _write_outbox(self) -> None:
+        # One Core INSERT for the events recorded since the last write: an ORM object per row cost a unit-of-work
+        # flush each. Nothing reads the outbox in the transaction that writes it.
+        if self._outbox_rows:
+            rows, self._outbox_rows = self._outbox_rows, []
+            self.session.execute(_outbox_insert(self._outbox_model), rows)
 
     def commit(self) -> None:
         """Commit the change and its events, or flush only when an outer unit of work owns the transaction."""
         if self.read_only:
             raise ReadOnlyUnitOfWork("a read-only unit of work cannot commit; use a writing one")
+        self._write_outbox()
         if self._depth > 1:
             self.session.flush()
         else:
@@ -88,7 +98,19 @@ class UnitOfWork:
 
     def rollback(self) -> None:
         """Undo everything since the transaction began."""
+        self._outbox_rows = []
         self.session.rollback()
+
+
+_OUTBOX_INSERTS: dict = {}
+
+
+def _outbox_insert(outbox_model):
+    """The INSERT of a service's outbox rows, built once per table (executed with a list of rows)."""
+    stmt = _OUTBOX_INSERTS.get(outbox_model)
+    if stmt is None:
+        stmt = _OUTBOX_INSERTS[outbox_model] = insert(outbox_model.__table__)
+    return stmt
 
 
 def insert_or_reread(session: Session, *rows, reread: Callable[[], T | None]) -> T | None:
