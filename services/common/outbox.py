@@ -70,10 +70,13 @@ class OutboxStore:
         table = outbox_model.__table__
         c = table.c
         free = c.published_at.is_(None) & (c.lease_until.is_(None) | (c.lease_until < bindparam("now")))
+        # A CTE is evaluated once: as an `IN (subquery)` PostgreSQL may run the locking subquery again for each
+        # row it updates, skip the rows it has just updated and claim more than `limit` (a test pins this).
         candidates = (select(c.seq).where(free).order_by(c.seq).limit(bindparam("limit"))
-                      .with_for_update(skip_locked=True))  # rendered on PostgreSQL; SQLite serialises writers anyway
+                      .with_for_update(skip_locked=True)  # rendered on PostgreSQL; SQLite serialises writers anyway
+                      .cte("candidates"))
         # `free` is repeated so a row another relay claimed meanwhile is not re-claimed on re-check.
-        self._claim = (update(table).where(c.seq.in_(candidates.scalar_subquery()), free)
+        self._claim = (update(table).where(c.seq == candidates.c.seq, free)
                        .values(lease_owner=bindparam("owner"), lease_until=bindparam("until"), attempts=c.attempts + 1)
                        .returning(c.seq, c.event_id, c.event_type, c.payload))
         self._mark = (update(table).where(c.seq.in_(bindparam("seqs", expanding=True)))

@@ -95,3 +95,32 @@ def test_a_commit_wakes_the_relay_through_notify_long_before_its_poll(make_datab
         observer.close()
     assert not thread.is_alive(), "the relay stops without waiting for its hour-long poll"
 
+
+
+def test_the_store_runs_each_operation_as_one_statement_outside_a_transaction(make_database, make_settings):
+    """On PostgreSQL claim, mark and release are single statements in autocommit: no BEGIN/COMMIT round trips."""
+    from sqlalchemy import event
+
+    runtime = runtime_on(make_settings("leads", make_database("relay")))
+    _record(runtime, 3)
+    store = OutboxStore(runtime.session_factory, Outbox, lease_seconds=30)
+    sent, begun = [], []
+    on_execute = lambda _c, _cur, statement, *_a: sent.append(statement.split()[0])  # noqa: E731
+    on_begin = lambda conn: begun.append(conn.connection.driver_connection.autocommit)  # noqa: E731
+    event.listen(runtime.engine, "before_cursor_execute", on_execute)
+    event.listen(runtime.engine, "begin", on_begin)
+    try:
+        claimed = store.claim(2)
+        store.mark_published([claimed[0].seq])
+        store.release([claimed[1].seq])
+        store.release()
+    finally:
+        event.remove(runtime.engine, "before_cursor_execute", on_execute)
+        event.remove(runtime.engine, "begin", on_begin)
+    # Exactly the limit, oldest first (an `IN (subquery)` claim took all three rows here).
+    assert [m.seq for m in claimed] == sorted(m.seq for m in claimed) and len(claimed) == 2
+    assert sent == ["WITH", "UPDATE", "UPDATE", "UPDATE"]  # the claim: WITH candidates ... UPDATE
+    assert begun and all(begun)  # the driver connection was in autocommit for each of them
+    # What each one did: one published, the rest free again and claimable, oldest first.
+    assert store.unpublished_count() == 2
+    assert [m.seq for m in store.claim(10)] == [claimed[1].seq, claimed[1].seq + 1]
