@@ -63,11 +63,6 @@ def eligible_customers(session: Session, after_seq: int | None, limit: int) -> l
     return [(seq, contact_id) for seq, contact_id in session.execute(stmt.order_by(Contact.seq).limit(limit))]
 
 
-def contact_exists(session: Session, contact_id: uuid.UUID) -> bool:
-    """Whether a contact with this id exists, whatever its status."""
-    return session.scalar(select(Contact.seq).where(Contact.id == contact_id)) is not None
-
-
 def customer_histories(session: Session, ids: Sequence[uuid.UUID], as_of: datetime, window_days: int, *,
                        currency: str = Settings.base_currency,
                        ) -> dict[uuid.UUID, tuple[TerminationSubject, CustomerHistory]]:

@@ -13,7 +13,7 @@ from collections.abc import Callable, Sequence
 from datetime import date, datetime, time, timedelta, timezone
 
 from crm_plugins.types import DisputeCount, PartnerTerminationHistory, TerminationSubject
-from sqlalchemy import exists, func, or_, select, update
+from sqlalchemy import func, or_, select, update
 
 from services.common.catalog import Event
 from services.common.db import utcnow
@@ -125,11 +125,6 @@ def terminate_partner(uow: UnitOfWork, partner_id: uuid.UUID, *, recommendation_
         }, subject=partner_id)
         uow.commit()
         return PARTNER_TERMINATED
-
-
-def partner_exists(session, partner_id: uuid.UUID) -> bool:
-    """True when a partner with this id exists, whatever its status."""
-    return bool(session.scalar(select(exists().where(Partner.id == partner_id))))
 
 
 def _partner_of(event: Event) -> uuid.UUID | None:

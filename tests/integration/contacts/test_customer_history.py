@@ -160,7 +160,6 @@ def test_only_active_customers_are_eligible_in_seq_order_and_terminating_one_hap
         assert [contact_id for _seq, contact_id in eligible] == [ids["ann"], ids["bob"]]
         assert history.eligible_customers(s, eligible[0][0], 10) == eligible[1:]
         assert history.eligible_customers(s, None, 1) == eligible[:1]
-        assert history.contact_exists(s, ids["cy"]) and not history.contact_exists(s, uuid.uuid4())
     recommendation, decision = uuid.uuid4(), uuid.uuid4()
     for expected in (history.CONTACT_TERMINATED, history.CONTACT_ALREADY_TERMINATED):
         with any_runtime.uow() as uow:  # the caller's unit of work (the decision's) commits
