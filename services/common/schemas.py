@@ -4,6 +4,7 @@ from __future__ import annotations
 from collections.abc import Mapping
 from datetime import timezone
 from decimal import Decimal
+from typing import ClassVar
 
 from marshmallow import Schema, ValidationError, fields, missing, pre_load, validate
 
@@ -172,12 +173,34 @@ class ExactDecimal(fields.Decimal):
     refused, then (each error under the field's name, all of them) the range and the decimal places.
 
     `minimum` to `maximum` (inclusive unless told otherwise), with marshmallow's Range message unless
-    `range_error` is given (`{min}` and `{max}` are filled in); at most `places` decimal places.
+    `range_error` is given (`{min}` and `{max}` are filled in); at most `places` decimal places. Trailing zeros
+    past `places` are dropped from what is loaded ("1.50000" loads as 1.5000 with 4 places): the value goes on
+    into events, whose readers may count the exponent (contacts' purchase facts refuse more than 4 places).
+    `strings_only`: a JSON number is refused (`not_string`, worded through `error_messages`), since it may
+    already be a binary float by the time it is parsed.
     """
 
+    default_error_messages: ClassVar[dict] = {"not_string": 'Send the number as a decimal string, e.g. "12.50".'}
+
     def __init__(self, places: int, maximum: Decimal, *, minimum: Decimal = Decimal(0), min_inclusive: bool = True,
-                 max_inclusive: bool = True, range_error: str | None = None, **kwargs):
+                 max_inclusive: bool = True, range_error: str | None = None, strings_only: bool = False, **kwargs):
         in_range = validate.Range(min=minimum, max=maximum, min_inclusive=min_inclusive,
                                   max_inclusive=max_inclusive, error=range_error)
         super().__init__(as_string=True, places=None, allow_nan=False, validate=[in_range, at_most_places(places)],
                          **kwargs)
+        self.exact_places = places
+        self.strings_only = strings_only
+
+    def _deserialize(self, value, attr, data, **kwargs):
+        if self.strings_only and not isinstance(value, str):
+            raise self.make_error("not_string")
+        return _without_excess_zeros(super()._deserialize(value, attr, data, **kwargs), self.exact_places)
+
+
+def _without_excess_zeros(value: Decimal, places: int) -> Decimal:
+    """`value` with the trailing zeros past `places` dropped; exact (built from its digits, no context rounding)."""
+    sign, digits, exponent = value.as_tuple()
+    excess = -exponent - places if isinstance(exponent, int) else 0
+    if excess <= 0 or any(digits[-excess:]):
+        return value
+    return Decimal((sign, digits[:-excess] or (0,), -places))

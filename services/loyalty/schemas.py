@@ -7,7 +7,15 @@ from decimal import Decimal, InvalidOperation
 from marshmallow import Schema, ValidationError, fields, validate, validates_schema
 
 from services.common.pagination import PageArgs, sort_field
-from services.common.schemas import CURRENCY, SLUG, DegradedSchema, Moment, ScoreFactorSchema, TrimmedInput
+from services.common.schemas import (
+    CURRENCY,
+    SLUG,
+    DegradedSchema,
+    ExactDecimal,
+    Moment,
+    ScoreFactorSchema,
+    TrimmedInput,
+)
 
 from .models import ENTRY_KINDS, MEMBER_SORTS, PROGRAM_SORTS, TRANSACTION_SORTS
 
@@ -17,29 +25,18 @@ MAX_POINTS = 10**15
 DECIMAL_PLACES = 4  # what Numeric(18, 4) keeps
 
 
+def _decimal(maximum: Decimal, **kwargs) -> ExactDecimal:
+    """A number in a request: a decimal string from 0 to `maximum`, at most 4 places; a JSON number is refused."""
+    return ExactDecimal(DECIMAL_PLACES, maximum, strings_only=True, **kwargs)
+
+
 class DecimalString(fields.Decimal):
-    """An exact decimal sent and returned as a JSON string ("12.50"), never a float.
-
-    A JSON number is refused: by the time it is parsed it may be a binary float that is no longer the
-    amount the caller meant. Output keeps at least `min_places` decimals and drops further trailing zeros.
-    """
-
-    default_error_messages = {
-        "not_string": 'Send the number as a decimal string, e.g. "12.50".',
-        "too_precise": f"Use at most {DECIMAL_PLACES} decimal places.",
-    }
+    """An exact decimal in a response, as a JSON string ("12.50"), never a float: at least `min_places` decimals,
+    further trailing zeros dropped, no exponent. Requests take `_decimal` (the kit's ExactDecimal) instead."""
 
     def __init__(self, *, min_places: int = 0, **kwargs):
         super().__init__(as_string=True, allow_nan=False, **kwargs)
         self.min_places = min_places
-
-    def _deserialize(self, value, attr, data, **kwargs):
-        if not isinstance(value, str):
-            raise self.make_error("not_string")
-        number = super()._deserialize(value.strip(), attr, data, **kwargs)
-        if number.as_tuple().exponent < -DECIMAL_PLACES:
-            raise self.make_error("too_precise")
-        return number
 
     def _serialize(self, value, attr, obj, **kwargs):
         if value is None:
@@ -73,15 +70,19 @@ def _reason(**kw):
 
 
 def _margin_rate(**kw):
-    return DecimalString(validate=validate.Range(min=Decimal(0), max=Decimal(1)), metadata={
+    return _decimal(Decimal(1), metadata={
         "description": "The share of a purchase's amount taken as its margin when the purchase gives none "
                        "(0-1, e.g. \"0.3\"); null: such purchases have no margin."}, **kw)
 
 
 def _money(*, description: str, **kw):
-    return DecimalString(validate=validate.Range(min=Decimal(0), max=MAX_AMOUNT, max_inclusive=False,
-                                                 error="Must be 0 or more and less than 10^12."),
-                         metadata={"description": description}, **kw)
+    return _decimal(MAX_AMOUNT, max_inclusive=False, range_error="Must be 0 or more and less than 10^12.",
+                    metadata={"description": description}, **kw)
+
+
+def _amount(**kw):
+    return _decimal(MAX_AMOUNT, min_inclusive=False, max_inclusive=False,
+                    range_error="Must be greater than 0 and less than 10^12.", required=True, **kw)
 
 
 def _not_above_amount(data: dict, name: str) -> None:
@@ -110,14 +111,14 @@ class ProgramCreateSchema(TrimmedInput):
     code = fields.String(required=True, validate=SLUG)
     name = fields.String(required=True, validate=validate.Length(min=1, max=200))
     currency = fields.String(required=True, validate=CURRENCY)
-    points_per_unit = DecimalString(required=True, validate=validate.Range(min=Decimal(0), max=MAX_RATE))
+    points_per_unit = _decimal(MAX_RATE, required=True)
     margin_rate = _margin_rate(load_default=None, allow_none=True)
     auto_enrol = fields.Boolean(load_default=False)
 
 
 class ProgramUpdateSchema(TrimmedInput):
     name = fields.String(validate=validate.Length(min=1, max=200))
-    points_per_unit = DecimalString(validate=validate.Range(min=Decimal(0), max=MAX_RATE))
+    points_per_unit = _decimal(MAX_RATE)
     margin_rate = _margin_rate(allow_none=True)
     auto_enrol = fields.Boolean()
 
@@ -216,9 +217,7 @@ class PurchaseCreateSchema(TrimmedInput):
     member_id = fields.UUID(load_default=None)
     contact_id = fields.UUID(load_default=None)
     program_id = fields.UUID(load_default=None, metadata={"description": "With contact_id; defaults to the default program."})
-    amount = DecimalString(required=True, validate=validate.Range(
-        min=Decimal(0), min_inclusive=False, max=MAX_AMOUNT, max_inclusive=False,
-        error="Must be greater than 0 and less than 10^12."))
+    amount = _amount()
     currency = fields.String(required=True, validate=CURRENCY)
     occurred_at = Moment(required=True)
     external_id = fields.String(load_default=None, allow_none=True, validate=validate.Length(min=1, max=200),
@@ -268,10 +267,8 @@ class PurchaseSchema(Schema):
 # --- returns ------------------------------------------------------------------------------------------------
 
 class ReturnCreateSchema(TrimmedInput):
-    amount = DecimalString(required=True, validate=validate.Range(
-        min=Decimal(0), min_inclusive=False, max=MAX_AMOUNT, max_inclusive=False,
-        error="Must be greater than 0 and less than 10^12."),
-        metadata={"description": "What is given back, in the purchase's currency; at most what is left to return."})
+    amount = _amount(metadata={
+        "description": "What is given back, in the purchase's currency; at most what is left to return."})
     margin = _money(load_default=None, allow_none=True, description=(
         "The margin given back with it, 0 to amount; left out: the purchase's margin in proportion (the "
         "return of the rest gives back the rest of the margin)."))

@@ -7,16 +7,15 @@ partner id comes only from its identity token; the portal shows no API key of ei
 from __future__ import annotations
 
 from decimal import Decimal
-from typing import ClassVar
 
 from flask.views import MethodView
-from marshmallow import Schema, ValidationError, fields, validate
+from marshmallow import Schema, fields, validate
 
 from services.common.etags import Precondition, etag
 from services.common.idempotency import HEADER_PARAMETER, idempotent
 from services.common.identity import current_principal, record_or_receipt, requires
 from services.common.pagination import PageArgs, sort_field
-from services.common.schemas import CURRENCY, Trimmed, TrimmedInput
+from services.common.schemas import CURRENCY, ExactDecimal, Trimmed, TrimmedInput
 from services.common.web import read_uow, runtime, uow
 
 from . import disputes
@@ -42,33 +41,14 @@ _IF_MATCH_OPTIONAL = {**_IF_MATCH, "required": False,
                       "description": 'The ETag of the dispute, `W/"<version>"`: stale is 412; may be left out.'}
 
 
-def _cents(value: Decimal) -> None:
-    exponent = value.normalize().as_tuple().exponent
-    if isinstance(exponent, int) and exponent < -2:
-        raise ValidationError("Use at most 2 decimal places.")
-
-
-class Amount(fields.Decimal):
-    """Money as a decimal string ("1250.50"): a JSON number may already be a binary float, so it is refused."""
-
-    default_error_messages: ClassVar[dict] = {"not_string": 'Send the amount as a decimal string, e.g. "1250.50".'}
-
-    def __init__(self, **kwargs):
-        super().__init__(as_string=True, places=None, allow_nan=False,
-                         validate=[validate.Range(min=0, max=_MAX_AMOUNT), _cents], **kwargs)
-
-    def _deserialize(self, value, attr, data, **kwargs):
-        if not isinstance(value, str):
-            raise self.make_error("not_string")
-        return super()._deserialize(value, attr, data, **kwargs)
-
-
 # -- schemas ------------------------------------------------------------------------------------------------
 
 class DisputeOpenSchema(TrimmedInput):
     category = fields.String(required=True, validate=validate.OneOf(DISPUTE_CATEGORIES))
-    amount = Amount(required=True, metadata={"description": "The amount in dispute, in `currency`, as a decimal "
-                                                           "string with at most 2 decimal places."})
+    # A decimal string: a JSON number may already be a binary float by the time it is parsed.
+    amount = ExactDecimal(2, _MAX_AMOUNT, strings_only=True, required=True, error_messages={
+        "not_string": 'Send the amount as a decimal string, e.g. "1250.50".'}, metadata={
+        "description": "The amount in dispute, in `currency`, as a decimal string with at most 2 decimal places."})
     currency = fields.String(required=True, validate=CURRENCY)
     contract_id = fields.UUID(load_default=None, allow_none=True,
                               metadata={"description": "A contract of this partner the dispute is about."})

@@ -1,5 +1,6 @@
-"""The kit's exact decimal field (services/common/schemas.py) and the two request schemas that share it: a
-contact's invoice amount and a partner delivery's quantities and amounts keep their own messages and field names."""
+"""The kit's exact decimal field (services/common/schemas.py) and the request schemas that share it: a contact's
+invoice amount, a partner delivery's quantities and amounts, a dispute's amount and the loyalty API's amounts and
+rates keep their own messages and field names."""
 from __future__ import annotations
 
 from decimal import Decimal
@@ -9,7 +10,12 @@ from marshmallow import Schema, ValidationError
 
 from services.common.schemas import ExactDecimal, decimal_places
 from services.contacts.payments_api import PaymentCreateSchema
+from services.contacts.purchase_facts import exact_amount
+from services.loyalty.schemas import ProgramCreateSchema, PurchaseCreateSchema, ReturnCreateSchema
 from services.partners.deliveries_api import DeliveryInSchema
+from services.partners.disputes_api import DisputeOpenSchema
+
+BEYOND_28_DIGITS = "1.0000000000000000000000000000001"  # normalize() would round it to 1
 
 
 @pytest.mark.parametrize(("text", "places"), [
@@ -91,3 +97,121 @@ def test_a_deliverys_amounts_and_quantities_within_their_places_are_accepted():
     loaded = DeliveryInSchema().load(_delivery(quantity_ordered="100.000", amount="800.00", agreed_amount="800"))
     assert (loaded["quantity_ordered"], loaded["amount"], loaded["agreed_amount"]) == (
         Decimal("100"), Decimal("800"), Decimal("800"))
+
+
+class _Share(Schema):
+    value = ExactDecimal(4, Decimal(1), strings_only=True)
+
+
+class _WordedShare(Schema):
+    value = ExactDecimal(4, Decimal(1), strings_only=True, error_messages={"not_string": "A string, please."})
+
+
+@pytest.mark.parametrize("value", [0.5, 1, True, ["0.5"]])
+def test_a_strings_only_exact_decimal_refuses_anything_but_a_string(value):
+    assert _errors(_Share(), {"value": value}) == {"value": ['Send the number as a decimal string, e.g. "12.50".']}
+    assert _errors(_WordedShare(), {"value": value}) == {"value": ["A string, please."]}
+
+
+def test_an_exact_decimal_takes_a_json_number_unless_told_strings_only():
+    assert _Quantity().load({"value": 12.5})["value"] == Decimal("12.5")
+
+
+@pytest.mark.parametrize(("text", "loaded"), [
+    ("0.500000", "0.5000"), ("0.00000", "0.0000"), ("1.0000", "1.0000"), ("0.25", "0.25"), ("1", "1"),
+    ("0." + "0" * 40, "0.0000"),  # more digits than the context's 28: built from the digits, not rounded
+])
+def test_an_exact_decimal_drops_the_trailing_zeros_past_its_places_and_no_other_digit(text, loaded):
+    value = _Share().load({"value": text})["value"]
+    assert str(value) == loaded
+
+
+def test_places_are_still_counted_on_every_digit_sent():
+    assert _errors(_Share(), {"value": "0.50001"}) == {"value": ["Use at most 4 decimal places."]}
+    assert _errors(_Share(), {"value": "0." + "0" * 40 + "1"}) == {"value": ["Use at most 4 decimal places."]}
+
+
+# -- a dispute's amount ------------------------------------------------------------------------------------
+
+def _dispute(amount) -> dict:
+    return {"category": "quality", "amount": amount, "currency": "EUR", "invoice_reference": "INV-1",
+            "message": "Twelve pallets arrived damaged."}
+
+
+@pytest.mark.parametrize(("amount", "messages"), [
+    ("-1", ["Must be greater than or equal to 0 and less than or equal to 9999999999999.99."]),
+    ("10000000000000", ["Must be greater than or equal to 0 and less than or equal to 9999999999999.99."]),
+    ("1.001", ["Use at most 2 decimal places."]),
+    (BEYOND_28_DIGITS, ["Use at most 2 decimal places."]),
+    ("1250.5" + "0" * 30 + "1", ["Use at most 2 decimal places."]),
+    (1250.5, ['Send the amount as a decimal string, e.g. "1250.50".']),
+    (1250, ['Send the amount as a decimal string, e.g. "1250.50".']),
+    ("NaN", ["Special numeric values (nan or infinity) are not permitted."]),
+    ("twelve", ["Not a valid number."]),
+])
+def test_a_dispute_amount_keeps_its_messages_and_is_never_rounded(amount, messages):
+    assert _errors(DisputeOpenSchema(), _dispute(amount)) == {"amount": messages}
+
+
+def test_a_dispute_amount_up_to_two_places_is_accepted_as_sent():
+    assert str(DisputeOpenSchema().load(_dispute("1250.50"))["amount"]) == "1250.50"
+    assert str(DisputeOpenSchema().load(_dispute("1250.5000000"))["amount"]) == "1250.50"
+    assert DisputeOpenSchema().load(_dispute("9999999999999.99"))["amount"] == Decimal("9999999999999.99")
+    assert DisputeOpenSchema().load(_dispute("0"))["amount"] == 0
+
+
+# -- the loyalty API's amounts and rates -------------------------------------------------------------------
+
+def _purchase(**values) -> dict:
+    return {"contact_id": "6f1c1a52-8d1e-4d43-9f57-5d7d3a1f2c10", "amount": "42.50", "currency": "EUR",
+            "occurred_at": "2026-03-14T10:30:00Z", **values}
+
+
+def _program(**values) -> dict:
+    return {"code": "gold", "name": "Gold", "currency": "EUR", "points_per_unit": "1", **values}
+
+
+NOT_A_STRING = 'Send the number as a decimal string, e.g. "12.50".'
+AMOUNT_RANGE = "Must be greater than 0 and less than 10^12."
+MONEY_RANGE = "Must be 0 or more and less than 10^12."
+
+
+@pytest.mark.parametrize(("field", "value", "messages"), [
+    ("amount", 42.5, [NOT_A_STRING]),
+    ("amount", "0", [AMOUNT_RANGE]),
+    ("amount", "1000000000000", [AMOUNT_RANGE]),
+    ("amount", "1.23456", ["Use at most 4 decimal places."]),
+    ("amount", BEYOND_28_DIGITS, ["Use at most 4 decimal places."]),
+    ("amount", "-0.00001", [AMOUNT_RANGE, "Use at most 4 decimal places."]),
+    ("amount", "Infinity", ["Special numeric values (nan or infinity) are not permitted."]),
+    ("margin", "-1", [MONEY_RANGE]),
+    ("margin", 1, [NOT_A_STRING]),
+    ("discount", "1000000000000", [MONEY_RANGE]),
+    ("discount", "0.00001", ["Use at most 4 decimal places."]),
+])
+def test_a_purchase_keeps_its_messages(field, value, messages):
+    assert _errors(PurchaseCreateSchema(), _purchase(**{field: value})) == {field: messages}
+
+
+def test_a_return_amount_keeps_its_messages():
+    body = {"amount": "0", "occurred_at": "2026-03-15T10:00:00Z"}
+    assert _errors(ReturnCreateSchema(), body) == {"amount": [AMOUNT_RANGE]}
+    assert _errors(ReturnCreateSchema(), {**body, "amount": 10}) == {"amount": [NOT_A_STRING]}
+
+
+@pytest.mark.parametrize(("field", "value", "messages"), [
+    ("points_per_unit", "1000.00001", ["Must be greater than or equal to 0 and less than or equal to 1000.",
+                                      "Use at most 4 decimal places."]),
+    ("points_per_unit", 1.5, [NOT_A_STRING]),
+    ("margin_rate", "1.0001", ["Must be greater than or equal to 0 and less than or equal to 1."]),
+    ("margin_rate", "0.12345", ["Use at most 4 decimal places."]),
+])
+def test_a_programs_rates_keep_their_messages(field, value, messages):
+    assert _errors(ProgramCreateSchema(), _program(**{field: value})) == {field: messages}
+
+
+def test_a_purchase_amount_with_zeros_past_four_places_loads_as_contacts_purchase_facts_can_keep_it():
+    # The loaded amount goes into crm.purchase.recorded as it is; contacts refuses more than 4 places there.
+    loaded = PurchaseCreateSchema().load(_purchase(amount="42.500000", margin="0.10000", discount="1.00000"))
+    assert [str(loaded[name]) for name in ("amount", "margin", "discount")] == ["42.5000", "0.1000", "1.0000"]
+    assert exact_amount(format(loaded["amount"], "f")) == Decimal("42.5")
