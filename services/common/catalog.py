@@ -67,6 +67,16 @@ class MemberEnrolledData(_EventData):
     program_id = fields.UUID(required=True)
 
 
+class MemberFrozenData(_EventData):
+    """A membership became frozen: its contact was terminated, a terminated contact enrolled, or a merge froze it."""
+
+    member_id = fields.UUID(required=True)
+    contact_id = fields.UUID(required=True)
+    program_id = fields.UUID(required=True)
+    frozen_at = fields.AwareDateTime(required=True)  # the termination's time, not the moment loyalty froze it
+    reason = fields.String(allow_none=True, load_default=None)  # the termination's reason; None once erased
+
+
 class PurchaseRecordedData(_EventData):
     purchase_id = fields.UUID(required=True)
     member_id = fields.UUID(required=True)
@@ -431,6 +441,7 @@ CATALOG: dict[str, type[Schema]] = {
     "crm.contact.created": ContactCreatedData,
     "crm.contact.updated": ContactUpdatedData,
     "crm.member.enrolled": MemberEnrolledData,
+    "crm.member.frozen": MemberFrozenData,
     "crm.purchase.recorded": PurchaseRecordedData,
     "crm.points.earned": PointsEarnedData,
     "crm.points.redeemed": PointsRedeemedData,

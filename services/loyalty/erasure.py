@@ -37,15 +37,14 @@ STEPS = (
           why="the reasons typed and the plugins' explanations; the points stay"),
     Erase("purchase_returns", lambda t, p: t.c.purchase_id.in_(_purchases_of(p)), values=lambda t: {"reason": None},
           why="the reasons typed for returns; amounts, margins and points stay"),
-    Erase("members", lambda t, p: t.c.contact_id.in_(p.contact_ids) & t.c.frozen_reason.isnot(None),
-          values=lambda t: {"frozen_reason": None},
-          why="the termination reason an operator typed; the freeze itself stays"),
     Erase("frozen_contacts", lambda t, p: t.c.contact_id.in_(p.contact_ids) & t.c.reason.isnot(None),
           values=lambda t: {"reason": None}, why="the termination reason an operator typed; the freeze itself stays"),
 )
 
 KEPT = {
     "programs": "the programs themselves",
+    "members": "the memberships: program, pseudonymous contact id, tier and dates (a frozen one's termination "
+               "reason is read from frozen_contacts, erased there)",
     "purchases": "amounts, margins, discounts, coupon codes, currencies, times and receipt numbers under the member",
 }
 

@@ -24,13 +24,13 @@ def on_contact_erased(uow: UnitOfWork, events: list[Event]) -> None:
 @handles_batches
 def on_contact_merged(uow: UnitOfWork, events: list[Event]) -> None:
     """Contacts were merged: memberships follow to the survivor, two in one program become one."""
-    merges.merge_memberships(uow, [event.data for event in events])
+    merges.merge_memberships(uow, [event.data for event in events], causes=[event_cause(event) for event in events])
 
 
 @handles_batches
 def on_contact_terminated(uow: UnitOfWork, events: list[Event]) -> None:
-    """Customers were terminated: every membership of theirs is frozen, and any they get later."""
-    freezes.freeze_contacts(uow, [event.data for event in events])
+    """Customers were terminated: every membership of theirs is frozen (crm.member.frozen), and any they get later."""
+    freezes.freeze_contacts(uow, [event.data for event in events], causes=[event_cause(event) for event in events])
 
 
 HANDLERS = {"crm.contact.created": on_contact_created, "crm.contact.erased": on_contact_erased,

@@ -21,30 +21,44 @@ from .models import LedgerEntry, Member, Purchase
 _NO_SYNC = {"synchronize_session": False}
 
 
-def merge_memberships(uow: UnitOfWork, merges: Sequence[Mapping]) -> dict[str, int]:
+def merge_memberships(uow: UnitOfWork, merges: Sequence[Mapping], *,
+                      causes: Sequence[Mapping] | None = None) -> dict[str, int]:
     """Apply some crm.contact.merged payloads, in order; returns what changed, for the batch.
 
     `repointed`: memberships that became the survivor's; `combined`: memberships closed into the survivor's,
     with the `ledger_entries` and `purchases` they moved; `frozen`: the survivor's memberships a terminated
-    person's freeze reached. Running a payload again changes nothing (redelivery):
-    the merged contact has no open membership left.
+    person's freeze reached, each announced with crm.member.frozen (`causes[i]`, add_event keywords, being the
+    cause of merges[i]). Running a payload again changes nothing (redelivery): the merged contact has no open
+    membership left.
     """
     counts = dict.fromkeys(("repointed", "combined", "ledger_entries", "purchases", "frozen"), 0)
     with uow:
-        for merge in merges:
-            merged_ids = [merge["merged_id"], *merge.get("previously_merged_ids", ())]
-            _merge(uow.session, merge["survivor_id"], merged_ids, counts)
-            counts["frozen"] += freezes.follow_merge(uow.session, merge["survivor_id"], merged_ids)
+        # Every person of the batch at once, before any row lock: a freeze or an enrolment of one of them waits for
+        # the merge (or it for them), so a freeze the merge carries to the survivor is announced exactly once.
+        freezes.lock_contacts(uow.session, [contact_id for merge in merges
+                                            for contact_id in (merge["survivor_id"], *_merged_ids(merge))])
+        for index, merge in enumerate(merges):
+            merged_ids = _merged_ids(merge)
+            moved_from = _merge(uow.session, merge["survivor_id"], merged_ids, counts)
+            counts["frozen"] += freezes.follow_merge(uow, merge["survivor_id"], merged_ids, moved_from,
+                                                     **(causes[index] if causes else {}))
         uow.commit()
     return counts
 
 
-def _merge(session, survivor_id: uuid.UUID, merged_ids: list[uuid.UUID], counts: dict[str, int]) -> None:
+def _merged_ids(merge: Mapping) -> list[uuid.UUID]:
+    return [merge["merged_id"], *merge.get("previously_merged_ids", ())]
+
+
+def _merge(session, survivor_id: uuid.UUID, merged_ids: list[uuid.UUID],
+           counts: dict[str, int]) -> dict[uuid.UUID, uuid.UUID]:
+    """Move the merged people's open memberships to the survivor; the repointed ones, with their former contact."""
     # Locked in id order: a purchase or redemption of one of these members waits and then sees the combined
     # ledger; two workers merging overlapping people queue instead of deadlocking.
     stmt = (select(Member).where(Member.contact_id.in_([survivor_id, *merged_ids]), Member.merged_into_id.is_(None))
             .order_by(Member.id).with_for_update().execution_options(populate_existing=True))
     by_program: dict[uuid.UUID, list[Member]] = {}
+    moved_from: dict[uuid.UUID, uuid.UUID] = {}
     for member in session.scalars(stmt):
         by_program.setdefault(member.program_id, []).append(member)
     for members in by_program.values():
@@ -56,10 +70,12 @@ def _merge(session, survivor_id: uuid.UUID, merged_ids: list[uuid.UUID], counts:
             # The survivor is not in this program: the oldest of the merged memberships carries on as its.
             keeper = min(others, key=lambda member: (member.enrolled_at, member.seq))
             others.remove(keeper)
+            moved_from[keeper.id] = keeper.contact_id
             keeper.contact_id = survivor_id
             counts["repointed"] += 1
         if others:
             _combine(session, keeper, others, counts)
+    return moved_from
 
 
 def _combine(session, keeper: Member, others: list[Member], counts: dict[str, int]) -> None:

@@ -14,8 +14,9 @@ from sqlalchemy import (
     Numeric,
     String,
     UniqueConstraint,
+    select,
 )
-from sqlalchemy.orm import Mapped, mapped_column
+from sqlalchemy.orm import Mapped, column_property, mapped_column
 
 from services.common.db import SeqType, make_base, messaging_models, new_id, utcnow
 from services.common.idempotency import idempotency_model
@@ -55,6 +56,19 @@ class Program(Base):
     updated_at: Mapped[datetime] = mapped_column(default=utcnow, onupdate=utcnow)
 
 
+class FrozenContact(Base):
+    """A terminated contact (crm.contact.terminated): its memberships, present and future, are frozen (freezes.py)."""
+
+    __tablename__ = "frozen_contacts"
+
+    contact_id: Mapped[uuid.UUID] = mapped_column(primary_key=True)
+    frozen_at: Mapped[datetime] = mapped_column()
+    reason: Mapped[str | None] = mapped_column(String(500), default=None)
+    # The termination decision in the contacts service that ended the relationship; None when inherited by a merge.
+    recommendation_id: Mapped[uuid.UUID | None] = mapped_column(default=None)
+    decision_id: Mapped[uuid.UUID | None] = mapped_column(default=None)
+
+
 class Member(Base):
     """A contact's membership of one program; its balance is derived from the ledger, never stored."""
 
@@ -70,9 +84,13 @@ class Member(Base):
     enrolled_at: Mapped[datetime] = mapped_column(default=utcnow)
     # Closed by a contact merge (merges.py): the membership its points and purchases moved to.
     merged_into_id: Mapped[uuid.UUID | None] = mapped_column(default=None)
-    # Frozen when its contact was terminated (freezes.py): purchases earn nothing, redemptions are refused.
-    frozen_at: Mapped[datetime | None] = mapped_column(default=None)
-    frozen_reason: Mapped[str | None] = mapped_column(String(500), default=None)
+    # Frozen while its contact is recorded as terminated (freezes.py): purchases earn nothing, redemptions are
+    # refused. Read from `frozen_contacts` in the statement that loads the member (a correlated subquery each), never
+    # stored on the membership: a membership created or moved to a terminated contact is frozen with nothing to write.
+    frozen_at: Mapped[datetime | None] = column_property(
+        select(FrozenContact.frozen_at).where(FrozenContact.contact_id == contact_id).scalar_subquery())
+    frozen_reason: Mapped[str | None] = column_property(
+        select(FrozenContact.reason).where(FrozenContact.contact_id == contact_id).scalar_subquery())
 
 
 class Purchase(Base):
@@ -160,19 +178,6 @@ class LedgerEntry(Base):
     factors: Mapped[list] = mapped_column(default=list)
     degraded: Mapped[list] = mapped_column(default=list)
     created_at: Mapped[datetime] = mapped_column(default=utcnow)
-
-
-class FrozenContact(Base):
-    """A terminated contact (crm.contact.terminated): its memberships, present and future, are frozen (freezes.py)."""
-
-    __tablename__ = "frozen_contacts"
-
-    contact_id: Mapped[uuid.UUID] = mapped_column(primary_key=True)
-    frozen_at: Mapped[datetime] = mapped_column()
-    reason: Mapped[str | None] = mapped_column(String(500), default=None)
-    # The termination decision in the contacts service that ended the relationship; None when inherited by a merge.
-    recommendation_id: Mapped[uuid.UUID | None] = mapped_column(default=None)
-    decision_id: Mapped[uuid.UUID | None] = mapped_column(default=None)
 
 
 # Each list's `sort=` names and what each orders by. A member's balance is derived from the ledger, not stored,

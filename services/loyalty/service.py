@@ -184,20 +184,23 @@ def update_program(uow: UnitOfWork, program_id: uuid.UUID, changes: dict) -> Pro
 def _enrol(uow: UnitOfWork, program: Program, contact_id: uuid.UUID, via: str, **cause) -> tuple[Member, bool]:
     """The contact's membership of `program`, created (with crm.member.enrolled) when missing.
 
-    A terminated contact's new membership is created frozen (freezes.py).
+    A terminated contact's new membership is frozen from the start, and announced so (freezes.py).
     """
     session = uow.session
     existing = _membership(session, program.id, contact_id)
     if existing is not None:
         return existing, False
-    member = freezes.freeze_as(Member(id=uuid.uuid4(), program_id=program.id, contact_id=contact_id,
-                                      enrolled_via=via), freezes.frozen_contact(session, contact_id))
+    frozen = freezes.frozen_contact(session, contact_id)
+    member = Member(id=uuid.uuid4(), program_id=program.id, contact_id=contact_id, enrolled_via=via)
     # A concurrent enrolment of the same contact may win; theirs is then the membership.
     existing = insert_or_reread(session, member, reread=lambda: _membership(session, program.id, contact_id))
     if existing is not None:
         return existing, False
+    freezes.loaded_as(member, frozen)
     uow.add_event("crm.member.enrolled", {"member_id": member.id, "contact_id": contact_id,
                                           "program_id": program.id}, subject=member.id, **cause)
+    if frozen is not None:
+        freezes.announce(uow, member.id, contact_id, program.id, frozen, **cause)
     return member, True
 
 
@@ -254,16 +257,19 @@ def enrol_contacts_automatically(uow: UnitOfWork, contact_ids: Sequence[uuid.UUI
             freezes.lock_contacts(session, causes_of)
             frozen = freezes.frozen_contacts(session, causes_of)
             rows = [{"id": uuid.uuid4(), "program_id": program.id, "contact_id": contact_id, "enrolled_via": "event",
-                     "enrolled_at": utcnow(), **freezes.frozen_fields(frozen.get(contact_id))}
-                    for contact_id in sorted(causes_of)]
+                     "enrolled_at": utcnow()} for contact_id in sorted(causes_of)]
             enrolled = {member.contact_id: member for member in session.scalars(_ENROL_NEW, rows)}
             # A concurrent enrolment won for the rest: theirs is the membership, announced by them.
             members.update(_memberships(session, program.id, causes_of.keys() - enrolled.keys()))
             members.update(enrolled)
             for contact_id, member in enrolled.items():
+                freezes.loaded_as(member, frozen.get(contact_id))
                 uow.add_event("crm.member.enrolled", {"member_id": member.id, "contact_id": contact_id,
                                                       "program_id": program.id}, subject=member.id,
                               **causes_of[contact_id])
+                if contact_id in frozen:
+                    freezes.announce(uow, member.id, contact_id, program.id, frozen[contact_id],
+                                     **causes_of[contact_id])
         elif causes_of:
             for contact_id, cause in causes_of.items():
                 members[contact_id], _created = _enrol(uow, program, contact_id, "event", **cause)

@@ -43,8 +43,9 @@ def test_a_newer_publisher_with_an_extra_field_is_still_accepted():
     assert parse_event(json.dumps(body)).data["new_field"] == 1
 
 
-# "left" is a past tense; crm.contract.expiring and crm.dispute.overdue (issue 10 names them) state a condition reached
-IRREGULAR_PAST_TENSES = {"sent", "left", "expiring", "overdue"}
+# "left" and "frozen" are past tenses; crm.contract.expiring and crm.dispute.overdue (issue 10 names them) state a
+# condition reached
+IRREGULAR_PAST_TENSES = {"sent", "left", "frozen", "expiring", "overdue"}
 
 
 def test_every_catalog_type_is_named_in_past_tense_under_crm():
