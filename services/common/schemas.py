@@ -84,10 +84,11 @@ class DegradedSchema(Schema):
 
 
 class DictDump(Schema):
-    """A response schema whose `dump` of a plain dict skips marshmallow's per-field lookup machinery.
+    """A response schema whose `dump` of a plain dict or an object skips marshmallow's per-field lookup machinery.
 
     The output is the one `Schema.dump` gives, byte for byte: each field's own `_serialize` formats the value, a
-    nested schema dumps through its own `dump`, and anything else (an object, a key the dict lacks, a dotted
+    nested schema dumps through its own `dump`, an object's attribute is read as marshmallow reads it (getattr,
+    for an object without `__getitem__`), and anything else (a key the dict lacks, a missing attribute, a dotted
     attribute, a field or schema with its own accessor, default or hooks) goes the ordinary way. For the hot
     read paths (a contact's record: ~55 fields in five schemas), where the lookups cost as much as the formatting.
     """
@@ -129,15 +130,43 @@ class DictDump(Schema):
                 out[key] = value
         return out
 
+    def _dump_object(self, obj, plan: tuple) -> dict:
+        # marshmallow reads an attribute of an object without __getitem__ with getattr(obj, name, missing).
+        out = {}
+        for attr, source, key, field in plan:
+            value = getattr(obj, source, missing)
+            if value is missing:
+                value = field.serialize(attr, obj, accessor=self.get_attribute)
+            else:
+                value = field._serialize(value, attr, obj)
+            if value is not missing:
+                out[key] = value
+        return out
+
+    def _dumper(self, obj):
+        kind = type(obj)
+        if kind is dict:
+            return self._dump_dict
+        if not hasattr(kind, "__getitem__") and kind.__module__ not in _BUILTIN_MODULES:
+            return self._dump_object  # e.g. a mapped row object; lists, tuples, strings go the ordinary way
+        return None
+
     def dump(self, obj, *, many: bool | None = None):
         plan = self._plan()
         if plan is not None:
             many = self.many if many is None else bool(many)
-            if not many and type(obj) is dict:
-                return self._dump_dict(obj, plan)
-            if many and type(obj) is list and all(type(item) is dict for item in obj):
-                return [self._dump_dict(item, plan) for item in obj]
+            if not many:
+                dumper = self._dumper(obj)
+                if dumper is not None:
+                    return dumper(obj, plan)
+            elif type(obj) is list:
+                dumpers = [self._dumper(item) for item in obj]
+                if None not in dumpers:
+                    return [dumper(item, plan) for dumper, item in zip(dumpers, obj)]
         return super().dump(obj, many=many)
+
+
+_BUILTIN_MODULES = frozenset({"builtins"})
 
 
 # -- exact decimals: money and quantities ----------------------------------------------------------------------

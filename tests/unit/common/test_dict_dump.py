@@ -69,3 +69,36 @@ def test_lists_objects_and_pages_dump_as_before():
     as_object = SimpleNamespace(**_record())
     assert json.dumps(ContactSchema().dump(as_object)) == json.dumps(_marshmallow(ContactSchema(), as_object))
     assert ContactSchema().dump(as_object)["email"] == "ada@engines.example"
+
+
+class _Mapping(SimpleNamespace):
+    """An object marshmallow reads by key first (it has __getitem__)."""
+
+    def __getitem__(self, key):
+        return getattr(self, key)
+
+
+def test_objects_dump_byte_for_byte_through_the_fast_path_and_odd_ones_the_ordinary_way():
+    from marshmallow import Schema
+
+    from services.contacts.models import Contact
+
+    row = {key: value for key, value in _record().items() if key in Contact.__table__.columns}
+    mapped = Contact(**row)  # a mapped object, as a list page holds them
+    lacking = SimpleNamespace(**{k: v for k, v in _record().items() if k not in ("tags", "phone")})
+    keyed = _Mapping(**_record())
+    expected = {name: json.dumps(_marshmallow(ContactSchema(), obj))
+                for name, obj in (("mapped", mapped), ("lacking", lacking), ("keyed", keyed))}
+    ordinary = []
+    with pytest.MonkeyPatch.context() as patch:
+        original = Schema.dump
+        patch.setattr(Schema, "dump", lambda self, obj, **kw: ordinary.append(type(obj)) or original(self, obj, **kw))
+        assert json.dumps(ContactSchema().dump(mapped)) == expected["mapped"]
+        assert json.dumps(ContactSchema().dump(lacking)) == expected["lacking"]  # missing attributes: left out
+        assert ordinary == [], "objects without __getitem__ take the fast path"
+        assert json.dumps(ContactSchema().dump(keyed)) == expected["keyed"]
+        assert ordinary == [_Mapping], "an object with __getitem__ goes the ordinary way"
+        page = {"items": [mapped, _record(), lacking], "next_cursor": "c"}
+        fast_page = json.dumps(ContactPageSchema().dump(page))
+    assert fast_page == json.dumps(_marshmallow(ContactPageSchema(), page))
+    assert "phone" not in json.loads(expected["lacking"]) and json.loads(expected["mapped"])["tags"] == ["engines", "vip"]
