@@ -6,7 +6,9 @@ import json
 import pytest
 from sqlalchemy import func, select
 
-from services.contacts.models import Contact, OutboxMessage
+from services.common.runtime import build_runtime
+from services.common.settings import Settings
+from services.contacts.models import Base, Contact, InboxEntry, OutboxMessage
 from tests.support.auth import identity_headers
 
 
@@ -24,6 +26,18 @@ def contacts_settings(app):
 @pytest.fixture
 def runtime(app):
     return app.extensions["crm.runtime"]
+
+
+@pytest.fixture(params=["postgresql", "sqlite"])
+def any_runtime(request):
+    """A contacts runtime on a fresh migrated PostgreSQL database, or on SQLite in memory (the same test twice)."""
+    if request.param == "postgresql":
+        yield request.getfixturevalue("runtime")
+        return
+    rt = build_runtime(Settings(service="contacts", database_url="sqlite:///:memory:"), OutboxMessage, InboxEntry)
+    Base.metadata.create_all(rt.engine)
+    yield rt
+    rt.engine.dispose()
 
 
 @pytest.fixture

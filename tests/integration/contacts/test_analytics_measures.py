@@ -18,19 +18,14 @@ from decimal import ROUND_HALF_EVEN, Decimal, localcontext
 import pytest
 from sqlalchemy import select
 
-from services.common.runtime import build_runtime
-from services.common.settings import Settings
 from services.contacts.analytics.params import Parameters
 from services.contacts.analytics.refresh import RefreshRunner
 from services.contacts.models import (
-    Base,
     Contact,
     ContactPurchase,
     ContactReturn,
     CustomerAnalytics,
-    InboxEntry,
     Interaction,
-    OutboxMessage,
 )
 
 pytestmark = pytest.mark.integration
@@ -110,16 +105,10 @@ INTERACTIONS = [
 
 # -- the databases ---------------------------------------------------------------------------------------------
 
-@pytest.fixture(params=["sqlite", "postgresql"])
-def db(request):
-    """A contacts runtime on SQLite in memory, or on a fresh migrated PostgreSQL database."""
-    if request.param == "postgresql":
-        yield request.getfixturevalue("runtime")
-        return
-    rt = build_runtime(Settings(service="contacts", database_url="sqlite:///:memory:"), OutboxMessage, InboxEntry)
-    Base.metadata.create_all(rt.engine)
-    yield rt
-    rt.engine.dispose()
+@pytest.fixture
+def db(any_runtime):
+    """A contacts runtime on SQLite in memory, or on a fresh migrated PostgreSQL database (conftest)."""
+    return any_runtime
 
 
 def seed(runtime, people=PEOPLE) -> dict[str, uuid.UUID]:

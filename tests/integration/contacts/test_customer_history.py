@@ -12,19 +12,15 @@ from crm_plugins.types import CustomerAnalytics as AnalyticsRow
 from crm_plugins.types import CustomerSpend, FraudFlag, PaymentSummary, TerminationSubject
 from sqlalchemy import event, select
 
-from services.common.runtime import build_runtime
-from services.common.settings import Settings
 from services.contacts import termination_history as history
 from services.contacts.models import (
     AnalyticsRefresh,
-    Base,
     Contact,
     ContactFraudFlag,
     ContactPayment,
     ContactPurchase,
     ContactReturn,
     CustomerAnalytics,
-    InboxEntry,
     Interaction,
     OutboxMessage,
     TimelineEntry,
@@ -36,17 +32,6 @@ AS_OF = datetime(2026, 6, 1, 12, 0, tzinfo=UTC)
 TODAY = AS_OF.date()
 IN_WINDOW = AS_OF - timedelta(days=30)
 BEFORE_WINDOW = AS_OF - timedelta(days=400)
-
-
-@pytest.fixture(params=["postgresql", "sqlite"])
-def any_runtime(request):
-    if request.param == "postgresql":
-        yield request.getfixturevalue("runtime")
-        return
-    rt = build_runtime(Settings(service="contacts", database_url="sqlite:///:memory:"), OutboxMessage, InboxEntry)
-    Base.metadata.create_all(rt.engine)
-    yield rt
-    rt.engine.dispose()
 
 
 def _complaint(contact_id, occurred_at, *, resolved: bool) -> Interaction:

@@ -9,10 +9,8 @@ from decimal import Decimal
 import pytest
 from sqlalchemy import select
 
-from services.common.runtime import build_runtime
-from services.common.settings import Settings
 from services.contacts import payments
-from services.contacts.models import Base, Contact, ContactPayment, InboxEntry, OutboxMessage
+from services.contacts.models import Contact, ContactPayment
 
 pytestmark = pytest.mark.integration
 
@@ -32,17 +30,6 @@ CASES = {
     "paid-ahead-of-utc-due-today": (TODAY, TODAY + DAY, (True, 1), (False, 0)),
     "paid-ahead-of-utc-overdue": (TODAY - 3 * DAY, TODAY + DAY, (True, 4), (True, 3)),
 }
-
-
-@pytest.fixture(params=["postgresql", "sqlite"])
-def any_runtime(request):
-    if request.param == "postgresql":
-        yield request.getfixturevalue("runtime")
-        return
-    rt = build_runtime(Settings(service="contacts", database_url="sqlite:///:memory:"), OutboxMessage, InboxEntry)
-    Base.metadata.create_all(rt.engine)
-    yield rt
-    rt.engine.dispose()
 
 
 def _seed(runtime) -> None:
