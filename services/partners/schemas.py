@@ -6,7 +6,7 @@ from decimal import Decimal
 from marshmallow import Schema, ValidationError, fields, validate, validates_schema
 
 from services.common.pagination import PageArgs, sort_field
-from services.common.schemas import CURRENCY, TrimmedInput
+from services.common.schemas import CURRENCY, ExactDecimal, TrimmedInput
 
 from . import periods, rules
 from .models import CONTRACT_SORTS, PARTNER_SORTS, PARTNER_STATUSES, PARTNER_TYPES, TERMS_SORTS
@@ -15,28 +15,17 @@ _COUNTRY = validate.Regexp(r"^[A-Z]{2}$", error="Use a two-letter ISO 3166 code 
 _MAX_VOLUME = Decimal("999999999999.999")  # fits NUMERIC(15, 3)
 
 
-def _at_most_places(places: int):
-    def check(value: Decimal) -> None:
-        exponent = value.normalize().as_tuple().exponent
-        if isinstance(exponent, int) and -exponent > places:
-            raise ValidationError(f"Use at most {places} decimal places.")
-
-    return check
-
-
 def _days(maximum: int, **kw) -> fields.Integer:
     return fields.Integer(strict=True, validate=validate.Range(min=0, max=maximum), **kw)
 
 
-def _percent(**kw) -> fields.Decimal:
-    # Decimal in, decimal string out: a percentage never passes through a float.
-    return fields.Decimal(as_string=True, places=None, allow_nan=False,
-                          validate=[validate.Range(min=0, max=100), _at_most_places(2)], **kw)
+def _percent(**kw) -> ExactDecimal:
+    # The kit's exact decimal: a percentage never passes through a float; a JSON number is taken as it reads.
+    return ExactDecimal(2, Decimal(100), **kw)
 
 
-def _volume(**kw) -> fields.Decimal:
-    return fields.Decimal(as_string=True, places=None, allow_nan=False,
-                          validate=[validate.Range(min=0, max=_MAX_VOLUME), _at_most_places(3)], **kw)
+def _volume(**kw) -> ExactDecimal:
+    return ExactDecimal(3, _MAX_VOLUME, **kw)
 
 
 # -- terms -------------------------------------------------------------------------------------------------

@@ -1,6 +1,6 @@
 """The kit's exact decimal field (services/common/schemas.py) and the request schemas that share it: a contact's
-invoice amount, a partner delivery's quantities and amounts, a dispute's amount and the loyalty API's amounts and
-rates keep their own messages and field names."""
+invoice amount, a partner delivery's quantities and amounts, a dispute's amount, a contract's discount and minimum
+order volume, and the loyalty API's amounts and rates keep their own messages and field names."""
 from __future__ import annotations
 
 from decimal import Decimal
@@ -14,6 +14,7 @@ from services.contacts.purchase_facts import exact_amount
 from services.loyalty.schemas import ProgramCreateSchema, PurchaseCreateSchema, ReturnCreateSchema
 from services.partners.deliveries_api import DeliveryInSchema
 from services.partners.disputes_api import DisputeOpenSchema
+from services.partners.schemas import ContractCreateSchema, TermsChangeSchema, TermsSchema
 
 BEYOND_28_DIGITS = "1.0000000000000000000000000000001"  # normalize() would round it to 1
 
@@ -158,6 +159,51 @@ def test_a_dispute_amount_up_to_two_places_is_accepted_as_sent():
     assert str(DisputeOpenSchema().load(_dispute("1250.5000000"))["amount"]) == "1250.50"
     assert DisputeOpenSchema().load(_dispute("9999999999999.99"))["amount"] == Decimal("9999999999999.99")
     assert DisputeOpenSchema().load(_dispute("0"))["amount"] == 0
+
+
+# -- a contract's terms -------------------------------------------------------------------------------------
+
+def _terms(**values) -> dict:
+    return {"payment_terms_days": 30, "discount_percent": "2.5", "delivery_lead_time_days": 14,
+            "minimum_order_volume": "1000", "currency": "EUR", "effective_from": "2026-01-01", **values}
+
+
+PERCENT_RANGE = "Must be greater than or equal to 0 and less than or equal to 100."
+VOLUME_RANGE = "Must be greater than or equal to 0 and less than or equal to 999999999999.999."
+
+
+@pytest.mark.parametrize(("field", "value", "messages"), [
+    ("discount_percent", "-0.01", [PERCENT_RANGE]),
+    ("discount_percent", "100.01", [PERCENT_RANGE]),
+    ("discount_percent", "2.125", ["Use at most 2 decimal places."]),
+    ("discount_percent", 0.125, ["Use at most 2 decimal places."]),
+    ("discount_percent", "-0.001", [PERCENT_RANGE, "Use at most 2 decimal places."]),
+    ("discount_percent", BEYOND_28_DIGITS, ["Use at most 2 decimal places."]),
+    ("discount_percent", "NaN", ["Special numeric values (nan or infinity) are not permitted."]),
+    ("discount_percent", "two", ["Not a valid number."]),
+    ("minimum_order_volume", "-1", [VOLUME_RANGE]),
+    ("minimum_order_volume", "1e15", [VOLUME_RANGE]),
+    ("minimum_order_volume", "0.0001", ["Use at most 3 decimal places."]),
+    ("minimum_order_volume", BEYOND_28_DIGITS, ["Use at most 3 decimal places."]),
+    ("minimum_order_volume", "1000.000" + "0" * 30 + "1", ["Use at most 3 decimal places."]),
+    ("minimum_order_volume", "Infinity", ["Special numeric values (nan or infinity) are not permitted."]),
+])
+def test_contract_terms_keep_their_messages_and_are_never_rounded(field, value, messages):
+    assert _errors(TermsSchema(), _terms(**{field: value})) == {field: messages}
+    assert _errors(TermsChangeSchema(), {field: value}) == {field: messages}
+
+
+def test_a_contracts_terms_errors_stay_under_terms_and_the_fields_name():
+    body = {"title": "Frame agreement", "terms": _terms(discount_percent=BEYOND_28_DIGITS)}
+    assert _errors(ContractCreateSchema(), body) == {"terms": {"discount_percent": ["Use at most 2 decimal places."]}}
+
+
+def test_contract_terms_take_json_numbers_and_strings_within_their_places():
+    loaded = TermsSchema().load(_terms(discount_percent=12.75, minimum_order_volume="999999999999.999"))
+    assert (loaded["discount_percent"], loaded["minimum_order_volume"]) == (
+        Decimal("12.75"), Decimal("999999999999.999"))
+    loaded = TermsSchema().load(_terms(discount_percent="2.50000", minimum_order_volume="1000.0000000"))
+    assert [str(loaded[name]) for name in ("discount_percent", "minimum_order_volume")] == ["2.50", "1000.000"]
 
 
 # -- the loyalty API's amounts and rates -------------------------------------------------------------------
