@@ -58,6 +58,24 @@ def is_batch_handler(handler) -> bool:
     return getattr(handler, "handles_batches", False) is True
 
 
+def ignores(predicate: Callable[[Event], bool]):
+    """Mark a handler as having nothing to do for the events `predicate` is true of.
+
+    Such an event is acked as handled without a transaction or an inbox row: it changes nothing, so handling it
+    again on a redelivery changes nothing either. For a handler that acts on a few of its type's events (leads
+    links only the contacts that a lead became); the predicate reads the event alone, never the database.
+    """
+    def mark(handler):
+        handler.ignores = predicate
+        return handler
+    return mark
+
+
+def _ignored(handler, event: Event) -> bool:
+    predicate = getattr(handler, "ignores", None)
+    return predicate is not None and bool(predicate(event))
+
+
 def event_cause(event: Event) -> dict[str, str]:
     """The correlation and causation ids of what a handler records because of `event` (add_event keywords)."""
     return {"correlation_id": event.correlationid or str(event.id), "causation_id": str(event.id)}
@@ -81,6 +99,8 @@ class InboxDispatcher:
     def dispatch(self, event: Event) -> bool:
         """Handle `event` once in its own transaction; returns False when the inbox shows it was handled before."""
         handler, name = self._handler(event)
+        if _ignored(handler, event):
+            return True
         uow = self._uow_factory(**event_cause(event))
         try:
             with uow:
@@ -157,13 +177,19 @@ class InboxDispatcher:
 
     def _dispatch_together(self, events: Sequence[Event], between: Callable[[], None]) -> list[Outcome]:
         keyed = [(event, *self._handler(event)) for event in events]
+        ignored = {index for index, (event, handler, _name) in enumerate(keyed) if _ignored(handler, event)}
+        if len(ignored) == len(keyed):
+            return [True] * len(keyed)  # nothing to do: no transaction at all
         uow = self._uow_factory()
         with uow:
             session = uow.session
-            claimed = self._claim(session, keyed)
+            claimed = self._claim(session, [item for index, item in enumerate(keyed) if index not in ignored])
             outcomes: list[Outcome] = []
             fresh = []
-            for event, handler, name in keyed:
+            for index, (event, handler, name) in enumerate(keyed):
+                if index in ignored:
+                    outcomes.append(True)
+                    continue
                 if (event.id, name) not in claimed:
                     outcomes.append(False)  # handled before, or twice in this very batch
                     continue

@@ -2,12 +2,13 @@
 from __future__ import annotations
 
 from services.common.catalog import Event
-from services.common.consumer import event_cause, handles_batches
+from services.common.consumer import event_cause, handles_batches, ignores
 from services.common.uow import UnitOfWork
 
 from . import erasure, merges, service
 
 
+@ignores(lambda event: event.data.get("lead_id") is None)  # a contact no lead became (created through the API)
 @handles_batches
 def on_contact_created(uow: UnitOfWork, events: list[Event]) -> None:
     """Contacts were created or matched for some of our leads: link them and close the leads."""

@@ -224,3 +224,31 @@ def _queue_ready(amqp_url) -> bool:
         return True
     except Exception:  # noqa: BLE001
         return False
+
+
+@pytest.mark.parametrize("database", ["postgresql", "sqlite"])
+def test_events_a_handler_ignores_are_handled_without_a_transaction_or_an_inbox_row(
+        database, make_database, make_settings, tmp_path):
+    """@ignores: nothing to do, so no transaction and no inbox row; the handler's other events go the usual way."""
+    from sqlalchemy import event as sa_event
+
+    from services.common.consumer import ignores
+
+    url = make_database("ignores") if database == "postgresql" else f"sqlite:///{tmp_path / 'contacts.db'}"
+    runtime = runtime_on(make_settings("contacts", url))
+    handler = ignores(lambda event: event.data["email"].startswith("skip"))(RecordingBatchHandler())
+    dispatcher = InboxDispatcher(runtime.uow, Inbox, {"crm.lead.converted": handler})
+    begun = []
+    sa_event.listen(runtime.engine, "begin", lambda conn: begun.append(conn))
+    skipped = [_event("skip-1@example.com"), _event("skip-2@example.com")]
+    assert dispatcher.dispatch_batch(skipped) == [True, True]
+    assert dispatcher.dispatch_batch(skipped[:1]) == [True]  # a batch of one, and a redelivery
+    assert dispatcher.dispatch(skipped[1]) is True  # the one-by-one path after a failed batch
+    assert begun == [] and handler.calls == []  # (before _inbox_rows, which opens a transaction of its own)
+    assert _inbox_rows(runtime) == 0
+
+    wanted = _event("ann@example.com")
+    assert dispatcher.dispatch_batch([skipped[0], wanted, skipped[1]]) == [True, True, True]
+    assert handler.calls == [["ann@example.com"]] and _inbox_rows(runtime) == 1
+    assert dispatcher.dispatch_batch([wanted, skipped[0]]) == [False, True]  # the wanted one was handled before
+    assert _count(runtime, "ann@example.com") == 1 and _count(runtime, "skip-1@example.com") == 0

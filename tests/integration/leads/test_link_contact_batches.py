@@ -49,3 +49,15 @@ def test_a_batch_links_each_converted_lead_and_skips_unknown_leads_and_contacts_
     with rt.session_factory() as s:
         versions = {str(lead.id): lead.version for lead in s.scalars(select(Lead))}
     assert versions[ids[0]] == versions[ids[1]], "the repeated link of the first lead changed nothing"
+
+
+def test_a_contact_no_lead_became_costs_the_leads_worker_no_transaction(leads):
+    """crm.contact.created without a lead_id (a contact created through the API) is ignored: no inbox row."""
+    from sqlalchemy import func
+
+    rt = leads.extensions["crm.runtime"]
+    dispatcher = InboxDispatcher(lambda **kw: rt.uow(**kw), rt.inbox_model, handlers.HANDLERS)
+    assert dispatcher.dispatch_batch([_created(uuid.uuid4(), None) for _ in range(3)]) == [True] * 3
+    assert dispatcher.dispatch_batch([_created(uuid.uuid4(), None)]) == [True]
+    with rt.session_factory() as s:
+        assert s.scalar(select(func.count()).select_from(rt.inbox_model)) == 0
