@@ -248,19 +248,19 @@ def enrol_contacts_automatically(uow: UnitOfWork, contact_ids: Sequence[uuid.UUI
         program = _program(session, None)
         if not program.auto_enrol:
             return [None] * len(contact_ids)
-        members = _memberships(session, program.id, contact_ids)
         causes_of = {}
         for index, contact_id in enumerate(contact_ids):
-            if contact_id not in members:
-                causes_of.setdefault(contact_id, causes[index] if causes else {})
-        if causes_of and session.get_bind().dialect.name == "postgresql":
+            causes_of.setdefault(contact_id, causes[index] if causes else {})
+        if session.get_bind().dialect.name == "postgresql":
+            # No look-up first: the insert skips the contacts already enrolled (ON CONFLICT), and only those are
+            # read after it, so enrolling a new contact costs one statement fewer.
             freezes.lock_contacts(session, causes_of)
             frozen = freezes.frozen_contacts(session, causes_of)
             rows = [{"id": uuid.uuid4(), "program_id": program.id, "contact_id": contact_id, "enrolled_via": "event",
                      "enrolled_at": utcnow()} for contact_id in sorted(causes_of)]
             enrolled = {member.contact_id: member for member in session.scalars(_ENROL_NEW, rows)}
-            # A concurrent enrolment won for the rest: theirs is the membership, announced by them.
-            members.update(_memberships(session, program.id, causes_of.keys() - enrolled.keys()))
+            # Enrolled before, or by a concurrent enrolment that won: theirs is the membership, announced by them.
+            members = _memberships(session, program.id, causes_of.keys() - enrolled.keys())
             members.update(enrolled)
             for contact_id, member in enrolled.items():
                 freezes.loaded_as(member, frozen.get(contact_id))
@@ -270,9 +270,11 @@ def enrol_contacts_automatically(uow: UnitOfWork, contact_ids: Sequence[uuid.UUI
                 if contact_id in frozen:
                     freezes.announce(uow, member.id, contact_id, program.id, frozen[contact_id],
                                      **causes_of[contact_id])
-        elif causes_of:
+        else:
+            members = _memberships(session, program.id, contact_ids)
             for contact_id, cause in causes_of.items():
-                members[contact_id], _created = _enrol(uow, program, contact_id, "event", **cause)
+                if contact_id not in members:
+                    members[contact_id], _created = _enrol(uow, program, contact_id, "event", **cause)
         uow.commit()
         return [members.get(contact_id) for contact_id in contact_ids]
 
