@@ -24,7 +24,7 @@ class ClaimingJob:
 
     Subclasses give `run_once(stop) -> bool` (claim one piece and run it; False when none was waiting),
     `check_schedule(now=None)` (ask for the current slot's work; not needed without a schedule), `what` (for
-    the logs) and `log`.
+    the logs), `log`, and `runner` (a leased_runs.LeasedRunner) when they use `_release`.
     """
 
     what = "work"
@@ -54,6 +54,13 @@ class ClaimingJob:
 
     def check_schedule(self, now: datetime | None = None):
         raise NotImplementedError
+
+    def _release(self, key) -> None:
+        """Give up the lease on `key` (its work failed outside its steps); should that fail too, the lease expires."""
+        try:
+            self.runner.release(key)
+        except Exception:  # noqa: BLE001 - the lease expires on its own
+            self.log.warning("could not release %s %s", self.what, key, exc_info=True)
 
     def _check_schedule(self) -> None:
         try:

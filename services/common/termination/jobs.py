@@ -75,9 +75,3 @@ class TerminationJob(ClaimingJob):
             return asked
         return request_evaluation(self.runtime, self.kit, schedule_slot=slot, trigger=SCHEDULE_TRIGGER,
                                   requested_by=SCHEDULE_REQUESTER)
-
-    def _release(self, run_id) -> None:
-        try:
-            self.runner.release(run_id)
-        except Exception:  # noqa: BLE001 - the lease expires on its own
-            log.warning("could not release termination run %s", run_id, exc_info=True)

@@ -10,7 +10,6 @@ from __future__ import annotations
 
 import logging
 import threading
-import uuid
 from datetime import datetime
 
 from sqlalchemy import select
@@ -82,9 +81,3 @@ class AnalyticsJob(ClaimingJob):
             return asked
         return self.runner.request(currency=currency, parameters=None, as_of=None,
                                    trigger=SCHEDULE_TRIGGER, requested_by=SCHEDULE_REQUESTER, schedule_slot=slot)
-
-    def _release(self, refresh_id: uuid.UUID) -> None:
-        try:
-            self.runner.release(refresh_id)
-        except Exception:  # noqa: BLE001 - the lease expires on its own
-            log.warning("could not release analytics refresh %s", refresh_id, exc_info=True)
