@@ -22,7 +22,11 @@ from .uow import UnitOfWork
 def payload_sql(uow: UnitOfWork, event_type: str, sample: Mapping, holes: Mapping[str, str], *, now: datetime,
                 params: dict) -> str:
     """SQL concatenating the event's JSON text; `holes` maps `id`, `subject` and data fields to SQL giving their
-    JSON text. The fixed pieces are added to `params` (the statement's psycopg parameters)."""
+    JSON text. The fixed pieces are added to `params` (the statement's psycopg parameters).
+
+    The events `uow` recorded so far are written to the outbox first, so the rows the statement writes come after
+    them, in the order the events happened."""
+    uow.write_outbox()
     markers = {name: f"hole-{name}-{uuid.uuid4().hex}" for name in holes}
     event = make_event(event_type, dict(sample), source=uow.source, correlationid=uow.correlation_id,
                        causationid=uow.causation_id)

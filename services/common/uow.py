@@ -1,10 +1,11 @@
 """The unit of work: one transaction around a state change and the outbox events it records."""
 from __future__ import annotations
 
+import weakref
 from collections.abc import Callable
 from typing import TypeVar
 
-from sqlalchemy import insert, text
+from sqlalchemy import event, insert, text
 from sqlalchemy.exc import IntegrityError
 from sqlalchemy.orm import Session, sessionmaker
 
@@ -36,14 +37,21 @@ class UnitOfWork:
         self.causation_id = causation_id
         self.session: Session | None = None
         self.events: list[Event] = []
-        self._outbox_rows: list[dict] = []  # written by commit(), in the order recorded
+        # (number, row) of each event recorded and not yet written; commit() writes them, in the order recorded.
+        self._outbox_rows: list[tuple[int, dict]] = []
+        self._recorded = 0
+        # session transaction -> number of the first event recorded inside it (weak: a long unit of work with a
+        # savepoint per row keeps no finished transaction alive)
+        self._marks: weakref.WeakKeyDictionary = weakref.WeakKeyDictionary()
         self._depth = 0
 
     def __enter__(self) -> "UnitOfWork":
         if self._depth == 0:
             self.session = self._session_factory()
+            self.session.info[_UOW_KEY] = self
             self.events = []
             self._outbox_rows = []
+            self._marks = weakref.WeakKeyDictionary()
         self._depth += 1
         return self
 
@@ -70,22 +78,31 @@ class UnitOfWork:
         event = make_event(event_type, data, source=self.source, subject=subject,
                            correlationid=correlation_id or self.correlation_id,
                            causationid=causation_id or self.causation_id)
-        self._outbox_rows.append({"event_id": event.id, "event_type": event.type, "payload": event.to_json()})
+        if not self.session.in_transaction():
+            self.session.begin()  # so that a rollback before the first statement also drops this event
+        self._outbox_rows.append(
+            (self._recorded, {"event_id": event.id, "event_type": event.type, "payload": event.to_json()}))
+        self._recorded += 1
         self.events.append(event)
         return event
 
-    def _write_outbox(self) -> None:
-        # One Core INSERT for the events recorded since the last write: an ORM object per row cost a unit-of-work
-        # flush each. Nothing reads the outbox in the transaction that writes it.
+    def write_outbox(self) -> None:
+        """Write the events recorded so far to the outbox now, in one Core INSERT (commit() does it at the latest).
+
+        Deferred to here because an ORM object per row cost a unit-of-work flush each. What a rollback undoes goes
+        too: a savepoint that rolls back drops the events recorded inside it, a rollback of the transaction all of
+        them (see _forget_rolled_back). Code that writes outbox rows itself in the same transaction calls this
+        first, so the outbox keeps the order in which events were recorded.
+        """
         if self._outbox_rows:
             rows, self._outbox_rows = self._outbox_rows, []
-            self.session.execute(_outbox_insert(self._outbox_model), rows)
+            self.session.execute(_outbox_insert(self._outbox_model), [row for _number, row in rows])
 
     def commit(self) -> None:
         """Commit the change and its events, or flush only when an outer unit of work owns the transaction."""
         if self.read_only:
             raise ReadOnlyUnitOfWork("a read-only unit of work cannot commit; use a writing one")
-        self._write_outbox()
+        self.write_outbox()
         if self._depth > 1:
             self.session.flush()
         else:
@@ -100,6 +117,35 @@ class UnitOfWork:
         """Undo everything since the transaction began."""
         self._outbox_rows = []
         self.session.rollback()
+
+
+_UOW_KEY = "crm.unit_of_work"
+
+
+@event.listens_for(Session, "after_transaction_create")
+def _remember_mark(session: Session, transaction) -> None:
+    uow = session.info.get(_UOW_KEY)
+    if uow is not None:
+        uow._marks[transaction] = uow._recorded
+
+
+@event.listens_for(Session, "after_soft_rollback")
+def _forget_rolled_back(session: Session, previous_transaction) -> None:
+    """Drop the events recorded inside a transaction that rolled back, as the ORM dropped the objects added in it.
+
+    A savepoint's rollback drops those recorded since it began; any other rollback ends the database transaction,
+    so every event not yet written goes (the written ones are rolled back by the database).
+    """
+    uow = session.info.get(_UOW_KEY)
+    if uow is None:
+        return
+    # What the database rolled back: the nearest savepoint up the chain (a failed flush rolls back its own inner
+    # transaction, whose boundary is the savepoint around it), else the whole transaction.
+    boundary = previous_transaction
+    while not boundary.nested and boundary.parent is not None:
+        boundary = boundary.parent
+    mark = uow._marks.get(boundary, 0) if boundary.nested else 0
+    uow._outbox_rows = [(number, row) for number, row in uow._outbox_rows if number < mark]
 
 
 _OUTBOX_INSERTS: dict = {}

@@ -70,6 +70,7 @@ def event_template(uow, event_type: str, segment_id: uuid.UUID, *, refresh_id: u
 
 def _changed_and_announced(uow, change, event_type: str, segment: Segment, *, refresh_id, now: datetime) -> int:
     """PostgreSQL: run `change` (a DML RETURNING contact ids) and write its events, in one statement; how many."""
+    uow.write_outbox()  # the events recorded before these come before them in the outbox
     changed = change.cte(f"changed_{event_type.rsplit('.', 1)[-1]}")
     template = event_template(uow, event_type, segment.id, refresh_id=refresh_id, now=now)
     numbered = select(func.gen_random_uuid().label("event_id"), changed.c.contact_id).subquery("numbered")
@@ -90,6 +91,7 @@ def announce(uow, event_type: str, segment_id: uuid.UUID, contact_ids: list[uuid
     if not contact_ids:
         return 0
     template = event_template(uow, event_type, segment_id, refresh_id=refresh_id, now=now)
+    uow.write_outbox()  # the events recorded before these come before them in the outbox
     rows = []
     for contact_id in contact_ids:
         event_id = uuid.uuid4()
