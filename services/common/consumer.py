@@ -64,6 +64,9 @@ def ignores(predicate: Callable[[Event], bool]):
     Such an event is acked as handled without a transaction or an inbox row: it changes nothing, so handling it
     again on a redelivery changes nothing either. For a handler that acts on a few of its type's events (leads
     links only the contacts that a lead became); the predicate reads the event alone, never the database.
+    The mark is an attribute on the function, so a decorator applied over this one that uses functools.wraps
+    copies it to its wrapper (wraps updates __dict__); one that does not drops it, and the handler then sees
+    every event again.
     """
     def mark(handler):
         handler.ignores = predicate

@@ -57,7 +57,8 @@ class LeasedRunner:
         m, now = self.model, utcnow()
         with self.runtime.session_factory() as session, session.begin():
             # Locked first, then updated by its key: an UPDATE ... WHERE seq IN (... LIMIT 1 SKIP LOCKED) may run
-            # its subquery again for each row it scans, and so claim more than one row.
+            # its subquery again for each row it scans, and so claim more than one row. (The outbox claims many
+            # rows at once in one statement, with a CTE instead: outbox.OutboxStore.)
             seq = session.scalar(select(m.seq).where(self.claimable(now), *where).order_by(m.seq).limit(1)
                                  .with_for_update(of=m, skip_locked=True))
             if seq is None:

@@ -72,6 +72,7 @@ class OutboxStore:
         free = c.published_at.is_(None) & (c.lease_until.is_(None) | (c.lease_until < bindparam("now")))
         # A CTE is evaluated once: as an `IN (subquery)` PostgreSQL may run the locking subquery again for each
         # row it updates, skip the rows it has just updated and claim more than `limit` (a test pins this).
+        # leased_runs.LeasedRunner._claim_first avoids the same trap for one row by locking first, then updating.
         candidates = (select(c.seq).where(free).order_by(c.seq).limit(bindparam("limit"))
                       .with_for_update(skip_locked=True)  # rendered on PostgreSQL; SQLite serialises writers anyway
                       .cte("candidates"))

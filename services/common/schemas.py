@@ -147,6 +147,9 @@ class DictDump(Schema):
         kind = type(obj)
         if kind is dict:
             return self._dump_dict
+        # The type, where marshmallow asks the instance: they differ only for an instance that answers
+        # "__getitem__" itself (its own attribute, or __getattr__), and then marshmallow's obj[key] fails as
+        # `obj[...]` looks on the type, and it falls back to the getattr this path uses; the result is the same.
         if not hasattr(kind, "__getitem__") and kind.__module__ not in _BUILTIN_MODULES:
             return self._dump_object  # e.g. a mapped row object; lists, tuples, strings go the ordinary way
         return None
@@ -215,8 +218,11 @@ class ExactDecimal(fields.Decimal):
                  max_inclusive: bool = True, range_error: str | None = None, strings_only: bool = False, **kwargs):
         in_range = validate.Range(min=minimum, max=maximum, min_inclusive=min_inclusive,
                                   max_inclusive=max_inclusive, error=range_error)
-        super().__init__(as_string=True, places=None, allow_nan=False, validate=[in_range, at_most_places(places)],
-                         **kwargs)
+        # A caller's own validators run after these (marshmallow takes one callable or a list of them).
+        extra = kwargs.pop("validate", None) or []
+        extra = [extra] if callable(extra) else list(extra)
+        super().__init__(as_string=True, places=None, allow_nan=False,
+                         validate=[in_range, at_most_places(places), *extra], **kwargs)
         self.exact_places = places
         self.strings_only = strings_only
 

@@ -215,13 +215,13 @@ class ImportJob(ClaimingJob):
         attempts = self._failures[import_id] = self._failures.get(import_id, 0) + 1
         log.error("import %s: a chunk failed (attempt %d of %d)", import_id, attempts, MAX_CHUNK_ATTEMPTS,
                   exc_info=exc, extra={"event": "import.chunk_failed", "import_id": str(import_id)})
+        if attempts < MAX_CHUNK_ATTEMPTS:
+            self._release(import_id)  # claimed again, by this worker or another, and the chunk tried again
+            return True
+        self._failures.pop(import_id, None)
         try:
-            if attempts >= MAX_CHUNK_ATTEMPTS:
-                self._failures.pop(import_id, None)
-                self.runner.fail(import_id, f"Applying a chunk of rows failed {attempts} times ({type(exc).__name__}); "
-                                            "the contacts worker's log has the details.")
-            else:
-                self.runner.release(import_id)
-        except Exception:  # noqa: BLE001 - the lease expires on its own
-            log.warning("could not release import %s", import_id, exc_info=True)
+            self.runner.fail(import_id, f"Applying a chunk of rows failed {attempts} times ({type(exc).__name__}); "
+                                        "the contacts worker's log has the details.")
+        except Exception:  # noqa: BLE001 - the lease expires on its own and the next claim fails it again
+            log.warning("could not mark import %s failed", import_id, exc_info=True)
         return True

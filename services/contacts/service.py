@@ -159,6 +159,8 @@ def create_contact(uow: UnitOfWork, data: Mapping) -> Contact:
         row = {"id": new_id(), "email": email, "email_normalized": email_normalized,
                **{name: data.get(name) for name in PROFILE_FIELDS},
                **new_record_fields(session, data, email_normalized)}
+        # The record fields are checked before the insert, so a body that is wrong is a 422 even when the e-mail
+        # is taken (docs/api-contacts.md). A taken e-mail's holder comes back locked; the 409 rolls back at once.
         inserted, taken = _insert_new(session, [row])
         if taken:
             raise _duplicate(inserted[email_normalized])

@@ -8,12 +8,17 @@ from services.common.uow import UnitOfWork
 from . import erasure, merges, service
 
 
-@ignores(lambda event: event.data.get("lead_id") is None)  # a contact no lead became (created through the API)
+def _no_lead(event: Event) -> bool:
+    """A contact that no lead became (created through the API): nothing of ours to link."""
+    return event.data.get("lead_id") is None
+
+
+@ignores(_no_lead)
 @handles_batches
 def on_contact_created(uow: UnitOfWork, events: list[Event]) -> None:
     """Contacts were created or matched for some of our leads: link them and close the leads."""
-    links = [(event.data["lead_id"], event.data["contact_id"]) for event in events
-             if event.data.get("lead_id") is not None]
+    # The dispatcher passes no event _no_lead ignores; the filter keeps a direct call (tests, replays) right too.
+    links = [(event.data["lead_id"], event.data["contact_id"]) for event in events if not _no_lead(event)]
     if links:
         service.link_contacts(uow, links)
 

@@ -115,6 +115,18 @@ def test_a_second_contact_with_the_same_normalised_email_is_a_409_naming_the_fir
     assert store.contact_count() == 1 and len(store.events()) == 1
 
 
+def test_the_body_is_checked_before_the_email_so_a_taken_email_with_a_bad_account_is_a_422(client, rw_headers, store):
+    # The record fields are checked first, then the insert finds the e-mail's holder: the caller learns what
+    # is wrong with its body before it learns that the contact exists.
+    first = _create(client, rw_headers)
+    body = {"email": "ann@example.com", "account_id": str(uuid.uuid4())}
+    problem = _assert_problem(client.post(BASE, json=body, headers=rw_headers), 422)
+    assert set(problem["errors"]) == {"account_id"}
+    problem = _assert_problem(client.post(BASE, json={"email": "ann@example.com"}, headers=rw_headers), 409)
+    assert problem["existing_contact_id"] == first["id"]
+    assert store.contact_count() == 1 and len(store.events()) == 1
+
+
 def test_concurrent_creates_with_one_email_store_exactly_one_contact(app, rw_headers, store):
     barrier = threading.Barrier(8)
     statuses, lock = [], threading.Lock()

@@ -7,14 +7,23 @@ from decimal import Decimal
 
 import pytest
 from marshmallow import Schema, ValidationError
+from marshmallow import validate as mv
 
 from services.common.schemas import ExactDecimal, decimal_places
 from services.contacts.payments_api import PaymentCreateSchema
 from services.contacts.purchase_facts import exact_amount
-from services.loyalty.schemas import ProgramCreateSchema, PurchaseCreateSchema, ReturnCreateSchema
+from services.loyalty.schemas import (
+    ProgramCreateSchema,
+    PurchaseCreateSchema,
+    ReturnCreateSchema,
+)
 from services.partners.deliveries_api import DeliveryInSchema
 from services.partners.disputes_api import DisputeOpenSchema
-from services.partners.schemas import ContractCreateSchema, TermsChangeSchema, TermsSchema
+from services.partners.schemas import (
+    ContractCreateSchema,
+    TermsChangeSchema,
+    TermsSchema,
+)
 
 BEYOND_28_DIGITS = "1.0000000000000000000000000000001"  # normalize() would round it to 1
 
@@ -97,7 +106,7 @@ def test_a_deliverys_quantities_and_amounts_keep_their_messages(field, value, me
 def test_a_deliverys_amounts_and_quantities_within_their_places_are_accepted():
     loaded = DeliveryInSchema().load(_delivery(quantity_ordered="100.000", amount="800.00", agreed_amount="800"))
     assert (loaded["quantity_ordered"], loaded["amount"], loaded["agreed_amount"]) == (
-        Decimal("100"), Decimal("800"), Decimal("800"))
+        Decimal(100), Decimal(800), Decimal(800))
 
 
 class _Share(Schema):
@@ -261,3 +270,17 @@ def test_a_purchase_amount_with_zeros_past_four_places_loads_as_contacts_purchas
     loaded = PurchaseCreateSchema().load(_purchase(amount="42.500000", margin="0.10000", discount="1.00000"))
     assert [str(loaded[name]) for name in ("amount", "margin", "discount")] == ["42.5000", "0.1000", "1.0000"]
     assert exact_amount(format(loaded["amount"], "f")) == Decimal("42.5")
+
+
+def test_an_exact_decimals_own_validators_run_after_its_range_and_places():
+    class Price(Schema):
+        amount = ExactDecimal(2, Decimal(1000), validate=mv.OneOf([Decimal(5), Decimal(10)]))
+        listed = ExactDecimal(2, Decimal(1000), validate=[mv.NoneOf([Decimal(7)])])
+
+    assert Price().load({"amount": "10.00", "listed": "8"}) == {"amount": Decimal("10.00"), "listed": Decimal(8)}
+    with pytest.raises(ValidationError) as refused:
+        Price().load({"amount": "6", "listed": "7"})
+    assert set(refused.value.messages) == {"amount", "listed"}
+    with pytest.raises(ValidationError) as refused:
+        Price().load({"amount": "2000", "listed": "1"})
+    assert len(refused.value.messages["amount"]) >= 1
