@@ -363,3 +363,30 @@ def test_the_import_list_filters_by_status_and_sorts_by_size(client, runtime):
     pending = client.get(BASE, headers=IMPORTER, query_string={"status": "pending"}).json["items"]
     assert [item["id"] for item in pending] == [waiting["id"]]
     assert client.get(BASE, headers=IMPORTER, query_string={"sort": "mapping"}).status_code == 422
+
+
+def test_a_chunk_that_keeps_failing_is_released_for_a_retry_then_fails_the_import(client, runtime, monkeypatch):
+    from services.contacts.import_jobs import MAX_CHUNK_ATTEMPTS
+
+    submitted = _submit(client, HEADER + "ann@example.com,Ann,,,\n")
+    import_id = uuid.UUID(submitted["id"])
+    job = ImportJob(runtime, chunk_rows=100)
+    calls = []
+
+    def broken(held_id, **_options):
+        calls.append(held_id)
+        raise RuntimeError("a chunk that cannot be applied")
+
+    monkeypatch.setattr(job.runner, "run_import", broken)
+    for attempt in range(1, MAX_CHUNK_ATTEMPTS):
+        assert job.run_once() is True
+        with runtime.session_factory() as s:  # released at once: claimable again, by any worker
+            held = s.scalar(select(ContactImport).where(ContactImport.id == import_id))
+            assert (held.status, held.lease_owner, held.lease_until) == ("running", None, None), attempt
+    assert job.run_once() is True
+    assert calls == [import_id] * MAX_CHUNK_ATTEMPTS
+    body = _read(client, submitted["id"])
+    assert body["status"] == "failed"
+    with runtime.session_factory() as s:
+        assert f"failed {MAX_CHUNK_ATTEMPTS} times (RuntimeError)" in s.scalar(select(ContactImport.error).where(ContactImport.id == import_id))
+    assert job.run_once() is False  # nothing left to claim
