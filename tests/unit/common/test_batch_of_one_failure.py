@@ -3,29 +3,12 @@ from __future__ import annotations
 
 import uuid
 
-import pytest
 from sqlalchemy import func, select
 
 from services.common.catalog import make_event
 from services.common.consumer import InboxDispatcher
-from services.common.db import (
-    make_base,
-    make_engine,
-    make_session_factory,
-    messaging_models,
-)
 from services.common.uow import UnitOfWork
-
-Base = make_base()
-Outbox, Inbox = messaging_models(Base)
-
-
-@pytest.fixture
-def factory(tmp_path):
-    engine = make_engine(f"sqlite:///{tmp_path / 'batch.db'}")
-    Base.metadata.create_all(engine)
-    yield make_session_factory(engine)
-    engine.dispose()
+from tests.support.messaging_tables import Inbox, Outbox
 
 
 def _event():

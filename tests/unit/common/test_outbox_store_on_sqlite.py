@@ -3,19 +3,14 @@ from __future__ import annotations
 
 import uuid
 
-from services.common.db import make_base, make_engine, make_session_factory, messaging_models
 from services.common.outbox import OutboxStore
 from services.common.uow import UnitOfWork
-
-Base = make_base()
-Outbox, _Inbox = messaging_models(Base)
+from tests.support.messaging_tables import Outbox, sqlite_session_factory
 
 
 def _factory(tmp_path, n: int):
     """A SQLite outbox holding `n` recorded events."""
-    engine = make_engine(f"sqlite:///{tmp_path / 'outbox.db'}")
-    Base.metadata.create_all(engine)
-    factory = make_session_factory(engine)
+    factory, _engine = sqlite_session_factory(tmp_path / "outbox.db")
     with UnitOfWork(factory, Outbox, source="/services/test") as uow:
         for _ in range(n):
             uow.add_event("crm.lead.created", {"lead_id": uuid.uuid4(), "email": "a@example.com", "score": 1})

@@ -7,24 +7,8 @@ import uuid
 import pytest
 from sqlalchemy import insert, select
 
-from services.common.db import (
-    make_base,
-    make_engine,
-    make_session_factory,
-    messaging_models,
-)
 from services.common.uow import UnitOfWork, insert_or_reread
-
-Base = make_base()
-Outbox, _Inbox = messaging_models(Base)
-
-
-@pytest.fixture
-def factory(tmp_path):
-    engine = make_engine(f"sqlite:///{tmp_path / 'uow.db'}")
-    Base.metadata.create_all(engine)
-    yield make_session_factory(engine)
-    engine.dispose()
+from tests.support.messaging_tables import Outbox
 
 
 def _uow(factory) -> UnitOfWork:
