@@ -44,11 +44,14 @@ def migrate(services: tuple[str, ...]) -> None:
 def worker(service: str) -> None:
     """Run SERVICE's outbox relay and event consumer until SIGTERM."""
     from services.common.logs import configure_logging
+    from services.common.runtime import freeze_startup_objects
 
     settings = _settings(service)
     # JSON lines on stderr like the web processes: one per handled event, with its correlation id.
     configure_logging(service, settings.log_level)
-    SUITE.create_worker(service, settings).run_forever()
+    built = SUITE.create_worker(service, settings)
+    freeze_startup_objects()
+    built.run_forever()
 
 
 @cli.group()
@@ -296,11 +299,13 @@ def web(service: str, bind: str) -> None:
 
     import waitress
 
+    from services.common.runtime import freeze_startup_objects
     from services.common.settings import web_concurrency
 
     _settings(service)  # a configuration error ends here, before the port opens
     _processes, threads = web_concurrency()
     app = SUITE.create_app(service)
+    freeze_startup_objects()
 
     def stop(_signum, _frame):
         raise SystemExit(0)  # waitress closes its sockets and lets running requests finish

@@ -1,6 +1,7 @@
 """What one process of a service holds: settings, engine, messaging tables and plugins."""
 from __future__ import annotations
 
+import gc
 from dataclasses import dataclass, field
 from typing import Any
 
@@ -52,3 +53,17 @@ def build_runtime(settings: Settings, outbox_model, inbox_model, *, plugins: Any
     engine = make_engine(settings.database_url)
     return Runtime(settings=settings, engine=engine, session_factory=make_session_factory(engine),
                    outbox_model=outbox_model, inbox_model=inbox_model, plugins=plugins)
+
+
+def freeze_startup_objects() -> None:
+    """Leave what a long-running process built to start out of the garbage collector's full collections.
+
+    Call once, in a server or worker process, when its app or worker is built. A full (generation 2) collection
+    walks every tracked object, and a started service holds ~150,000 of them (modules, schemas, the OpenAPI
+    spec, SQLAlchemy's mappers): ~75 ms each time, one request or event held up for it. They live as long as
+    the process, so collecting garbage first and freezing the rest (gc.freeze) loses nothing and makes a later
+    full collection walk only what came after. Not for tests or tools that build many apps in one process:
+    frozen objects are never freed.
+    """
+    gc.collect()
+    gc.freeze()
