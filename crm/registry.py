@@ -4,7 +4,8 @@ Everything suite-wide derives from it: the broker topology (each queue is bound 
 service's handlers take), the service names the settings accept and the upstreams the gateway knows, the processes
 `crm run` starts, the default route table and its upload routes, the RabbitMQ definitions file and the test
 suite's process list. Adding a service is one `ServiceEntry` here plus its package (`app.py` with
-`create_app`/`create_worker`, `handlers.py` with `HANDLERS`, `migrations/`).
+`create_app`/`create_worker`, `wsgi.py` with gunicorn's `app` followed by `freeze_startup_objects()`,
+`handlers.py` with `HANDLERS`, `migrations/`).
 
 Entries name modules by dotted path and are imported only when asked for, so reading the registry (the gateway's
 route table, `crm --help`) imports no service.
