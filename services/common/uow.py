@@ -37,9 +37,9 @@ class UnitOfWork:
         self.causation_id = causation_id
         self.session: Session | None = None
         self.events: list[Event] = []
-        # (number, row) of each event recorded and not yet written; commit() writes them, in the order recorded.
+        # (number, row) of each event recorded and not yet written, the number its place in `events`; commit()
+        # writes them, in the order recorded.
         self._outbox_rows: list[tuple[int, dict]] = []
-        self._recorded = 0
         # session transaction -> number of the first event recorded inside it (weak: a long unit of work with a
         # savepoint per row keeps no finished transaction alive)
         self._marks: weakref.WeakKeyDictionary = weakref.WeakKeyDictionary()
@@ -81,8 +81,7 @@ class UnitOfWork:
         if not self.session.in_transaction():
             self.session.begin()  # so that a rollback before the first statement also drops this event
         self._outbox_rows.append(
-            (self._recorded, {"event_id": event.id, "event_type": event.type, "payload": event.to_json()}))
-        self._recorded += 1
+            (len(self.events), {"event_id": event.id, "event_type": event.type, "payload": event.to_json()}))
         self.events.append(event)
         return event
 
@@ -126,7 +125,7 @@ _UOW_KEY = "crm.unit_of_work"
 def _remember_mark(session: Session, transaction) -> None:
     uow = session.info.get(_UOW_KEY)
     if uow is not None:
-        uow._marks[transaction] = uow._recorded
+        uow._marks[transaction] = len(uow.events)
 
 
 @event.listens_for(Session, "after_soft_rollback")

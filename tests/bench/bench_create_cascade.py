@@ -67,8 +67,7 @@ def service_cpu() -> dict[str, float]:
     """CPU seconds of PostgreSQL's and RabbitMQ's processes."""
     totals = {"postgresql": 0.0, "rabbitmq": 0.0}
     for proc in psutil.process_iter(["name"]):
-        name = proc.info["name"] or ""
-        group = "postgresql" if name.startswith("postgres") else "rabbitmq" if name.startswith("beam") else None
+        group = bench_suite.backing_service(proc.info["name"] or "")
         if group:
             try:
                 times = proc.cpu_times()

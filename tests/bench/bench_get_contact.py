@@ -18,7 +18,6 @@ import io
 import os
 import pstats
 import sys
-import time
 import uuid
 from datetime import datetime, timedelta, timezone
 from decimal import Decimal
@@ -28,7 +27,7 @@ ROOT = Path(__file__).resolve().parents[2]
 sys.path.insert(0, str(ROOT))
 sys.path.insert(0, str(ROOT / "tests" / "bench"))
 
-from sqlalchemy import event  # noqa: E402
+from bench_support import best_cpu_us, statements_sent  # noqa: E402
 
 from crm.registry import SUITE  # noqa: E402
 from services.contacts import purchase_facts  # noqa: E402
@@ -74,14 +73,11 @@ def seed(runtime) -> uuid.UUID:
 
 
 def per_request_us(client, path: str, headers: dict) -> float:
-    best = float("inf")
-    for _ in range(REPEAT):
-        started = time.process_time()
-        for _ in range(N):
-            response = client.get(path, headers=headers)
-            assert response.status_code == 200, response.status_code
-        best = min(best, (time.process_time() - started) / N * 1e6)
-    return best
+    def get() -> None:
+        response = client.get(path, headers=headers)
+        assert response.status_code == 200, response.status_code
+
+    return best_cpu_us(get, n=N, rounds=REPEAT)
 
 
 def profile(client, path: str, headers: dict) -> str:
@@ -112,11 +108,7 @@ def main() -> None:
         path = f"/api/v1/contacts/{contact_id}"
         first = client.get(path, headers=headers)
         print(first.status_code, first.get_data(as_text=True))
-        statements = []
-        listener = lambda _c, _cur, statement, *_a: statements.append(statement)  # noqa: E731
-        event.listen(runtime.engine, "before_cursor_execute", listener)
-        client.get(path, headers=headers)
-        event.remove(runtime.engine, "before_cursor_execute", listener)
+        statements = statements_sent(runtime.engine, lambda: client.get(path, headers=headers))
         print(f"SQL statements per GET: {len(statements)}")
         for variant, extra in (("json", {}), ("vcard", {"Accept": "text/vcard"}),
                                ("not found", None)):

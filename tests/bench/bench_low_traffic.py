@@ -19,15 +19,15 @@ from __future__ import annotations
 
 import os
 import sys
-import time
 import uuid
 from collections.abc import Callable
 from pathlib import Path
 
 ROOT = Path(__file__).resolve().parents[2]
 sys.path.insert(0, str(ROOT))
+sys.path.insert(0, str(ROOT / "tests" / "bench"))
 
-from sqlalchemy import event  # noqa: E402
+from bench_support import best_cpu_us, statements_sent  # noqa: E402
 
 from crm.registry import SUITE  # noqa: E402
 from services.common.catalog import make_event, parse_event  # noqa: E402
@@ -51,29 +51,11 @@ def app_of(service: str, url: str):
 def cpu_us(operation: Callable[[], None]) -> float:
     """CPU microseconds of one call, the best of REPEAT rounds of N calls (after one warm-up call)."""
     operation()
-    best = float("inf")
-    for _ in range(REPEAT):
-        started = time.process_time()
-        for _ in range(N):
-            operation()
-        best = min(best, (time.process_time() - started) / N * 1e6)
-    return best
-
-
-def statements(engine, operation: Callable[[], None]) -> list[str]:
-    """The SQL one call sends (first words), e.g. ['SELECT', 'INSERT', ...]."""
-    sent: list[str] = []
-    listener = lambda _c, _cur, statement, *_a: sent.append(" ".join(statement.split()[:3]))  # noqa: E731
-    event.listen(engine, "before_cursor_execute", listener)
-    try:
-        operation()
-    finally:
-        event.remove(engine, "before_cursor_execute", listener)
-    return sent
+    return best_cpu_us(operation, n=N, rounds=REPEAT)
 
 
 def report(name: str, engine, operation: Callable[[], None]) -> None:
-    sent = statements(engine, operation)
+    sent = [" ".join(statement.split()[:3]) for statement in statements_sent(engine, operation)]
     print(f"| {name:<58} | {cpu_us(operation):>8,.0f} µs | {len(sent):>3} | {'; '.join(sent)}", flush=True)
 
 

@@ -142,6 +142,13 @@ class Profiler:
 
 
 # -- CPU accounting -----------------------------------------------------------------------------------------
+def backing_service(process_name: str) -> str | None:
+    """"postgresql" or "rabbitmq" for a process of either (by its name), else None."""
+    if process_name.startswith("postgres"):
+        return "postgresql"
+    return "rabbitmq" if process_name.startswith("beam") else None
+
+
 class CpuMeter:
     """CPU seconds (user + system) spent by each suite process, PostgreSQL, RabbitMQ and the bench itself.
 
@@ -173,11 +180,9 @@ class CpuMeter:
             except psutil.Error:
                 pass
         for proc in psutil.process_iter(["name"]):
-            name = proc.info["name"] or ""
-            if name.startswith("postgres"):
-                add("postgresql", proc)
-            elif name.startswith("beam"):
-                add("rabbitmq", proc)
+            group = backing_service(proc.info["name"] or "")
+            if group:
+                add(group, proc)
         add("bench (this process)", psutil.Process())
         return groups
 

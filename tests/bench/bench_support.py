@@ -1,5 +1,6 @@
-"""What the benches on a generated contacts database share: a log line, a psycopg connection, and the database
-itself (created, migrated and filled, or one kept from an earlier run; dropped at the end unless kept).
+"""What the benches share: a log line, a psycopg connection, the CPU of one in-process call and the SQL it sends,
+and a generated contacts database (created, migrated and filled, or one kept from an earlier run; dropped at the
+end unless kept).
 
 The benches import it (`from bench_support import ...`) after putting the repository on sys.path.
 """
@@ -11,6 +12,7 @@ from collections.abc import Callable, Iterator
 from contextlib import contextmanager
 
 import psycopg
+from sqlalchemy import event
 
 from crm.registry import SUITE
 from tests.support import infra
@@ -24,6 +26,32 @@ def log(message: str) -> None:
 def connect(url: str) -> psycopg.Connection:
     """An autocommit psycopg connection to a service database URL (SQLAlchemy's or libpq's spelling)."""
     return psycopg.connect(url.replace("postgresql+psycopg://", "postgresql://"), autocommit=True)
+
+
+def best_cpu_us(operation: Callable[[], None], *, n: int, rounds: int) -> float:
+    """CPU microseconds of this process per call of `operation`: the best of `rounds` rounds of `n` calls."""
+    best = float("inf")
+    for _ in range(rounds):
+        started = time.process_time()
+        for _ in range(n):
+            operation()
+        best = min(best, (time.process_time() - started) / n * 1e6)
+    return best
+
+
+def statements_sent(engine, operation: Callable[[], None]) -> list[str]:
+    """The SQL statements one call of `operation` sends through `engine`, in order."""
+    sent: list[str] = []
+
+    def listener(_conn, _cursor, statement, *_args) -> None:
+        sent.append(statement)
+
+    event.listen(engine, "before_cursor_execute", listener)
+    try:
+        operation()
+    finally:
+        event.remove(engine, "before_cursor_execute", listener)
+    return sent
 
 
 @contextmanager
