@@ -157,6 +157,19 @@ class OpenLoopResult:
     max_ms: float
     client_cpu: float
     statuses: dict[int, int] = field(default_factory=dict)
+    # With `kind_of`: per kind of request, (count, p50 ms, p99 ms, max ms), and the slowest requests as
+    # (latency ms, kind, seconds from the step's start to when the request was due), slowest first.
+    by_kind: dict[str, tuple[int, float, float, float]] = field(default_factory=dict)
+    slowest: list[tuple[float, str, float]] = field(default_factory=list)
+    started_at: float = 0.0  # wall-clock (epoch) time the first request was due: `slowest` counts from it
+
+    def kinds_line(self) -> str:
+        """One line: each kind's count and p50/p99/max, then where the slowest requests fell."""
+        kinds = "; ".join(f"{k} n={n} p50 {p50:.1f} p99 {p99:.1f} max {mx:.0f}"
+                          for k, (n, p50, p99, mx) in sorted(self.by_kind.items()))
+        slow = ", ".join(f"{ms:.0f} ms {k} at {at:.2f} s" for ms, k, at in self.slowest)
+        began = time.strftime("%H:%M:%S", time.gmtime(self.started_at)) + f"{self.started_at % 1:.3f}"[1:]
+        return f"{kinds} | slowest (from {began} UTC): {slow}"
 
 
 def percentile(values: list[float], q: float) -> float:
@@ -168,13 +181,14 @@ def percentile(values: list[float], q: float) -> float:
 
 
 async def _open_loop(port: int, pick_request, *, rate: float, duration: float, max_connections: int,
-                     grace: float) -> OpenLoopResult:
+                     grace: float, kind_of, slowest: int) -> OpenLoopResult:
     loop = asyncio.get_running_loop()
     count = max(1, int(rate * duration))
     idle: list[Connection] = []
     opened = 0
     freed = asyncio.Condition()
     latencies: list[float] = []
+    timed: list[tuple[float, str, float]] = []  # (latency, kind, due) when kinds are asked for
     statuses: dict[int, int] = {}
     errors = 0
 
@@ -199,13 +213,16 @@ async def _open_loop(port: int, pick_request, *, rate: float, duration: float, m
     async def one(scheduled: float):
         nonlocal errors
         conn = await acquire()
+        raw = pick_request()
         try:
-            status, _ = await send(conn, pick_request())
+            status, _ = await send(conn, raw)
         except (ConnectionLost, ConnectionError, asyncio.IncompleteReadError):
             status = 0
             conn.close()
         # The latency a user sees: from when the request was due, not from when the client got round to it.
         latencies.append(loop.time() - scheduled)
+        if kind_of is not None:
+            timed.append((latencies[-1], kind_of(raw), scheduled - start))
         statuses[status] = statuses.get(status, 0) + 1
         if not 200 <= status < 300:
             errors += 1
@@ -215,6 +232,7 @@ async def _open_loop(port: int, pick_request, *, rate: float, duration: float, m
 
     tasks = []
     start = loop.time() + 0.05
+    started_at = time.time() + 0.05
     t0, cpu0 = time.perf_counter(), time.process_time()
     for i in range(count):
         scheduled = start + i / rate
@@ -230,13 +248,25 @@ async def _open_loop(port: int, pick_request, *, rate: float, duration: float, m
         c.close()
     failed = errors + len(pending)
     lat = latencies + [math.inf] * len(pending)
-    return OpenLoopResult(target_rate=rate, sent=count, errors=failed, p50_ms=percentile(lat, 50) * 1000,
-                          p99_ms=percentile(lat, 99) * 1000, max_ms=max(lat) * 1000,
-                          client_cpu=(cpu1 - cpu0) / (t1 - t0), statuses=statuses)
+    by_kind: dict[str, list[float]] = {}
+    for latency, kind, _due in timed:
+        by_kind.setdefault(kind, []).append(latency)
+    return OpenLoopResult(
+        target_rate=rate, sent=count, errors=failed, p50_ms=percentile(lat, 50) * 1000,
+        p99_ms=percentile(lat, 99) * 1000, max_ms=max(lat) * 1000, client_cpu=(cpu1 - cpu0) / (t1 - t0),
+        statuses=statuses, started_at=started_at,
+        by_kind={k: (len(v), percentile(v, 50) * 1000, percentile(v, 99) * 1000, max(v) * 1000)
+                 for k, v in by_kind.items()},
+        slowest=[(latency * 1000, kind, due) for latency, kind, due in sorted(timed, reverse=True)[:slowest]])
 
 
 def open_loop(port: int, pick_request, *, rate: float, duration: float, max_connections: int = 256,
-              grace: float = 10.0) -> OpenLoopResult:
-    """Send `rate` requests per second for `duration` seconds on schedule; `pick_request()` returns the bytes."""
-    return asyncio.run(_open_loop(port, pick_request, rate=rate, duration=duration,
-                                  max_connections=max_connections, grace=grace))
+              grace: float = 10.0, kind_of=None, slowest: int = 8) -> OpenLoopResult:
+    """Send `rate` requests per second for `duration` seconds on schedule; `pick_request()` returns the bytes.
+
+    `kind_of(raw) -> str`, if given, names each request's kind, so the result also splits latencies by kind and
+    lists the `slowest` requests with when they were due: a tail shared by every kind at one moment is a stall
+    of the whole path, a tail of one kind is that kind's own cost.
+    """
+    return asyncio.run(_open_loop(port, pick_request, rate=rate, duration=duration, max_connections=max_connections,
+                                  grace=grace, kind_of=kind_of, slowest=slowest))

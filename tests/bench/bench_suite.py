@@ -15,7 +15,9 @@ Environment: BENCH_REPEAT (default 2: each measurement runs twice, the best is k
 box is shared), BENCH_EVENTS (default 20000), BENCH_PROFILE=<dir> (py-spy raw profiles of the gateway, the
 contacts web process and the contacts worker during (a) and (c); needs py-spy on PATH or in the venv),
 BENCH_PHASES (default a,b,c,bare,d: run only some), BENCH_PACE ((d)'s commit rate when (c) is not run) and
-BENCH_DRAIN_BOUND (default 900 s for one round of (c); after it, (c) is reported as PARTIAL).
+BENCH_DRAIN_BOUND (default 900 s for one round of (c); after it, (c) is reported as PARTIAL) and BENCH_KEEP_LOGS=1
+(keep the suite's directory and its process logs after a run that succeeded, e.g. to find the request lines of
+(b)'s slowest requests, whose offsets it prints).
 """
 from __future__ import annotations
 
@@ -219,6 +221,13 @@ def phase_a(suite, key: str, contact_id: str) -> dict:
 
 
 # -- (b) open-loop mixed workload ------------------------------------------------------------------------------
+def mixed_kind(raw: bytes) -> str:
+    """The kind of one of (b)'s requests, from its request line."""
+    if raw.startswith(b"POST "):
+        return "create"
+    return "list" if raw.startswith(b"GET /api/v1/contacts?") else "get"
+
+
 def phase_b(suite, key: str, contact_ids: list[str]) -> dict:
     port = suite.ports["gateway"]
     auth = {"Authorization": f"Bearer {key}"}
@@ -247,11 +256,12 @@ def phase_b(suite, key: str, contact_ids: list[str]) -> dict:
         duration = min(10.0, max(4.0, 600 / rate))
         passed = False
         for attempt in range(2):  # a step fails only if it fails twice: other work shares the 2 cores
-            r = bench_http.open_loop(port, pick, rate=rate, duration=duration)
+            r = bench_http.open_loop(port, pick, rate=rate, duration=duration, kind_of=mixed_kind)
             ok = r.errors == 0 and r.p99_ms <= P99_BUDGET_MS
             steps.append(r)
             log(f"(b) {rate} req/s: p50 {r.p50_ms:.1f} ms, p99 {r.p99_ms:.1f} ms, max {r.max_ms:.0f} ms, "
                 f"errors {r.errors}, client CPU {r.client_cpu:.2f} core{'' if ok else '  -> over budget'}")
+            log(f"    by kind: {r.kinds_line()}")
             time.sleep(1.0)  # let the last step's queue drain
             if ok:
                 passed = True
@@ -499,7 +509,8 @@ def main() -> None:
             for _ in range(REPEAT):
                 d_runs.append(phase_d(leads, dbs["contacts"], pace))
         report(a_runs, b_runs, c_runs, bare_runs, d_runs, dropped)
-        shutil.rmtree(workdir, ignore_errors=True)  # kept (with the process logs) when the run failed
+        if not os.environ.get("BENCH_KEEP_LOGS"):
+            shutil.rmtree(workdir, ignore_errors=True)  # kept (with the process logs) when the run failed
     finally:
         if leads is not None:
             leads.runtime.engine.dispose()
