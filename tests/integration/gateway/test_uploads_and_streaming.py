@@ -37,15 +37,16 @@ class StreamingUpstream:
         self.released = threading.Event()
         self.held_until_released: bool | None = None
         self._server = waitress.create_server(self._app, host="127.0.0.1", port=0, threads=4)
+        self._thread = threading.Thread(target=self._server.run, daemon=True)
         self.url = f"http://127.0.0.1:{self._server.effective_port}"
 
     def __enter__(self):
-        threading.Thread(target=self._server.run, daemon=True).start()
+        self._thread.start()
         return self
 
     def __exit__(self, *exc) -> None:
         self.released.set()
-        _stop(self._server)
+        _stop(self._server, self._thread)
 
     @Request.application
     def _app(self, request: Request) -> Response:
@@ -87,19 +88,29 @@ def served(gateway):
     thread = threading.Thread(target=server.run, daemon=True)
     thread.start()
     yield f"http://127.0.0.1:{server.effective_port}"
-    _stop(server)
+    _stop(server, thread)
 
 
-def _stop(server) -> None:
-    """Stop a waitress server for good: its running tasks end first, then every socket it holds is closed.
+def _stop(server, thread: threading.Thread) -> None:
+    """Stop a waitress server for good: its running tasks end first, then every socket it holds is closed, by
+    the server's own loop thread, which then ends.
 
     `server.close()` alone closed the listening socket and the wake-up pipe while a task was still answering (an
     upstream that sleeps between pieces); when the task ended it wrote to the pipe's old file descriptor, which
     by then belonged to the next test's PostgreSQL connection, and broke it ("invalid length of startup packet").
+    Closing the sockets from the test's thread instead raced the loop thread's `select`, which then failed on a
+    closed descriptor (EBADF, an unhandled thread exception). Run on the loop thread (the trigger's thunk), the
+    closes happen between two selects, and the loop, its map empty, returns.
     """
     server.task_dispatcher.shutdown(timeout=30)
-    for dispatcher in list(server._map.values()):  # the listener, the wake-up pipe and any open connection
-        dispatcher.close()
+
+    def close_all() -> None:
+        for dispatcher in list(server._map.values()):  # the listener, the wake-up pipe and any open connection
+            dispatcher.close()
+
+    server.trigger.pull_trigger(close_all)
+    thread.join(timeout=30)
+    assert not thread.is_alive(), "the waitress loop did not end after its sockets were closed"
 
 
 def _pool(gateway):
