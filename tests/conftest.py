@@ -48,15 +48,18 @@ def migrated_template():
 
 
 class _DatabaseCopies:
-    """Copies of template databases made one ahead, and databases dropped, on a thread of their own.
+    """Copies of template databases made one ahead, and databases dropped, on threads of their own.
 
     Most tests take a fresh copy of a migrated template and drop it afterwards; each copy and each drop is a
-    few tenths of a second of PostgreSQL's work. Made while the previous test runs, the next copy is ready when
-    its test starts, and the drop does not hold up the next test either. One thread does both, in order.
+    few tenths of a second of PostgreSQL's work (a drop waits for a checkpoint). Made while the previous test
+    runs, the next copy is ready when its test starts, and the drop does not hold up the next test either.
+    Copies are made on one thread and drops run on another, each in order: on one thread for both, a copy
+    waited behind the previous test's drop, and tests waited for their copy for a third of their time.
     """
 
     def __init__(self):
-        self._thread = ThreadPoolExecutor(max_workers=1, thread_name_prefix="test-databases")
+        self._copier = ThreadPoolExecutor(max_workers=1, thread_name_prefix="test-database-copies")
+        self._dropper = ThreadPoolExecutor(max_workers=1, thread_name_prefix="test-database-drops")
         self._spares: dict[str, Future] = {}  # template URL -> its next copy
         self._drops: list[Future] = []
 
@@ -65,7 +68,7 @@ class _DatabaseCopies:
         url = self._made(spare) if spare is not None else None
         if url is None:  # none made ahead, or making it failed: made now, so the error (if any) is this test's own
             url = infra.create_database(label, template=template)
-        self._spares[template] = self._thread.submit(infra.create_database, label, template=template)
+        self._spares[template] = self._copier.submit(infra.create_database, label, template=template)
         return url
 
     @staticmethod
@@ -77,14 +80,15 @@ class _DatabaseCopies:
             return None
 
     def drop(self, url: str) -> None:
-        self._drops.append(self._thread.submit(infra.drop_database, url))
+        self._drops.append(self._dropper.submit(infra.drop_database, url))
         self._drops = [drop for drop in self._drops if not drop.done() or drop.exception() is not None]
 
     def close(self) -> None:
-        for spare in self._spares.values():
-            self._drops.append(self._thread.submit(
+        for spare in self._spares.values():  # each waits (on the drops' thread) for its copy to be made
+            self._drops.append(self._dropper.submit(
                 lambda made=spare: (url := self._made(made)) is None or infra.drop_database(url)))
-        self._thread.shutdown(wait=True)
+        self._copier.shutdown(wait=True)
+        self._dropper.shutdown(wait=True)
         for drop in self._drops:
             drop.result()  # a drop that failed fails the run's teardown rather than leaving databases behind
 
