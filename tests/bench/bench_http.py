@@ -14,6 +14,7 @@ import asyncio
 import math
 import time
 from dataclasses import dataclass, field
+from datetime import datetime, timezone
 
 LOOPBACK = "127.0.0.1"
 
@@ -168,7 +169,7 @@ class OpenLoopResult:
         kinds = "; ".join(f"{k} n={n} p50 {p50:.1f} p99 {p99:.1f} max {mx:.0f}"
                           for k, (n, p50, p99, mx) in sorted(self.by_kind.items()))
         slow = ", ".join(f"{ms:.0f} ms {k} at {at:.2f} s" for ms, k, at in self.slowest)
-        began = time.strftime("%H:%M:%S", time.gmtime(self.started_at)) + f"{self.started_at % 1:.3f}"[1:]
+        began = datetime.fromtimestamp(self.started_at, timezone.utc).strftime("%H:%M:%S.%f")[:-3]
         return f"{kinds} | slowest (from {began} UTC): {slow}"
 
 
@@ -187,8 +188,7 @@ async def _open_loop(port: int, pick_request, *, rate: float, duration: float, m
     idle: list[Connection] = []
     opened = 0
     freed = asyncio.Condition()
-    latencies: list[float] = []
-    timed: list[tuple[float, str, float]] = []  # (latency, kind, due) when kinds are asked for
+    answered: list[tuple[float, str | None, float]] = []  # (latency, kind or None, due from the start) per request
     statuses: dict[int, int] = {}
     errors = 0
 
@@ -220,9 +220,7 @@ async def _open_loop(port: int, pick_request, *, rate: float, duration: float, m
             status = 0
             conn.close()
         # The latency a user sees: from when the request was due, not from when the client got round to it.
-        latencies.append(loop.time() - scheduled)
-        if kind_of is not None:
-            timed.append((latencies[-1], kind_of(raw), scheduled - start))
+        answered.append((loop.time() - scheduled, kind_of(raw) if kind_of else None, scheduled - start))
         statuses[status] = statuses.get(status, 0) + 1
         if not 200 <= status < 300:
             errors += 1
@@ -231,8 +229,8 @@ async def _open_loop(port: int, pick_request, *, rate: float, duration: float, m
             freed.notify()
 
     tasks = []
-    start = loop.time() + 0.05
-    started_at = time.time() + 0.05
+    lead = 0.05  # seconds from now to the first request's due time
+    start, started_at = loop.time() + lead, time.time() + lead
     t0, cpu0 = time.perf_counter(), time.process_time()
     for i in range(count):
         scheduled = start + i / rate
@@ -240,14 +238,15 @@ async def _open_loop(port: int, pick_request, *, rate: float, duration: float, m
         if delay > 0:
             await asyncio.sleep(delay)
         tasks.append(asyncio.create_task(one(scheduled)))
-    done, pending = await asyncio.wait(tasks, timeout=grace)
+    _done, pending = await asyncio.wait(tasks, timeout=grace)
     for task in pending:  # bounded in time: what did not finish within the grace period counts as failed
         task.cancel()
     t1, cpu1 = time.perf_counter(), time.process_time()
     for c in idle:
         c.close()
     failed = errors + len(pending)
-    lat = latencies + [math.inf] * len(pending)
+    lat = [latency for latency, _kind, _due in answered] + [math.inf] * len(pending)
+    timed = [entry for entry in answered if entry[1] is not None]  # with `kind_of` only
     by_kind: dict[str, list[float]] = {}
     for latency, kind, _due in timed:
         by_kind.setdefault(kind, []).append(latency)
