@@ -102,6 +102,7 @@ class ClosedLoopResult:
     errors: int
     client_cpu: float  # the client's CPU seconds per wall second (1.0 = one core)
     statuses: dict[int, int] = field(default_factory=dict)
+    sent: int = 0  # every request sent, the warm-up's included (to divide CPU measured around the whole loop)
 
 
 async def _closed_loop(port: int, make_request, *, connections: int, warmup: float, duration: float,
@@ -138,7 +139,7 @@ async def _closed_loop(port: int, make_request, *, connections: int, warmup: flo
         c.close()
     wall = t1 - t0
     return ClosedLoopResult(rate=state["done"] / wall, requests=state["done"], errors=state["errors"],
-                            client_cpu=(cpu1 - cpu0) / wall, statuses=statuses)
+                            client_cpu=(cpu1 - cpu0) / wall, statuses=statuses, sent=state["sent"])
 
 
 def closed_loop(port: int, make_request, *, connections: int = 16, warmup: float = 1.0, duration: float = 5.0,

@@ -158,8 +158,9 @@ class CpuMeter:
     time goes, and what the whole machine (2 cores) can give at best.
     """
 
-    def __init__(self, suite):
+    def __init__(self, suite, extra: dict[str, subprocess.Popen] | None = None):
         self.suite = suite
+        self.extra = extra or {}  # processes outside the suite (the ceiling's gunicorn), by label
         self.start = self._read()
 
     def _read(self) -> dict[str, float]:
@@ -172,7 +173,7 @@ class CpuMeter:
             except psutil.Error:
                 pass
 
-        for name, popen in self.suite.procs.items():
+        for name, popen in (*self.suite.procs.items(), *self.extra.items()):
             if popen.poll() is not None:
                 continue
             try:
@@ -200,24 +201,29 @@ def phase_a(suite, key: str, contact_id: str) -> dict:
     path = f"/api/v1/contacts/{contact_id}"
     gw_port, direct_port = suite.ports["gateway"], suite.ports["contacts"]
     gw_req = bench_http.build_request("GET", path, gw_port, {"Authorization": f"Bearer {key}"})
-    results = {}
+    results, cpu = {}, {}
+
+    def measure(name, port, request, extra=None):
+        meter = CpuMeter(suite, extra)
+        results[name] = bench_http.closed_loop(port, lambda: request, connections=CONNECTIONS)
+        cpu[name] = meter.per_event(results[name].sent)
+
     profile = Profiler({"a-gateway": suite.procs["web:gateway"].pid,
                         "a-contacts-web": suite.procs["web:contacts"].pid}, 6) if PROFILE_DIR else None
-    results["gateway"] = bench_http.closed_loop(gw_port, lambda: gw_req, connections=CONNECTIONS)
+    measure("gateway", gw_port, gw_req)
     if profile:
         profile.wait()
-    direct_req = bench_http.build_request("GET", path, direct_port, mint_identity(suite))
-    results["direct"] = bench_http.closed_loop(direct_port, lambda: direct_req, connections=CONNECTIONS)
+    measure("direct", direct_port, bench_http.build_request("GET", path, direct_port, mint_identity(suite)))
     ceiling, port = start_ceiling(suite)
     try:
-        ceiling_req = bench_http.build_request("GET", path, port)
-        results["ceiling"] = bench_http.closed_loop(port, lambda: ceiling_req, connections=CONNECTIONS)
+        measure("ceiling", port, bench_http.build_request("GET", path, port), {"ceiling": ceiling})
     finally:
         ceiling.terminate()
         ceiling.wait(timeout=30)
     for name, r in results.items():
-        log(f"(a) {name}: {r.rate:.0f} req/s, errors {r.errors}, client CPU {r.client_cpu:.2f} core, {r.statuses}")
-    return results
+        log(f"(a) {name}: {r.rate:.0f} req/s, errors {r.errors}, client CPU {r.client_cpu:.2f} core, {r.statuses}; "
+            "CPU ms per request: " + ", ".join(f"{g} {v:.3f}" for g, v in cpu[name].items()))
+    return {**results, "cpu": cpu}
 
 
 # -- (b) open-loop mixed workload ------------------------------------------------------------------------------
@@ -416,7 +422,7 @@ def report(a_runs, b_runs, c_runs, bare_runs, d_runs, dropped) -> None:
     print(f"|{'-' * 60}|{'-' * 16}|{'-' * 12}|------")
     if a_runs:
         gw, direct, ceiling = (max(r[name].rate for r in a_runs) for name in ("gateway", "direct", "ceiling"))
-        cpu = max(x.client_cpu for r in a_runs for x in r.values())
+        cpu = max(r[name].client_cpu for r in a_runs for name in ("gateway", "direct", "ceiling"))
         row("(a) GET one contact via gateway", f"{gw:.0f} req/s", "", f"{CONNECTIONS} keep-alive connections")
         row("(a) GET one contact direct on contacts-web", f"{direct:.0f} req/s", "", "same identity token, same row")
         row("(a) minimal Flask view, same gunicorn settings (ceiling)", f"{ceiling:.0f} req/s", "",
@@ -453,6 +459,9 @@ def report(a_runs, b_runs, c_runs, bare_runs, d_runs, dropped) -> None:
                   + f"; total {sum(cpu.values()):.3f} ms")
 
     print()
+    for name in ("gateway", "direct", "ceiling") if a_runs else ():
+        best = max(a_runs, key=lambda r: r[name].rate)
+        cpu_line(f"CPU ms per request in (a) {name}, by process (best run)", best["cpu"][name])
     if c_runs:
         cpu_line("CPU ms per handled event in (c), by process (best run)", max(c_runs, key=lambda r: r["rate"])["cpu"])
     if bare_runs:
