@@ -7,6 +7,7 @@ exact decimals as strings (money never passes through a float). Both are put rig
 """
 from __future__ import annotations
 
+import threading
 from decimal import Decimal
 
 from apispec import BasePlugin
@@ -110,9 +111,58 @@ def decimal_as_string(converter, field, ret=None, **kwargs) -> dict:
 
 
 class SuiteApi(Api):
-    """flask-smorest's Api whose document says what the kit sends: problem+json errors, decimal strings."""
+    """flask-smorest's Api whose document says what the kit sends: problem+json errors, decimal strings.
+
+    The document is written when it is first read, not when a blueprint is registered: documenting every view
+    (apispec converting each schema) was two thirds of building an app, paid by every process at start-up and by
+    every test, while most processes never serve the document. A blueprint's routes are registered at once; its
+    views are documented, in registration order, on the first read of `spec` (the document's view, the gateway's
+    aggregate, a test). The document is the same either way.
+    """
 
     ERROR_SCHEMA = ProblemSchema
+
+    def __init__(self, app=None, **kwargs):
+        self._undocumented: list[tuple] = []  # (blueprint, name, parameters), in registration order
+        self._documenting = threading.RLock()
+        self._writing = False
+        self._spec = None
+        super().__init__(app, **kwargs)
+
+    @property
+    def spec(self):
+        if self._undocumented:
+            self._document_views()
+        return self._spec
+
+    @spec.setter
+    def spec(self, value):
+        self._spec = value
+
+    def register_blueprint(self, blp, *, parameters=None, **options):
+        """Register the blueprint's routes now and document its views on the first read of the document.
+
+        The first two steps are flask-smorest's own `register_blueprint`; its third (documenting) is deferred."""
+        name = options.get("name", blp.name)
+        self._app.extensions["flask-smorest"]["blp_name_to_api"][name] = self
+        self._app.register_blueprint(blp, **options)
+        self._undocumented.append((blp, name, parameters))
+
+    def _document_views(self) -> None:
+        # Two first reads at once: one writes the document, the other waits for it. A read of `spec` from inside
+        # the writing (flask-smorest's documenting callbacks get this Api) returns the document as it stands.
+        with self._documenting:
+            if self._writing:
+                return
+            self._writing = True
+            try:
+                while self._undocumented:
+                    blp, name, parameters = self._undocumented[0]
+                    blp.register_views_in_doc(self, self._app, self._spec, name=name, parameters=parameters)
+                    self._spec.tag({"name": name, "description": blp.description})
+                    self._undocumented.pop(0)
+            finally:
+                self._writing = False
 
     def init_app(self, app, *, spec_kwargs=None):
         spec_kwargs = {**self._spec_kwargs, **(spec_kwargs or {})}

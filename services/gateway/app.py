@@ -195,5 +195,5 @@ def create_app(settings: Settings | None = None, *, proxy: UpstreamProxy | None 
     app.view_functions["readyz"] = aggregated_readiness
     spec_endpoint = "api-docs.openapi_json"
     api_object = app.view_functions[spec_endpoint].__self__
-    app.view_functions[spec_endpoint] = aggregated_openapi(api_object.spec.to_dict)
+    app.view_functions[spec_endpoint] = aggregated_openapi(lambda: api_object.spec.to_dict())
     return app
