@@ -55,6 +55,7 @@ PHASES = set((os.environ.get("BENCH_PHASES") or "a,b,c,bare,d").split(","))
 PACE = float(os.environ.get("BENCH_PACE") or 0)  # (d)'s commit rate; default half of (c)'s throughput
 SCOPES = "contacts:read,contacts:write"
 CONNECTIONS = 16  # closed-loop connections in (a): twice the 8 threads of a web process
+A_LOOPS = ("gateway", "direct", "ceiling")  # (a)'s three closed loops, in the order they run
 RATES = (25, 50, 100, 150, 200, 250, 300, 400, 500, 600, 800, 1000)
 P99_BUDGET_MS = 50.0
 PHASE_B_BUDGET_S = 240.0  # the whole rate search of (b) stops after this, whatever it reached
@@ -223,7 +224,7 @@ def phase_a(suite, key: str, contact_id: str) -> dict:
     for name, r in results.items():
         log(f"(a) {name}: {r.rate:.0f} req/s, errors {r.errors}, client CPU {r.client_cpu:.2f} core, {r.statuses}; "
             "CPU ms per request: " + ", ".join(f"{g} {v:.3f}" for g, v in cpu[name].items()))
-    return {**results, "cpu": cpu}
+    return {**results, "cpu": cpu}  # each of A_LOOPS' results, and "cpu": each loop's CPU ms per request
 
 
 # -- (b) open-loop mixed workload ------------------------------------------------------------------------------
@@ -421,8 +422,8 @@ def report(a_runs, b_runs, c_runs, bare_runs, d_runs, dropped) -> None:
     print(f"| {'measurement':<58} | {'value':>14} | {'target':<10} | note")
     print(f"|{'-' * 60}|{'-' * 16}|{'-' * 12}|------")
     if a_runs:
-        gw, direct, ceiling = (max(r[name].rate for r in a_runs) for name in ("gateway", "direct", "ceiling"))
-        cpu = max(r[name].client_cpu for r in a_runs for name in ("gateway", "direct", "ceiling"))
+        gw, direct, ceiling = (max(r[name].rate for r in a_runs) for name in A_LOOPS)
+        cpu = max(r[name].client_cpu for r in a_runs for name in A_LOOPS)
         row("(a) GET one contact via gateway", f"{gw:.0f} req/s", "", f"{CONNECTIONS} keep-alive connections")
         row("(a) GET one contact direct on contacts-web", f"{direct:.0f} req/s", "", "same identity token, same row")
         row("(a) minimal Flask view, same gunicorn settings (ceiling)", f"{ceiling:.0f} req/s", "",
@@ -459,7 +460,7 @@ def report(a_runs, b_runs, c_runs, bare_runs, d_runs, dropped) -> None:
                   + f"; total {sum(cpu.values()):.3f} ms")
 
     print()
-    for name in ("gateway", "direct", "ceiling") if a_runs else ():
+    for name in A_LOOPS if a_runs else ():
         best = max(a_runs, key=lambda r: r[name].rate)
         cpu_line(f"CPU ms per request in (a) {name}, by process (best run)", best["cpu"][name])
     if c_runs:

@@ -120,7 +120,7 @@ def test_views_are_documented_on_the_first_read_of_the_document_and_their_routes
 
 def test_two_first_reads_at_once_document_each_view_once_and_see_the_whole_document():
     _app, api, blueprints = _lazy_app(pause=0.05)
-    start = threading.Barrier(2)
+    start = threading.Barrier(2, timeout=10)
     seen = []
 
     def read():
